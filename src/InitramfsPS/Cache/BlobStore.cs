@@ -1,0 +1,203 @@
+using System;
+using System.IO;
+using InitramfsPS.Errors;
+using InitramfsPS.Images;
+
+namespace InitramfsPS.Cache
+{
+    /// <summary>
+    /// A content-addressed store shaped like an OCI image layout (<c>blobs/&lt;alg&gt;/&lt;hex&gt;</c>).
+    /// It serves both a user's layout directory (read) and the local cache (read and write).
+    /// Writes go to a temporary file that is renamed into place only after its digest checked out,
+    /// so a crash, a full disk or a concurrent writer never leaves a wrong blob under a digest.
+    /// </summary>
+    public sealed class BlobStore
+    {
+        /// <summary>Opens a store rooted at <paramref name="root"/>.</summary>
+        public BlobStore(string root) => Root = Path.GetFullPath(root);
+
+        /// <summary>The directory that holds <c>blobs/</c>.</summary>
+        public string Root { get; }
+
+        /// <summary>The cache directory: <c>$INITRAMFSPS_CACHE</c>, else <c>$XDG_CACHE_HOME/initramfsps</c>, else <c>~/.cache/initramfsps</c>.</summary>
+        public static string DefaultCacheRoot()
+        {
+            string? explicitRoot = Environment.GetEnvironmentVariable("INITRAMFSPS_CACHE");
+            if (!string.IsNullOrEmpty(explicitRoot))
+            {
+                return Path.GetFullPath(explicitRoot);
+            }
+            string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+            string baseDir = !string.IsNullOrEmpty(xdg) && Path.IsPathRooted(xdg)
+                ? xdg
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+            return Path.Combine(baseDir, "initramfsps");
+        }
+
+        /// <summary>The file a blob lives in (whether or not it exists).</summary>
+        public string PathOf(Digest digest) => Path.Combine(Root, "blobs", digest.Algorithm, digest.Hex);
+
+        /// <summary>Whether the blob is present.</summary>
+        public bool Has(Digest digest) => File.Exists(PathOf(digest));
+
+        /// <summary>Opens a blob for reading; a missing blob is a clear error.</summary>
+        public FileStream OpenRead(Digest digest, string what)
+        {
+            string path = PathOf(digest);
+            try
+            {
+                return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+            }
+            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+            {
+                throw new InitramfsException("BlobMissing", FailureKind.NotFound,
+                    $"The {what} {digest} is missing: '{path}' does not exist.", digest.ToString(), ex);
+            }
+        }
+
+        /// <summary>
+        /// Reads a small blob (manifest, index, config) whole and checks it against the descriptor's
+        /// size and digest before anything parses it.
+        /// </summary>
+        public byte[] ReadVerified(Descriptor descriptor, string what, long maxSize = 4 << 20)
+        {
+            if (descriptor.Size > maxSize)
+            {
+                throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded,
+                    $"The {what} {descriptor.Digest} declares {descriptor.Size} bytes; more than the {maxSize} allowed.", descriptor.Digest.ToString());
+            }
+            using var stream = OpenRead(descriptor.Digest, what);
+            if (stream.Length != descriptor.Size && descriptor.Size >= 0)
+            {
+                throw new InitramfsException("BlobSizeMismatch", FailureKind.InvalidData,
+                    $"The {what} {descriptor.Digest} has {stream.Length} bytes but its descriptor says {descriptor.Size}.", descriptor.Digest.ToString());
+            }
+            if (stream.Length > maxSize)
+            {
+                throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded,
+                    $"The {what} {descriptor.Digest} has {stream.Length} bytes; more than the {maxSize} allowed.", descriptor.Digest.ToString());
+            }
+            var bytes = new byte[stream.Length];
+            stream.ReadExactly(bytes);
+            var actual = Digest.Compute(descriptor.Digest.Algorithm, bytes);
+            if (actual != descriptor.Digest)
+            {
+                throw new InitramfsException("DigestMismatch", FailureKind.InvalidData,
+                    $"The {what} {descriptor.Digest} does not match its content (the bytes hash to {actual}).", descriptor.Digest.ToString());
+            }
+            return bytes;
+        }
+
+        /// <summary>Starts writing a blob whose digest is checked at <see cref="BlobWriter.Commit"/>.</summary>
+        public BlobWriter CreateWriter()
+        {
+            string tmp = Path.Combine(Root, "tmp");
+            try
+            {
+                Directory.CreateDirectory(tmp);
+                if (!File.Exists(Path.Combine(Root, "oci-layout")))
+                {
+                    File.WriteAllText(Path.Combine(Root, "oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}");
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{Root}': {ex.Message}", Root, ex);
+            }
+            return new BlobWriter(this, Path.Combine(tmp, $"{Guid.NewGuid():N}.partial"));
+        }
+    }
+
+    /// <summary>A blob being written: a temporary file that becomes the blob only when committed.</summary>
+    public sealed class BlobWriter : IDisposable
+    {
+        private readonly BlobStore store;
+        private bool committed;
+
+        internal BlobWriter(BlobStore store, string tempPath)
+        {
+            this.store = store;
+            TempPath = tempPath;
+            try
+            {
+                Stream = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{store.Root}': {ex.Message}", store.Root, ex);
+            }
+        }
+
+        /// <summary>The temporary file.</summary>
+        public string TempPath { get; }
+
+        /// <summary>Where to write the bytes.</summary>
+        public FileStream Stream { get; }
+
+        /// <summary>Appends bytes; a full disk or an I/O error becomes a CacheWriteFailed error.</summary>
+        public void Write(byte[] buffer, int count)
+        {
+            try
+            {
+                Stream.Write(buffer, 0, count);
+            }
+            catch (IOException ex)
+            {
+                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{store.Root}': {ex.Message}", store.Root, ex);
+            }
+        }
+
+        /// <summary>
+        /// Flushes to disk and renames the temporary file to the blob's path. If another process
+        /// committed the same digest first, its file stays and ours is dropped: the bytes are equal.
+        /// </summary>
+        public string Commit(Digest digest)
+        {
+            string final = store.PathOf(digest);
+            try
+            {
+                Stream.Flush(true);
+                Stream.Dispose();
+                Directory.CreateDirectory(Path.GetDirectoryName(final)!);
+                if (File.Exists(final))
+                {
+                    File.Delete(TempPath);
+                }
+                else
+                {
+                    try
+                    {
+                        File.Move(TempPath, final, overwrite: false);
+                    }
+                    catch (IOException) when (File.Exists(final))
+                    {
+                        File.Delete(TempPath);
+                    }
+                }
+                committed = true;
+                return final;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write the blob {digest} to the cache: {ex.Message}", final, ex);
+            }
+        }
+
+        /// <summary>Drops the temporary file unless it was committed.</summary>
+        public void Dispose()
+        {
+            Stream.Dispose();
+            if (!committed)
+            {
+                try
+                {
+                    File.Delete(TempPath);
+                }
+                catch (IOException)
+                {
+                    // A leftover .partial file is harmless: it is never read as a blob.
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Management.Automation;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS.Commands
+{
+    /// <summary>Adds host files or directories to a rootfs and passes the changed rootfs on.</summary>
+    [Cmdlet(VerbsCommon.Add, "InitramfsFile", DefaultParameterSetName = PathSet)]
+    [OutputType(typeof(Rootfs))]
+    public sealed class AddInitramfsFileCommand : RootfsCmdlet
+    {
+        private const string PathSet = "Path";
+        private const string LiteralPathSet = "LiteralPath";
+
+        /// <summary>Host files or directories to add; wildcards allowed.</summary>
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet)]
+        [SupportsWildcards]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; } = null!;
+
+        /// <summary>Host files or directories to add, taken literally.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet)]
+        [Alias("PSPath", "LP")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; } = null!;
+
+        /// <summary>Where the file goes in the rootfs (a directory path ending in '/' puts it inside).</summary>
+        [Parameter(Mandatory = true, Position = 1)]
+        [ValidateNotNullOrEmpty]
+        public string Destination { get; set; } = null!;
+
+        /// <summary>Octal permission bits of the added files, e.g. 0755 or 4755.</summary>
+        [Parameter]
+        [ValidatePattern("^[0-7]{3,4}$")]
+        public string Mode { get; set; } = "0755";
+
+        /// <summary>Owner of the added entries as uid:gid.</summary>
+        [Parameter]
+        [ValidatePattern(@"^\d{1,10}:\d{1,10}$")]
+        public string Owner { get; set; } = "0:0";
+
+        /// <summary>Add directories with everything below them.</summary>
+        [Parameter]
+        public SwitchParameter Recurse { get; set; }
+
+        /// <inheritdoc/>
+        protected override void ProcessRecord()
+        {
+            Guard(Destination, () =>
+            {
+                var hostPaths = ResolveHostPaths();
+                if (hostPaths is null)
+                {
+                    return;
+                }
+                string[] owner = Owner.Split(':');
+                var options = new AddFileOptions
+                {
+                    Mode = Convert.ToInt32(Mode, 8),
+                    Uid = long.Parse(owner[0], CultureInfo.InvariantCulture),
+                    Gid = long.Parse(owner[1], CultureInfo.InvariantCulture),
+                    Recurse = Recurse,
+                };
+                if (options.Uid > uint.MaxValue || options.Gid > uint.MaxValue)
+                {
+                    throw new InitramfsException("OwnerOutOfRange", FailureKind.InvalidArgument, $"The owner '{Owner}' does not fit in 32 bits.", Owner);
+                }
+                var rootfs = RootfsToChange();
+                if (rootfs is null)
+                {
+                    return;
+                }
+                var written = HostFiles.Add(rootfs, hostPaths, Destination, options);
+                foreach (string path in written)
+                {
+                    WriteVerbose($"Added {path}.");
+                }
+                rootfs.Changes.Add($"added {string.Join(", ", hostPaths)} at {Destination}");
+                WriteObject(rootfs);
+            });
+        }
+
+        private List<string>? ResolveHostPaths()
+        {
+            var result = new List<string>();
+            if (ParameterSetName == LiteralPathSet)
+            {
+                foreach (string p in LiteralPath)
+                {
+                    result.Add(GetUnresolvedProviderPathFromPSPath(p));
+                }
+                return result;
+            }
+            foreach (string p in Path)
+            {
+                try
+                {
+                    var resolved = GetResolvedProviderPathFromPSPath(p, out var provider);
+                    if (provider.Name != "FileSystem")
+                    {
+                        throw new InitramfsException("HostPathNotFileSystem", FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p);
+                    }
+                    result.AddRange(resolved);
+                }
+                catch (ItemNotFoundException)
+                {
+                    throw new InitramfsException("HostFileNotFound", FailureKind.NotFound, $"The host file '{p}' does not exist.", p);
+                }
+            }
+            return result;
+        }
+    }
+}

@@ -1,0 +1,121 @@
+using System;
+using System.Globalization;
+using System.Management.Automation;
+using InitramfsPS.Compression;
+using InitramfsPS.Cpio;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS.Commands
+{
+    /// <summary>Writes a rootfs as a cpio newc initramfs the Linux kernel boots.</summary>
+    [Cmdlet(VerbsData.Export, "Initramfs", SupportsShouldProcess = true)]
+    [OutputType(typeof(ExportReport))]
+    public sealed class ExportInitramfsCommand : RootfsCmdlet
+    {
+        private bool exported;
+
+        /// <summary>The archive to write; .cpio, .cpio.gz or .cpio.zst pick the compression.</summary>
+        [Parameter(Mandatory = true, Position = 0)]
+        [ValidateNotNullOrEmpty]
+        public string Path { get; set; } = null!;
+
+        /// <summary>The compression, overriding what the file name implies.</summary>
+        [Parameter]
+        public InitramfsCompression Compression { get; set; }
+
+        /// <summary>Compression level: gzip 0–9 (default 6), zstd 1–19 (default 3).</summary>
+        [Parameter]
+        public int CompressionLevel { get; set; }
+
+        /// <summary>Write the archive even when /init would not start; the problems become warnings.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        /// <summary>Refuse to replace an existing file.</summary>
+        [Parameter]
+        public SwitchParameter NoClobber { get; set; }
+
+        /// <summary>Do not add /dev, /dev/console, /proc, /sys, /tmp and /run.</summary>
+        [Parameter]
+        public SwitchParameter NoDefaultEntries { get; set; }
+
+        /// <summary>Clamp every mtime to at most this Unix time; defaults to $env:SOURCE_DATE_EPOCH when set.</summary>
+        [Parameter]
+        [ValidateRange(0, uint.MaxValue)]
+        public long SourceDateEpoch { get; set; }
+
+        /// <inheritdoc/>
+        protected override void ProcessRecord()
+        {
+            string fullPath = GetUnresolvedProviderPathFromPSPath(Path);
+            Guard(fullPath, () =>
+            {
+                if (exported)
+                {
+                    throw new InitramfsException("MultipleInputs", FailureKind.InvalidArgument,
+                        $"Export-Initramfs received more than one rootfs for '{fullPath}'; export each to its own file.", fullPath);
+                }
+                var compression = MyInvocation.BoundParameters.ContainsKey(nameof(Compression)) ? Compression : Compressors.FromFileName(fullPath);
+                int level = MyInvocation.BoundParameters.ContainsKey(nameof(CompressionLevel)) ? CompressionLevel : Compressors.DefaultLevel(compression);
+                if (MyInvocation.BoundParameters.ContainsKey(nameof(CompressionLevel)))
+                {
+                    Compressors.CheckLevel(compression, level);
+                }
+                if (!ShouldProcess(fullPath, $"Write {compression} initramfs"))
+                {
+                    return;
+                }
+                exported = true;
+                var rootfs = RootfsToRead();
+                if (rootfs is null)
+                {
+                    return;
+                }
+                const string activity = "Writing initramfs";
+                var options = new ExportOptions
+                {
+                    Compression = compression,
+                    Level = level,
+                    AddDefaultEntries = !NoDefaultEntries,
+                    AllowUnbootable = Force,
+                    Overwrite = !NoClobber,
+                    ClampMTime = ClampTime(),
+                    Progress = (done, total) => Progress(3, activity, $"{fullPath}: {done} of {total} entries", total == 0 ? 100 : done * 100 / total),
+                };
+                ExportReport report;
+                try
+                {
+                    report = InitramfsExporter.Export(rootfs, fullPath, options, CancellationToken);
+                }
+                finally
+                {
+                    CompleteProgress(3, activity);
+                }
+                foreach (string warning in report.Warnings)
+                {
+                    WriteWarning(warning);
+                }
+                WriteObject(report);
+            });
+        }
+
+        private long? ClampTime()
+        {
+            if (MyInvocation.BoundParameters.ContainsKey(nameof(SourceDateEpoch)))
+            {
+                return SourceDateEpoch;
+            }
+            string? env = Environment.GetEnvironmentVariable("SOURCE_DATE_EPOCH");
+            if (string.IsNullOrEmpty(env))
+            {
+                return null;
+            }
+            if (!long.TryParse(env, NumberStyles.None, CultureInfo.InvariantCulture, out long epoch))
+            {
+                throw new InitramfsException("SourceDateEpochInvalid", FailureKind.InvalidArgument,
+                    $"SOURCE_DATE_EPOCH='{env}' is not a number of seconds.", env);
+            }
+            return epoch;
+        }
+    }
+}

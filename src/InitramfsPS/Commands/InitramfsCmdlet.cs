@@ -1,0 +1,151 @@
+using System;
+using System.Diagnostics;
+using System.Management.Automation;
+using System.Threading;
+using InitramfsPS.Cache;
+using InitramfsPS.Errors;
+using InitramfsPS.Images;
+using InitramfsPS.Layers;
+
+namespace InitramfsPS.Commands
+{
+    /// <summary>
+    /// What every cmdlet of the module shares: Ctrl+C cancels the work in progress, failures become
+    /// one ErrorRecord each with a stable id, and progress is throttled so it costs nothing.
+    /// </summary>
+    public abstract class InitramfsCmdlet : PSCmdlet, IDisposable
+    {
+        private readonly CancellationTokenSource cancellation = new();
+        private readonly Stopwatch progressClock = Stopwatch.StartNew();
+        private long lastProgress = -1000;
+
+        /// <summary>Cancelled when the user presses Ctrl+C.</summary>
+        protected CancellationToken CancellationToken => cancellation.Token;
+
+        /// <inheritdoc/>
+        protected override void StopProcessing() => cancellation.Cancel();
+
+        /// <summary>Runs <paramref name="action"/>, turning our failures into non-terminating errors on <paramref name="target"/>.</summary>
+        protected void Guard(object? target, Action action)
+        {
+            try
+            {
+                action();
+            }
+            catch (InitramfsException ex)
+            {
+                WriteError(ToErrorRecord(ex, target));
+            }
+            catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+            {
+                throw new PipelineStoppedException();
+            }
+        }
+
+        /// <summary>An ErrorRecord with the exception's stable id and the matching category.</summary>
+        protected static ErrorRecord ToErrorRecord(InitramfsException ex, object? target)
+        {
+            var category = ex.Kind switch
+            {
+                FailureKind.InvalidArgument => ErrorCategory.InvalidArgument,
+                FailureKind.NotFound => ErrorCategory.ObjectNotFound,
+                FailureKind.InvalidData => ErrorCategory.InvalidData,
+                FailureKind.NotImplemented => ErrorCategory.NotImplemented,
+                FailureKind.Security => ErrorCategory.SecurityError,
+                FailureKind.LimitExceeded => ErrorCategory.LimitsExceeded,
+                FailureKind.WriteFailed => ErrorCategory.WriteError,
+                FailureKind.NotBootable => ErrorCategory.InvalidResult,
+                _ => ErrorCategory.NotSpecified,
+            };
+            return new ErrorRecord(ex, ex.ErrorId, category, ex.Target ?? target);
+        }
+
+        /// <summary>Writes progress at most ten times a second, and always when <paramref name="force"/> is set.</summary>
+        protected void Progress(int activityId, string activity, string status, int percent, bool force = false)
+        {
+            long now = progressClock.ElapsedMilliseconds;
+            if (!force && now - lastProgress < 100)
+            {
+                return;
+            }
+            lastProgress = now;
+            WriteProgress(new ProgressRecord(activityId, activity, status) { PercentComplete = Math.Clamp(percent, 0, 100) });
+        }
+
+        /// <summary>Ends a progress bar.</summary>
+        protected void CompleteProgress(int activityId, string activity)
+            => WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
+
+        /// <summary>Expands an image into a rootfs with progress; shared by every cmdlet that takes an image.</summary>
+        protected Rootfs ExpandImage(OciImage image, long maxLayerSize)
+        {
+            const string activity = "Expanding image layers";
+            var options = new ExpandOptions
+            {
+                MaxLayerSize = maxLayerSize,
+                Progress = (index, count, read, size) => Progress(1, activity,
+                    $"{image.Reference}: layer {index} of {count}", (int)((index - 1 + (size == 0 ? 1 : (double)read / size)) * 100 / Math.Max(1, count))),
+            };
+            try
+            {
+                return ImageExpander.Expand(image, new BlobStore(BlobStore.DefaultCacheRoot()), options, CancellationToken);
+            }
+            finally
+            {
+                CompleteProgress(1, activity);
+            }
+        }
+
+        /// <summary>Releases the cancellation source.</summary>
+        public void Dispose()
+        {
+            cancellation.Dispose();
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    /// <summary>
+    /// A cmdlet that works on a rootfs taken from the pipeline: a Rootfs, or an OciImage that is
+    /// expanded on the spot, so <c>Get-OciImage x | Add-InitramfsFile …</c> needs no Expand-OciLayers.
+    /// </summary>
+    public abstract class RootfsCmdlet : InitramfsCmdlet
+    {
+        /// <summary>The rootfs or image to work on.</summary>
+        [Parameter(Mandatory = true, ValueFromPipeline = true)]
+        [ValidateNotNull]
+        public PSObject InputObject { get; set; } = null!;
+
+        /// <summary>
+        /// The rootfs to change: a copy of a piped Rootfs (copy-on-write, so the caller's object never
+        /// changes) or a freshly expanded image. Null after writing an error for any other input.
+        /// </summary>
+        protected Rootfs? RootfsToChange()
+        {
+            return InputObject.BaseObject switch
+            {
+                Rootfs rootfs => rootfs.Clone(),
+                OciImage image => ExpandImage(image, ExpandOptions.DefaultMaxLayerSize),
+                var other => Reject(other),
+            };
+        }
+
+        /// <summary>The rootfs to read: a piped Rootfs as is, or an expanded image.</summary>
+        protected Rootfs? RootfsToRead()
+        {
+            return InputObject.BaseObject switch
+            {
+                Rootfs rootfs => rootfs,
+                OciImage image => ExpandImage(image, ExpandOptions.DefaultMaxLayerSize),
+                var other => Reject(other),
+            };
+        }
+
+        private Rootfs? Reject(object other)
+        {
+            WriteError(new ErrorRecord(
+                new ArgumentException($"Expected a Rootfs or an OciImage (from Get-OciImage or Expand-OciLayers), got {other.GetType().Name} '{other}'."),
+                "InputNotRootfs", ErrorCategory.InvalidType, other));
+            return null;
+        }
+    }
+}

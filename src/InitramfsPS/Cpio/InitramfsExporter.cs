@@ -1,0 +1,376 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Threading;
+using InitramfsPS.Compression;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS.Cpio
+{
+    /// <summary>Options of <see cref="InitramfsExporter.Export"/>.</summary>
+    public sealed class ExportOptions
+    {
+        /// <summary>Compression of the archive.</summary>
+        public InitramfsCompression Compression { get; init; }
+
+        /// <summary>Compression level (see <see cref="Compressors.CheckLevel"/>).</summary>
+        public int Level { get; init; }
+
+        /// <summary>zstd worker threads; the bytes are fixed for a given count.</summary>
+        public int Workers { get; init; } = Environment.ProcessorCount;
+
+        /// <summary>Add /dev, /dev/console, /proc, /sys, /tmp and /run when missing.</summary>
+        public bool AddDefaultEntries { get; init; } = true;
+
+        /// <summary>Clamp every mtime to at most this (Unix seconds), as SOURCE_DATE_EPOCH asks.</summary>
+        public long? ClampMTime { get; init; }
+
+        /// <summary>Write the archive even when /init would not start; the problems become warnings.</summary>
+        public bool AllowUnbootable { get; init; }
+
+        /// <summary>Replace an existing file at the path.</summary>
+        public bool Overwrite { get; init; } = true;
+
+        /// <summary>Called now and then with (entries written, entry count).</summary>
+        public Action<int, int>? Progress { get; init; }
+    }
+
+    /// <summary>What an export wrote.</summary>
+    public sealed class ExportReport
+    {
+        /// <summary>The archive file.</summary>
+        public required string Path { get; init; }
+
+        /// <summary>Its compression.</summary>
+        public InitramfsCompression Compression { get; init; }
+
+        /// <summary>The level used (0 when uncompressed).</summary>
+        public int CompressionLevel { get; init; }
+
+        /// <summary>Entries in the archive (the trailer not counted).</summary>
+        public int EntryCount { get; init; }
+
+        /// <summary>Size of the cpio stream before compression.</summary>
+        public long UncompressedSize { get; init; }
+
+        /// <summary>Size of the file.</summary>
+        public long CompressedSize { get; init; }
+
+        /// <summary>sha256 of the file, lower-case hex.</summary>
+        public required string Sha256 { get; init; }
+
+        /// <summary>How long the export took.</summary>
+        public TimeSpan Duration { get; init; }
+
+        /// <summary>Problems accepted under -Force and entries the export added.</summary>
+        public IReadOnlyList<string> Warnings { get; init; } = Array.Empty<string>();
+
+        /// <summary>Entries added because the kernel needs them (/dev/console, mount points).</summary>
+        public IReadOnlyList<string> AddedEntries { get; init; } = Array.Empty<string>();
+
+        /// <summary>Compressed size over uncompressed size.</summary>
+        public double Ratio => UncompressedSize == 0 ? 0 : Math.Round((double)CompressedSize / UncompressedSize, 3);
+
+        /// <inheritdoc/>
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+            $"{Path} ({Compression}, {EntryCount} entries, {Units.Bytes(UncompressedSize)} -> {Units.Bytes(CompressedSize)}, sha256:{Sha256[..12]}…)");
+    }
+
+    /// <summary>
+    /// Writes a rootfs as an initramfs: cpio newc in the order of <see cref="Rootfs.GetEntries"/>
+    /// (parents first, names sorted by bytes), inode numbers in output order, a hardlink group's
+    /// data once on its first name, the entries the kernel needs added, mtimes clamped when asked,
+    /// compressed, into a temporary file renamed over the target only when complete.
+    /// </summary>
+    public static class InitramfsExporter
+    {
+        /// <summary>Entries the kernel needs that images never ship: without /dev/console init has no stdio.</summary>
+        public static IReadOnlyList<RootfsEntry> DefaultEntries { get; } = new[]
+        {
+            new RootfsEntry { Path = "/dev", Type = EntryType.Directory, Mode = 0x1ED, Source = "generated" },
+            new RootfsEntry { Path = "/dev/console", Type = EntryType.CharDevice, Mode = 0x180, DevMajor = 5, DevMinor = 1, Source = "generated" },
+            new RootfsEntry { Path = "/proc", Type = EntryType.Directory, Mode = 0x16D, Source = "generated" },
+            new RootfsEntry { Path = "/sys", Type = EntryType.Directory, Mode = 0x16D, Source = "generated" },
+            new RootfsEntry { Path = "/tmp", Type = EntryType.Directory, Mode = 0x3FF, Source = "generated" },
+            new RootfsEntry { Path = "/run", Type = EntryType.Directory, Mode = 0x1ED, Source = "generated" },
+        };
+
+        /// <summary>Checks the rootfs and writes it to <paramref name="path"/>.</summary>
+        public static ExportReport Export(Rootfs source, string path, ExportOptions options, CancellationToken cancellationToken)
+        {
+            var stopwatch = Stopwatch.StartNew();
+            var warnings = new List<string>();
+            var added = new List<string>();
+            var rootfs = source;
+            if (options.AddDefaultEntries)
+            {
+                rootfs = source.Clone();
+                foreach (var entry in DefaultEntries)
+                {
+                    var parent = rootfs.GetEntry(RootfsPath.Parent(entry.Path));
+                    if (rootfs.Contains(entry.Path))
+                    {
+                        continue;
+                    }
+                    if (parent?.Type != EntryType.Directory)
+                    {
+                        warnings.Add($"{entry.Path} was not added: {RootfsPath.Parent(entry.Path)} is not a directory.");
+                        continue;
+                    }
+                    rootfs.Set(entry, null);
+                    added.Add(entry.Path);
+                }
+            }
+
+            var problems = InitCheck.Check(rootfs);
+            if (problems.Count > 0)
+            {
+                if (!options.AllowUnbootable)
+                {
+                    throw new InitramfsException(problems[0].ErrorId, FailureKind.NotBootable,
+                        string.Join(" ", problems.Select(p => p.Message)) + " Use -Force to write the archive anyway.", "/init");
+                }
+                warnings.AddRange(problems.Select(p => p.Message));
+            }
+
+            var entries = rootfs.GetEntries().ToList();
+            var plan = Plan(rootfs, entries, options);
+
+            string fullPath = System.IO.Path.GetFullPath(path);
+            string directory = System.IO.Path.GetDirectoryName(fullPath)!;
+            if (!Directory.Exists(directory))
+            {
+                throw new InitramfsException("OutputDirectoryMissing", FailureKind.NotFound, $"The directory '{directory}' does not exist.", directory);
+            }
+            if (!options.Overwrite && File.Exists(fullPath))
+            {
+                throw new InitramfsException("OutputExists", FailureKind.WriteFailed, $"'{fullPath}' exists and -NoClobber was given.", fullPath);
+            }
+            foreach (var content in entries.Select(e => e.Content).OfType<Content>().Distinct())
+            {
+                content.Validate();
+            }
+
+            string temp = System.IO.Path.Combine(directory, $".{System.IO.Path.GetFileName(fullPath)}.{Guid.NewGuid():N}.partial");
+            try
+            {
+                long uncompressed;
+                string sha256;
+                long compressedSize;
+                using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+                {
+                    using var hashing = new HashingWriteStream(file);
+                    using (var compressor = Compressors.Open(hashing, options.Compression, options.Level, options.Workers))
+                    {
+                        var writer = new CpioNewcWriter(compressor);
+                        WriteEntries(writer, entries, plan, options, cancellationToken);
+                        writer.WriteTrailer();
+                        uncompressed = writer.Position;
+                    }
+                    hashing.Flush();
+                    file.Flush(true);
+                    sha256 = hashing.Sha256Hex();
+                    compressedSize = hashing.BytesWritten;
+                }
+                File.Move(temp, fullPath, overwrite: options.Overwrite);
+                return new ExportReport
+                {
+                    Path = fullPath,
+                    Compression = options.Compression,
+                    CompressionLevel = options.Compression == InitramfsCompression.None ? 0 : options.Level,
+                    EntryCount = entries.Count,
+                    UncompressedSize = uncompressed,
+                    CompressedSize = compressedSize,
+                    Sha256 = sha256,
+                    Duration = stopwatch.Elapsed,
+                    Warnings = warnings,
+                    AddedEntries = added,
+                };
+            }
+            catch (IOException ex) when (ex is not FileNotFoundException)
+            {
+                TryDelete(temp);
+                throw new InitramfsException("ExportWriteFailed", FailureKind.WriteFailed, $"Cannot write '{fullPath}': {ex.Message}", fullPath, ex);
+            }
+            catch
+            {
+                TryDelete(temp);
+                throw;
+            }
+        }
+
+        private sealed class Planned
+        {
+            public byte[] Name = Array.Empty<byte>();
+            public CpioHeader Header;
+            public bool WriteData;
+        }
+
+        /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
+        private static Planned[] Plan(Rootfs rootfs, List<RootfsEntry> entries, ExportOptions options)
+        {
+            var plan = new Planned[entries.Count];
+            var groupSizes = new Dictionary<HardlinkGroup, int>(ReferenceEqualityComparer.Instance);
+            foreach (var e in entries)
+            {
+                if (e.Type == EntryType.File && e.Hardlink is { } g)
+                {
+                    groupSizes[g] = groupSizes.TryGetValue(g, out int n) ? n + 1 : 1;
+                }
+            }
+            var groupInodes = new Dictionary<HardlinkGroup, uint>(ReferenceEqualityComparer.Instance);
+            uint nextIno = 1;
+            for (int i = 0; i < entries.Count; i++)
+            {
+                var e = entries[i];
+                string archiveName = RootfsPath.ArchiveName(e.Path);
+                byte[] name = Encoding.UTF8.GetBytes(archiveName);
+                if (name.Length + 1 > RootfsPath.PathMax)
+                {
+                    throw new InitramfsException("EntryNameTooLong", FailureKind.LimitExceeded,
+                        $"The name '{RootfsPath.Printable(e.Path)}' is {name.Length} bytes; the kernel drops names of PATH_MAX ({RootfsPath.PathMax}) bytes or more.", e.Path);
+                }
+                if (e.Uid is < 0 or > uint.MaxValue || e.Gid is < 0 or > uint.MaxValue)
+                {
+                    throw new InitramfsException("EntryOwnerOutOfRange", FailureKind.LimitExceeded,
+                        $"The owner {e.Owner} of '{RootfsPath.Printable(e.Path)}' does not fit in the 32-bit fields of a newc archive.", e.Path);
+                }
+                long size;
+                bool writeData = false;
+                uint nlink = 1;
+                uint ino;
+                switch (e.Type)
+                {
+                    case EntryType.File:
+                        if (e.Size >= 1L << 32)
+                        {
+                            throw new InitramfsException("EntryTooLarge", FailureKind.LimitExceeded,
+                                $"'{RootfsPath.Printable(e.Path)}' is {e.Size} bytes; a newc archive cannot hold a file of 4 GiB or more.", e.Path);
+                        }
+                        if (e.Hardlink is { } group && groupSizes[group] > 1)
+                        {
+                            nlink = (uint)groupSizes[group];
+                            if (groupInodes.TryGetValue(group, out ino))
+                            {
+                                // The kernel links later names to the first and takes the data once.
+                                size = 0;
+                                break;
+                            }
+                            ino = nextIno++;
+                            groupInodes[group] = ino;
+                        }
+                        else
+                        {
+                            ino = nextIno++;
+                        }
+                        size = e.Size;
+                        writeData = true;
+                        break;
+                    case EntryType.Symlink:
+                        int targetLength = Encoding.UTF8.GetByteCount(e.LinkTarget ?? string.Empty);
+                        if (targetLength + 1 > RootfsPath.PathMax)
+                        {
+                            throw new InitramfsException("SymlinkTargetTooLong", FailureKind.LimitExceeded,
+                                $"The symlink '{RootfsPath.Printable(e.Path)}' has a target of {targetLength} bytes; the kernel drops targets of PATH_MAX or more.", e.Path);
+                        }
+                        ino = nextIno++;
+                        size = targetLength;
+                        writeData = true;
+                        break;
+                    case EntryType.Directory:
+                        ino = nextIno++;
+                        nlink = (uint)(2 + rootfs.CountSubdirectories(e.Path));
+                        size = 0;
+                        break;
+                    default:
+                        ino = nextIno++;
+                        size = 0;
+                        break;
+                }
+                long mtime = e.MTime;
+                if (options.ClampMTime is { } clamp && mtime > clamp)
+                {
+                    mtime = clamp;
+                }
+                plan[i] = new Planned
+                {
+                    Name = name,
+                    WriteData = writeData,
+                    Header = new CpioHeader
+                    {
+                        Ino = ino,
+                        Mode = TypeBits(e.Type) | (uint)(e.Mode & 0xFFF),
+                        Uid = (uint)e.Uid,
+                        Gid = (uint)e.Gid,
+                        NLink = nlink,
+                        MTime = (uint)Math.Clamp(mtime, 0, uint.MaxValue),
+                        FileSize = (uint)size,
+                        RDevMajor = (uint)e.DevMajor,
+                        RDevMinor = (uint)e.DevMinor,
+                    },
+                };
+            }
+            return plan;
+        }
+
+        private static void WriteEntries(CpioNewcWriter writer, List<RootfsEntry> entries, Planned[] plan, ExportOptions options, CancellationToken cancellationToken)
+        {
+            var buffer = new byte[1 << 20];
+            using var reader = new ContentReader();
+            var data = writer.DataStream;
+            for (int i = 0; i < entries.Count; i++)
+            {
+                if ((i & 255) == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    options.Progress?.Invoke(i, entries.Count);
+                }
+                var e = entries[i];
+                var p = plan[i];
+                writer.WriteHeader(p.Header, p.Name);
+                if (p.WriteData && p.Header.FileSize > 0)
+                {
+                    if (e.Type == EntryType.Symlink)
+                    {
+                        writer.WriteData(Encoding.UTF8.GetBytes(e.LinkTarget!));
+                    }
+                    else
+                    {
+                        reader.CopyTo(e.Content!, data, buffer, cancellationToken);
+                    }
+                }
+                writer.EndData();
+            }
+            options.Progress?.Invoke(entries.Count, entries.Count);
+        }
+
+        private static uint TypeBits(EntryType type) => type switch
+        {
+            EntryType.File => CpioNewcWriter.TypeFile,
+            EntryType.Directory => CpioNewcWriter.TypeDirectory,
+            EntryType.Symlink => CpioNewcWriter.TypeSymlink,
+            EntryType.CharDevice => CpioNewcWriter.TypeChar,
+            EntryType.BlockDevice => CpioNewcWriter.TypeBlock,
+            EntryType.Fifo => CpioNewcWriter.TypeFifo,
+            _ => CpioNewcWriter.TypeSocket,
+        };
+
+        private static void TryDelete(string path)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using InitramfsPS.Cache;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS.Images
+{
+    /// <summary>
+    /// Resolves a reference inside a blob store to one image: index.json or a digest, through any
+    /// index to the manifest of one platform, then the config. Every blob is checked against its
+    /// descriptor's size and digest before it is parsed.
+    /// </summary>
+    public static class LayoutResolver
+    {
+        private const string RefNameAnnotation = "org.opencontainers.image.ref.name";
+
+        /// <summary>Resolves <c>oci:dir[:tag|@digest]</c> in the layout at <paramref name="directory"/>.</summary>
+        public static OciImage FromLayout(ImageReference reference, string directory, Platform platform)
+        {
+            if (!Directory.Exists(directory))
+            {
+                throw new InitramfsException("LayoutNotFound", FailureKind.NotFound,
+                    $"The OCI image layout '{directory}' does not exist.", directory);
+            }
+            string indexPath = Path.Combine(directory, "index.json");
+            if (!File.Exists(indexPath))
+            {
+                throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData,
+                    $"'{directory}' is not an OCI image layout: it has no index.json.", directory);
+            }
+            var store = new BlobStore(directory);
+            Descriptor chosen;
+            if (reference.Digest is { } digest)
+            {
+                var info = new FileInfo(store.PathOf(digest));
+                if (!info.Exists)
+                {
+                    throw new InitramfsException("ManifestNotFound", FailureKind.NotFound,
+                        $"The layout '{directory}' has no blob {digest}.", digest.ToString());
+                }
+                chosen = new Descriptor(null, digest, info.Length);
+            }
+            else
+            {
+                var indexBytes = ReadSmallFile(indexPath, "index.json");
+                var entries = ParseIndex(indexBytes, "index.json of " + directory);
+                chosen = PickTagged(entries, reference.Tag, directory, platform);
+            }
+            return Resolve(reference, store, chosen, platform);
+        }
+
+        /// <summary>Resolves a descriptor (index or manifest) in <paramref name="store"/> to one image.</summary>
+        public static OciImage Resolve(ImageReference reference, BlobStore store, Descriptor descriptor, Platform platform)
+        {
+            for (int depth = 0; depth < 4; depth++)
+            {
+                byte[] bytes = store.ReadVerified(descriptor, "manifest");
+                using var doc = Parse(bytes, $"manifest {descriptor.Digest}");
+                var root = doc.RootElement;
+                string? mediaType = descriptor.MediaType ?? Str(root, "mediaType");
+                if (mediaType is MediaTypes.DockerSchema1 or MediaTypes.DockerSchema1Signed
+                    || (root.TryGetProperty("schemaVersion", out var sv) && sv.ValueKind == JsonValueKind.Number && sv.GetInt32() == 1))
+                {
+                    throw new InitramfsException("ManifestSchema1Unsupported", FailureKind.NotImplemented,
+                        $"The manifest {descriptor.Digest} is Docker schema 1, which is deprecated and not supported; push the image again with a current tool.", descriptor.Digest.ToString());
+                }
+                bool isIndex = MediaTypes.IsIndex(mediaType) || (mediaType is null && root.TryGetProperty("manifests", out _));
+                if (isIndex)
+                {
+                    var entries = ParseIndex(bytes, $"index {descriptor.Digest}");
+                    descriptor = PickPlatform(entries, platform, descriptor.Digest.ToString());
+                    continue;
+                }
+                if (!root.TryGetProperty("config", out var configElement) || !root.TryGetProperty("layers", out var layersElement)
+                    || layersElement.ValueKind != JsonValueKind.Array)
+                {
+                    throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData,
+                        $"The manifest {descriptor.Digest} has no config or layers.", descriptor.Digest.ToString());
+                }
+                var configDescriptor = ParseDescriptor(configElement, $"manifest {descriptor.Digest}");
+                var configBytes = store.ReadVerified(configDescriptor, "image config", 64 << 20);
+                using var configDoc = Parse(configBytes, $"image config {configDescriptor.Digest}");
+                var config = ImageConfig.Parse(configDoc.RootElement);
+                var layers = new List<LayerDescriptor>();
+                int i = 0;
+                foreach (var l in layersElement.EnumerateArray())
+                {
+                    var d = ParseDescriptor(l, $"manifest {descriptor.Digest}");
+                    var compression = MediaTypes.LayerCompressionOf(d.MediaType) ?? throw new InitramfsException("LayerMediaTypeUnsupported", FailureKind.NotImplemented,
+                        $"Layer {i + 1} of {descriptor.Digest} has the media type '{d.MediaType}', which is not a tar layer this module can apply.", d.Digest.ToString());
+                    layers.Add(new LayerDescriptor
+                    {
+                        Index = i + 1,
+                        MediaType = d.MediaType,
+                        Digest = d.Digest,
+                        Size = d.Size,
+                        DiffId = i < config.DiffIds.Count ? config.DiffIds[i] : null,
+                        Compression = compression,
+                    });
+                    i++;
+                }
+                CheckDiffIds(config, layers, descriptor.Digest.ToString());
+                var imagePlatform = Platform.Normalize(config.Os, string.IsNullOrEmpty(config.Architecture) ? platform.Architecture : config.Architecture, config.Variant);
+                return new OciImage(reference, descriptor.Digest, mediaType, imagePlatform, configDescriptor.Digest, config, layers, store);
+            }
+            throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData, "Indexes are nested more than 4 deep.", descriptor.Digest.ToString());
+        }
+
+        /// <summary>The config's diff_ids must name each layer once, or layers could be swapped unnoticed.</summary>
+        internal static void CheckDiffIds(ImageConfig config, IReadOnlyList<LayerDescriptor> layers, string what)
+        {
+            if (config.DiffIds.Count != layers.Count)
+            {
+                throw new InitramfsException("ConfigLayerCountMismatch", FailureKind.InvalidData,
+                    $"The image {what} has {layers.Count} layers but its config lists {config.DiffIds.Count} diff_ids.", what);
+            }
+        }
+
+        internal static List<Descriptor> ParseIndex(byte[] bytes, string what)
+        {
+            using var doc = Parse(bytes, what);
+            if (!doc.RootElement.TryGetProperty("manifests", out var manifests) || manifests.ValueKind != JsonValueKind.Array)
+            {
+                throw new InitramfsException("IndexInvalid", FailureKind.InvalidData, $"The {what} has no manifests array.", what);
+            }
+            return manifests.EnumerateArray().Select(m => ParseDescriptor(m, what)).ToList();
+        }
+
+        internal static Descriptor ParseDescriptor(JsonElement e, string what)
+        {
+            if (e.ValueKind != JsonValueKind.Object || !e.TryGetProperty("digest", out var digestElement) || digestElement.ValueKind != JsonValueKind.String
+                || !e.TryGetProperty("size", out var sizeElement) || sizeElement.ValueKind != JsonValueKind.Number || !sizeElement.TryGetInt64(out long size) || size < 0)
+            {
+                throw new InitramfsException("DescriptorInvalid", FailureKind.InvalidData, $"The {what} has a descriptor without a valid digest and size.", what);
+            }
+            Platform? platform = null;
+            if (e.TryGetProperty("platform", out var p) && p.ValueKind == JsonValueKind.Object)
+            {
+                platform = Platform.Normalize(Str(p, "os") ?? string.Empty, Str(p, "architecture") ?? string.Empty, Str(p, "variant"));
+            }
+            var annotations = new Dictionary<string, string>(StringComparer.Ordinal);
+            if (e.TryGetProperty("annotations", out var a) && a.ValueKind == JsonValueKind.Object)
+            {
+                foreach (var kv in a.EnumerateObject())
+                {
+                    if (kv.Value.ValueKind == JsonValueKind.String)
+                    {
+                        annotations[kv.Name] = kv.Value.GetString()!;
+                    }
+                }
+            }
+            return new Descriptor(Str(e, "mediaType"), Digest.Parse(digestElement.GetString(), "digest in " + what), size)
+            {
+                Platform = platform,
+                Annotations = annotations,
+            };
+        }
+
+        private static Descriptor PickTagged(List<Descriptor> entries, string? tag, string directory, Platform platform)
+        {
+            if (tag is not null)
+            {
+                var match = entries.FirstOrDefault(e => e.Annotations.TryGetValue(RefNameAnnotation, out var t) && t == tag);
+                if (match is null)
+                {
+                    throw new InitramfsException("TagNotFound", FailureKind.NotFound,
+                        $"The layout '{directory}' has no image tagged '{tag}'. Tags: {TagList(entries)}.", tag);
+                }
+                return match;
+            }
+            if (entries.Count == 1)
+            {
+                return entries[0];
+            }
+            if (entries.Count > 1 && entries.All(e => e.Platform is not null))
+            {
+                return PickPlatform(entries, platform, directory);
+            }
+            throw new InitramfsException(entries.Count == 0 ? "LayoutEmpty" : "TagRequired",
+                entries.Count == 0 ? FailureKind.NotFound : FailureKind.InvalidArgument,
+                entries.Count == 0
+                    ? $"The layout '{directory}' holds no image."
+                    : $"The layout '{directory}' holds {entries.Count} images; name one with oci:{directory}:<tag>. Tags: {TagList(entries)}.",
+                directory);
+        }
+
+        private static string TagList(List<Descriptor> entries)
+        {
+            var tags = entries.Select(e => e.Annotations.TryGetValue(RefNameAnnotation, out var t) ? t : null).Where(t => t is not null).ToList();
+            return tags.Count == 0 ? "(none)" : string.Join(", ", tags);
+        }
+
+        private static Descriptor PickPlatform(List<Descriptor> entries, Platform wanted, string what)
+        {
+            // Entries without a platform, or "unknown/unknown" (BuildKit attestations), are not images to run.
+            var candidates = entries.Where(e => e.Platform is { } p && p.Os != "unknown" && p.Architecture != "unknown").ToList();
+            var match = candidates.FirstOrDefault(e => e.Platform! == wanted)
+                ?? candidates.FirstOrDefault(e => wanted.Matches(e.Platform!));
+            if (match is null)
+            {
+                string available = candidates.Count == 0 ? "(none)" : string.Join(", ", candidates.Select(e => e.Platform!.ToString()).Distinct());
+                throw new InitramfsException("PlatformNotFound", FailureKind.NotFound,
+                    $"The image index {what} has no image for {wanted}. Platforms: {available}.", wanted.ToString());
+            }
+            return match;
+        }
+
+        private static byte[] ReadSmallFile(string path, string what)
+        {
+            var info = new FileInfo(path);
+            if (info.Length > 4 << 20)
+            {
+                throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded, $"The {what} at '{path}' is larger than 4 MiB.", path);
+            }
+            return File.ReadAllBytes(path);
+        }
+
+        internal static JsonDocument Parse(byte[] bytes, string what)
+        {
+            try
+            {
+                return JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 64 });
+            }
+            catch (JsonException ex)
+            {
+                throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData, $"The {what} is not valid JSON: {ex.Message}", what, ex);
+            }
+        }
+
+        private static string? Str(JsonElement e, string name) =>
+            e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+    }
+}

@@ -1,0 +1,249 @@
+using System;
+using System.IO;
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Threading;
+using InitramfsPS.Cache;
+using InitramfsPS.Errors;
+using InitramfsPS.Images;
+
+namespace InitramfsPS.Layers
+{
+    /// <summary>Limits and callbacks for <see cref="ImageExpander.Expand"/>.</summary>
+    public sealed class ExpandOptions
+    {
+        /// <summary>The most bytes one layer may expand to; past it the layer is a decompression bomb.</summary>
+        public long MaxLayerSize { get; init; } = DefaultMaxLayerSize;
+
+        /// <summary>16 GiB: more than any real layer, less than a disk fills with.</summary>
+        public const long DefaultMaxLayerSize = 16L << 30;
+
+        /// <summary>The most entries a rootfs may hold (metadata is kept in memory).</summary>
+        public int MaxEntries { get; init; } = 2_000_000;
+
+        /// <summary>Called as layer bytes are read: (layer index, layer count, bytes read, layer size).</summary>
+        public Action<int, int, long, long>? Progress { get; init; }
+    }
+
+    /// <summary>
+    /// Turns an image into a rootfs. Each layer is read once, as a stream: its stored bytes are
+    /// hashed against the layer digest, and a compressed layer is decompressed into the cache
+    /// (keyed and checked by its diff_id) so that file contents can later be read at random
+    /// offsets. Entries are applied only after every check on the layer passed.
+    /// </summary>
+    public static class ImageExpander
+    {
+        /// <summary>Applies every layer of <paramref name="image"/> in order to a new rootfs.</summary>
+        public static Rootfs Expand(OciImage image, BlobStore cache, ExpandOptions options, CancellationToken cancellationToken)
+        {
+            var rootfs = new Rootfs(image);
+            foreach (var layer in image.Layers)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var parsed = Read(image, layer, cache, options, cancellationToken);
+                LayerApplier.Apply(rootfs, parsed, layer.DisplayName);
+                if (rootfs.Count > options.MaxEntries)
+                {
+                    throw new InitramfsException("TooManyEntries", FailureKind.LimitExceeded,
+                        $"The image has more than {options.MaxEntries} entries; refusing to hold more in memory.", image.ToString());
+                }
+            }
+            return rootfs;
+        }
+
+        private static ParsedLayer Read(OciImage image, LayerDescriptor layer, BlobStore cache, ExpandOptions options, CancellationToken cancellationToken)
+        {
+            string name = layer.DisplayName;
+            using var raw = image.Blobs.OpenRead(layer.Digest, name);
+            if (raw.Length != layer.Size)
+            {
+                throw new InitramfsException("LayerSizeMismatch", FailureKind.InvalidData,
+                    $"{name}: the blob has {raw.Length} bytes but the manifest says {layer.Size}.", layer.Digest.ToString());
+            }
+            Span<byte> head = stackalloc byte[4];
+            int headLength = raw.ReadAtLeast(head, 4, throwOnEndOfStream: false);
+            raw.Position = 0;
+            var actual = MediaTypes.Sniff(head[..headLength]);
+            if (actual != layer.Compression)
+            {
+                throw new InitramfsException("LayerCompressionMismatch", FailureKind.InvalidData,
+                    $"{name}: the media type '{layer.MediaType}' says {layer.Compression} but the bytes are {actual}.", layer.Digest.ToString());
+            }
+
+            if (layer.Compression == LayerCompression.None)
+            {
+                // An uncompressed layer is its own random-access form: entries point into the blob.
+                var parsed = new ParsedLayer { BackingPath = image.Blobs.PathOf(layer.Digest), BackingLength = raw.Length };
+                using var hash = layer.Digest.CreateHash();
+                var counted = new HashingReadStream(raw, hash);
+                ParseChecked(counted, parsed, name, layer, counted, hash, () => Progress(options, layer, image, counted.BytesRead), cancellationToken);
+                var digest = layer.Digest;
+                if (layer.DiffId is { } diffId && diffId != digest)
+                {
+                    throw new InitramfsException("LayerDiffIdMismatch", FailureKind.InvalidData,
+                        $"{name}: the config's diff_id {diffId} differs from the digest of this uncompressed layer.", layer.Digest.ToString());
+                }
+                return parsed;
+            }
+
+            if (layer.DiffId is { } known && cache.Has(known))
+            {
+                var fromCache = TryReadCached(cache, known, name, cancellationToken);
+                if (fromCache is not null)
+                {
+                    return fromCache;
+                }
+            }
+
+            using var rawHash = layer.Digest.CreateHash();
+            var rawStream = new HashingReadStream(raw, rawHash);
+            using var writer = cache.CreateWriter();
+            using var tarHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var result = new ParsedLayer();
+            using (var decompressed = Decompress(rawStream, layer.Compression))
+            {
+                var tar = new HashingReadStream(decompressed, tarHash, options.MaxLayerSize,
+                    limit => new InitramfsException("LayerTooLarge", FailureKind.LimitExceeded,
+                        $"{name}: the layer expands past {limit} bytes (a decompression bomb?); raise -MaxLayerSize if it is genuine.", layer.Digest.ToString()),
+                    new TeeTarget(writer));
+                ParseChecked(tar, result, name, layer, rawStream, rawHash, () => Progress(options, layer, image, rawStream.BytesRead), cancellationToken);
+            }
+            var computed = Digest.FromSha256(tarHash.GetHashAndReset());
+            if (layer.DiffId is { } expected && expected != computed)
+            {
+                throw new InitramfsException("LayerDiffIdMismatch", FailureKind.InvalidData,
+                    $"{name}: the uncompressed layer hashes to {computed}, but the config's diff_id is {expected}.", layer.Digest.ToString());
+            }
+            result.BackingPath = writer.Commit(computed);
+            result.BackingLength = new FileInfo(result.BackingPath).Length;
+            return result;
+        }
+
+        /// <summary>
+        /// Parses a layer's tar and checks the stored bytes' digest and size. When parsing or
+        /// decompression fails, the digest is checked first: bytes that do not match their digest
+        /// are reported as that, since a tampered or damaged blob is the likelier cause.
+        /// </summary>
+        private static void ParseChecked(Stream tar, ParsedLayer parsed, string name, LayerDescriptor layer,
+            HashingReadStream raw, IncrementalHash rawHash, Action progress, CancellationToken cancellationToken)
+        {
+            try
+            {
+                var reader = new TarReader(tar);
+                long entries = 0;
+                TarHeader? header;
+                while ((header = reader.Next()) is not null)
+                {
+                    if ((++entries & 1023) == 0)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        progress();
+                    }
+                    LayerApplier.Classify(header, parsed, name);
+                }
+                if (tar is HashingReadStream h)
+                {
+                    h.Drain();
+                }
+                raw.Drain();
+                progress();
+            }
+            catch (Exception ex) when (IsDataError(ex))
+            {
+                if (!TryDrain(raw) || raw.BytesRead != layer.Size || !layer.Digest.Matches(rawHash.GetHashAndReset()))
+                {
+                    throw DigestMismatch(name, layer, ex);
+                }
+                throw ex as InitramfsException ?? new InitramfsException("LayerCorrupt", FailureKind.InvalidData,
+                    $"{name}: the {layer.Compression} data is corrupt: {ex.Message}", layer.Digest.ToString(), ex);
+            }
+            if (raw.BytesRead != layer.Size || !layer.Digest.Matches(rawHash.GetHashAndReset()))
+            {
+                throw DigestMismatch(name, layer, null);
+            }
+        }
+
+        private static ParsedLayer? TryReadCached(BlobStore cache, Digest diffId, string name, CancellationToken cancellationToken)
+        {
+            string path = cache.PathOf(diffId);
+            var parsed = new ParsedLayer { BackingPath = path };
+            try
+            {
+                using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+                parsed.BackingLength = file.Length;
+                using var hash = diffId.CreateHash();
+                var stream = new HashingReadStream(file, hash);
+                var reader = new TarReader(stream);
+                long entries = 0;
+                TarHeader? header;
+                while ((header = reader.Next()) is not null)
+                {
+                    if ((++entries & 1023) == 0)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                    }
+                    LayerApplier.Classify(header, parsed, name);
+                }
+                stream.Drain();
+                if (diffId.Matches(hash.GetHashAndReset()))
+                {
+                    return parsed;
+                }
+            }
+            catch (InitramfsException ex) when (ex.ErrorId is "LayerTarCorrupt" or "LayerEntryNameInvalid")
+            {
+                // A damaged cache entry is not the image's fault: drop it and decompress again.
+            }
+            catch (IOException)
+            {
+            }
+            TryDelete(path);
+            return null;
+        }
+
+        private static Stream Decompress(Stream raw, LayerCompression compression) => compression switch
+        {
+            LayerCompression.Gzip => new GZipStream(raw, CompressionMode.Decompress, leaveOpen: true),
+            LayerCompression.Zstd => new ZstdSharp.DecompressionStream(raw, 1 << 17, checkEndOfStream: true, leaveOpen: true),
+            _ => raw,
+        };
+
+        private static bool IsDataError(Exception ex) =>
+            ex is InitramfsException { Kind: FailureKind.InvalidData or FailureKind.Security or FailureKind.NotImplemented or FailureKind.LimitExceeded }
+            || ex is InvalidDataException || ex is EndOfStreamException || ex is ZstdSharp.ZstdException;
+
+        private static bool TryDrain(HashingReadStream raw)
+        {
+            try
+            {
+                raw.Drain();
+                return true;
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+        }
+
+        private static InitramfsException DigestMismatch(string name, LayerDescriptor layer, Exception? inner) =>
+            new("DigestMismatch", FailureKind.InvalidData,
+                $"{name}: the layer's bytes do not match its digest {layer.Digest} (damaged or tampered blob).", layer.Digest.ToString(), inner);
+
+        private static void Progress(ExpandOptions options, LayerDescriptor layer, OciImage image, long read)
+            => options.Progress?.Invoke(layer.Index, image.Layers.Count, read, layer.Size);
+
+        private static void TryDelete(string path)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+    }
+}

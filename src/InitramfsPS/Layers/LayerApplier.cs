@@ -1,0 +1,223 @@
+using System;
+using System.Collections.Generic;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS.Layers
+{
+    /// <summary>A tar entry of one layer, classified and with its path normalised, waiting to be applied.</summary>
+    public sealed class LayerEntry
+    {
+        /// <summary>Normalised path.</summary>
+        public required string Path { get; init; }
+
+        /// <summary>The entry type (meaningless for a hardlink).</summary>
+        public EntryType Type { get; init; }
+
+        /// <summary>For a hardlink: the normalised path of the entry it links to.</summary>
+        public string? HardlinkTarget { get; init; }
+
+        /// <summary>The tar header.</summary>
+        public required TarHeader Header { get; init; }
+    }
+
+    /// <summary>One layer read and checked, not yet applied.</summary>
+    public sealed class ParsedLayer
+    {
+        /// <summary>Entries in tar order.</summary>
+        public List<LayerEntry> Entries { get; } = new();
+
+        /// <summary>Paths that <c>.wh.NAME</c> files delete from lower layers.</summary>
+        public List<string> Whiteouts { get; } = new();
+
+        /// <summary>Directories that <c>.wh..wh..opq</c> empties of lower-layer content.</summary>
+        public List<string> OpaqueDirectories { get; } = new();
+
+        /// <summary>The file that holds the uncompressed tar (a layout blob or a cache blob).</summary>
+        public string BackingPath { get; set; } = string.Empty;
+
+        /// <summary>Length of that file, to notice later if it changed.</summary>
+        public long BackingLength { get; set; }
+    }
+
+    /// <summary>
+    /// Applies layers to a rootfs per the OCI image spec's "Applying changesets": whiteouts and
+    /// opaque whiteouts act on lower layers only, whatever their place in the tar, so they are
+    /// applied first; then the entries in tar order. Nothing is ever followed or written outside
+    /// the rootfs: paths are normalised lexically, a '..' above the root is refused, and an entry
+    /// whose parent is a symlink is refused rather than resolved.
+    /// </summary>
+    public static class LayerApplier
+    {
+        private const string WhiteoutPrefix = ".wh.";
+        private const string OpaqueMarker = ".wh..wh..opq";
+        private const string MetaPrefix = ".wh..wh.";
+
+        /// <summary>Classifies one tar header into <paramref name="layer"/>; <paramref name="layerName"/> names the layer in errors.</summary>
+        public static void Classify(TarHeader header, ParsedLayer layer, string layerName)
+        {
+            if (!RootfsPath.TryNormalize(header.Name, out string path, out string? problem))
+            {
+                throw problem == "climbs"
+                    ? new InitramfsException("LayerEntryOutsideRoot", FailureKind.Security,
+                        $"{layerName}: the entry '{RootfsPath.Printable(header.Name)}' would be written outside the root; the layer is refused.", header.Name)
+                    : new InitramfsException("LayerEntryNameInvalid", FailureKind.InvalidData,
+                        $"{layerName}: an entry has an invalid name '{RootfsPath.Printable(header.Name)}' ({problem}).", header.Name);
+            }
+            string name = RootfsPath.Name(path);
+            if (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
+            {
+                string parent = RootfsPath.Parent(path);
+                if (name == OpaqueMarker)
+                {
+                    layer.OpaqueDirectories.Add(parent);
+                    return;
+                }
+                if (name.StartsWith(MetaPrefix, StringComparison.Ordinal))
+                {
+                    // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content, as containerd treats it.
+                    return;
+                }
+                string target = name[WhiteoutPrefix.Length..];
+                if (target.Length == 0 || target == "." || target == "..")
+                {
+                    throw new InitramfsException("LayerWhiteoutInvalid", FailureKind.Security,
+                        $"{layerName}: the whiteout '{RootfsPath.Printable(header.Name)}' names no entry it could delete; the layer is refused.", header.Name);
+                }
+                layer.Whiteouts.Add(RootfsPath.Combine(parent, target));
+                return;
+            }
+
+            EntryType type;
+            string? hardlinkTarget = null;
+            switch (header.TypeFlag)
+            {
+                case '0':
+                case '\0':
+                case '7':
+                    type = EntryType.File;
+                    break;
+                case '1':
+                    type = EntryType.File;
+                    if (!RootfsPath.TryNormalize(header.LinkName, out string linkPath, out string? linkProblem))
+                    {
+                        throw new InitramfsException(linkProblem == "climbs" ? "LayerHardlinkOutsideRoot" : "LayerEntryNameInvalid",
+                            linkProblem == "climbs" ? FailureKind.Security : FailureKind.InvalidData,
+                            $"{layerName}: the hardlink '{RootfsPath.Printable(header.Name)}' points to '{RootfsPath.Printable(header.LinkName)}', which is {(linkProblem == "climbs" ? "outside the root" : "not a valid path")}; the layer is refused.", header.Name);
+                    }
+                    hardlinkTarget = linkPath;
+                    break;
+                case '2':
+                    type = EntryType.Symlink;
+                    if (header.LinkName.Length == 0 || header.LinkName.Contains('\0', StringComparison.Ordinal))
+                    {
+                        throw new InitramfsException("LayerEntryNameInvalid", FailureKind.InvalidData,
+                            $"{layerName}: the symlink '{RootfsPath.Printable(header.Name)}' has an empty or invalid target.", header.Name);
+                    }
+                    break;
+                case '3':
+                    type = EntryType.CharDevice;
+                    break;
+                case '4':
+                    type = EntryType.BlockDevice;
+                    break;
+                case '5':
+                case 'D':
+                    type = EntryType.Directory;
+                    break;
+                case '6':
+                    type = EntryType.Fifo;
+                    break;
+                case 'V':
+                    return;
+                default:
+                    throw new InitramfsException("LayerEntryTypeUnsupported", FailureKind.NotImplemented,
+                        $"{layerName}: the entry '{RootfsPath.Printable(header.Name)}' has the tar type '{RootfsPath.Printable(header.TypeFlag.ToString())}', which a layer cannot hold.", header.Name);
+            }
+            if (path == RootfsPath.Root && type != EntryType.Directory)
+            {
+                throw new InitramfsException("LayerEntryReplacesRoot", FailureKind.Security,
+                    $"{layerName}: the entry '{RootfsPath.Printable(header.Name)}' would replace the root directory with a non-directory; the layer is refused.", header.Name);
+            }
+            layer.Entries.Add(new LayerEntry { Path = path, Type = type, HardlinkTarget = hardlinkTarget, Header = header });
+        }
+
+        /// <summary>Applies a parsed layer to <paramref name="rootfs"/>.</summary>
+        public static void Apply(Rootfs rootfs, ParsedLayer layer, string layerName)
+        {
+            foreach (string directory in layer.OpaqueDirectories)
+            {
+                if (rootfs.GetEntry(directory)?.Type == EntryType.Directory)
+                {
+                    rootfs.ClearDirectory(directory);
+                }
+            }
+            foreach (string path in layer.Whiteouts)
+            {
+                rootfs.Remove(path);
+            }
+            foreach (var e in layer.Entries)
+            {
+                var h = e.Header;
+                RootfsEntry entry;
+                if (e.HardlinkTarget is { } targetPath)
+                {
+                    if (targetPath == e.Path)
+                    {
+                        continue;
+                    }
+                    var target = rootfs.GetEntry(targetPath);
+                    if (target is null)
+                    {
+                        throw new InitramfsException("LayerHardlinkTargetMissing", FailureKind.InvalidData,
+                            $"{layerName}: the hardlink '{RootfsPath.Printable(e.Path)}' points to '{RootfsPath.Printable(targetPath)}', which does not exist in this or a lower layer.", e.Path);
+                    }
+                    if (target.Type == EntryType.Directory)
+                    {
+                        throw new InitramfsException("LayerHardlinkToDirectory", FailureKind.InvalidData,
+                            $"{layerName}: the hardlink '{RootfsPath.Printable(e.Path)}' points to the directory '{RootfsPath.Printable(targetPath)}'.", e.Path);
+                    }
+                    var group = target.Hardlink;
+                    if (group is null)
+                    {
+                        group = new HardlinkGroup();
+                        Set(rootfs, target with { Hardlink = group }, layerName, h.MTime);
+                    }
+                    entry = target with { Path = e.Path, Hardlink = group, Source = layerName };
+                }
+                else
+                {
+                    entry = new RootfsEntry
+                    {
+                        Path = e.Path,
+                        Type = e.Type,
+                        Mode = h.Mode,
+                        Uid = h.Uid,
+                        Gid = h.Gid,
+                        MTime = h.MTime,
+                        Size = e.Type == EntryType.File ? h.Size : 0,
+                        LinkTarget = e.Type == EntryType.Symlink ? h.LinkName : null,
+                        DevMajor = e.Type is EntryType.CharDevice or EntryType.BlockDevice ? h.DevMajor : 0,
+                        DevMinor = e.Type is EntryType.CharDevice or EntryType.BlockDevice ? h.DevMinor : 0,
+                        Content = e.Type == EntryType.File ? new FileRangeContent(layer.BackingPath, h.DataOffset, h.Size, layer.BackingLength) : null,
+                        Source = layerName,
+                    };
+                }
+                Set(rootfs, entry, layerName, h.MTime);
+            }
+        }
+
+        private static void Set(Rootfs rootfs, RootfsEntry entry, string layerName, long mtime)
+        {
+            var parentTemplate = new RootfsEntry { Path = "/", Type = EntryType.Directory, Mode = 0x1ED, MTime = mtime, Source = layerName };
+            try
+            {
+                rootfs.Set(entry, parentTemplate);
+            }
+            catch (InitramfsException ex) when (ex.ErrorId is "ParentIsSymlink" or "ParentNotDirectory")
+            {
+                throw new InitramfsException(ex.ErrorId == "ParentIsSymlink" ? "LayerEntryThroughSymlink" : "LayerParentNotDirectory", ex.Kind,
+                    $"{layerName}: {ex.Message}", entry.Path, ex);
+            }
+        }
+    }
+}

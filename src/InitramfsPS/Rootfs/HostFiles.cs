@@ -1,0 +1,151 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS
+{
+    /// <summary>Options for <see cref="HostFiles.Add"/>.</summary>
+    public sealed class AddFileOptions
+    {
+        /// <summary>Permission bits of added files (default 0755, as the seed tool made injected files executable).</summary>
+        public int Mode { get; init; } = 0x1ED;
+
+        /// <summary>Owner uid of added entries.</summary>
+        public long Uid { get; init; }
+
+        /// <summary>Owner gid of added entries.</summary>
+        public long Gid { get; init; }
+
+        /// <summary>Add directories with everything below them.</summary>
+        public bool Recurse { get; init; }
+    }
+
+    /// <summary>Puts host files and directories into a rootfs, by reference: the bytes are read at export.</summary>
+    public static class HostFiles
+    {
+        private const int DirectoryMode = 0x1ED;
+
+        /// <summary>
+        /// Adds <paramref name="hostPaths"/> at <paramref name="destination"/>. A single file lands at
+        /// the destination, or inside it when the destination ends with '/' or is a directory in the
+        /// rootfs (as cp does); several files land inside it. A directory (with Recurse) has its
+        /// contents put into the destination directory. Host symlinks are added as symlinks, never
+        /// followed. Missing parents are created as root-owned 0755 directories.
+        /// Returns the rootfs paths written.
+        /// </summary>
+        public static List<string> Add(Rootfs rootfs, IReadOnlyList<string> hostPaths, string destination, AddFileOptions options)
+        {
+            string dest = RootfsPath.Normalize(destination, "Destination");
+            bool intoDirectory = hostPaths.Count > 1 || destination.EndsWith('/') || rootfs.GetEntry(dest)?.Type == EntryType.Directory;
+            var written = new List<string>();
+            foreach (string hostPath in hostPaths)
+            {
+                var info = new FileInfo(hostPath);
+                bool isDirectory = Directory.Exists(hostPath) && info.LinkTarget is null;
+                if (isDirectory)
+                {
+                    if (!options.Recurse)
+                    {
+                        throw new InitramfsException("HostDirectoryNeedsRecurse", FailureKind.InvalidArgument,
+                            $"'{hostPath}' is a directory; add -Recurse to add it with its contents.", hostPath);
+                    }
+                    string target = hostPaths.Count > 1 ? RootfsPath.Combine(dest, Path.GetFileName(Path.TrimEndingDirectorySeparator(hostPath))) : dest;
+                    AddDirectory(rootfs, new DirectoryInfo(hostPath), target, options, written);
+                }
+                else if (info.Exists || info.LinkTarget is not null)
+                {
+                    string target = intoDirectory ? RootfsPath.Combine(dest, info.Name) : dest;
+                    if (target == RootfsPath.Root)
+                    {
+                        throw new InitramfsException("DestinationIsRoot", FailureKind.InvalidArgument, "A file cannot replace the root directory; name a path below it.", destination);
+                    }
+                    AddOne(rootfs, info, target, options, written);
+                }
+                else
+                {
+                    throw new InitramfsException("HostFileNotFound", FailureKind.NotFound, $"The host file '{hostPath}' does not exist.", hostPath);
+                }
+            }
+            return written;
+        }
+
+        private static void AddDirectory(Rootfs rootfs, DirectoryInfo directory, string target, AddFileOptions options, List<string> written)
+        {
+            if (target != RootfsPath.Root)
+            {
+                Put(rootfs, new RootfsEntry
+                {
+                    Path = target,
+                    Type = EntryType.Directory,
+                    Mode = DirectoryMode,
+                    Uid = options.Uid,
+                    Gid = options.Gid,
+                    MTime = directory.LastWriteTimeUtc.ToUnixSeconds(),
+                    Source = "host:" + directory.FullName,
+                }, written);
+            }
+            var children = directory.GetFileSystemInfos();
+            Array.Sort(children, (a, b) => string.CompareOrdinal(a.Name, b.Name));
+            foreach (var child in children)
+            {
+                string childTarget = RootfsPath.Combine(target, child.Name);
+                if (child is DirectoryInfo sub && sub.LinkTarget is null)
+                {
+                    AddDirectory(rootfs, sub, childTarget, options, written);
+                }
+                else
+                {
+                    AddOne(rootfs, new FileInfo(child.FullName), childTarget, options, written);
+                }
+            }
+        }
+
+        private static void AddOne(Rootfs rootfs, FileInfo info, string target, AddFileOptions options, List<string> written)
+        {
+            long mtime = info.LastWriteTimeUtc.ToUnixSeconds();
+            RootfsEntry entry;
+            if (info.LinkTarget is { } linkTarget)
+            {
+                entry = new RootfsEntry
+                {
+                    Path = target,
+                    Type = EntryType.Symlink,
+                    Mode = 0x1FF,
+                    Uid = options.Uid,
+                    Gid = options.Gid,
+                    MTime = mtime,
+                    LinkTarget = linkTarget,
+                    Source = "host:" + info.FullName,
+                };
+            }
+            else
+            {
+                // .NET cannot tell a fifo or device from a file here; their length is 0, so they are
+                // added as empty files and never opened (opening a fifo could block the export).
+                entry = new RootfsEntry
+                {
+                    Path = target,
+                    Type = EntryType.File,
+                    Mode = options.Mode,
+                    Uid = options.Uid,
+                    Gid = options.Gid,
+                    MTime = mtime,
+                    Size = info.Length,
+                    Content = new HostFileContent(info.FullName, info.Length),
+                    Source = "host:" + info.FullName,
+                };
+            }
+            Put(rootfs, entry, written);
+        }
+
+        private static void Put(Rootfs rootfs, RootfsEntry entry, List<string> written)
+        {
+            var parentTemplate = new RootfsEntry { Path = "/", Type = EntryType.Directory, Mode = DirectoryMode, MTime = entry.MTime, Source = "generated" };
+            rootfs.Set(entry, parentTemplate);
+            written.Add(entry.Path);
+        }
+
+        internal static long ToUnixSeconds(this DateTime utc) => new DateTimeOffset(DateTime.SpecifyKind(utc, DateTimeKind.Utc)).ToUnixTimeSeconds();
+    }
+}

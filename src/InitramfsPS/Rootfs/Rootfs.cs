@@ -1,0 +1,416 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Text;
+using InitramfsPS.Errors;
+using InitramfsPS.Images;
+
+namespace InitramfsPS
+{
+    /// <summary>
+    /// A root file system held as metadata in memory: a tree of <see cref="RootfsEntry"/> whose file
+    /// bytes stay where they are (layer, host file). Nothing is extracted to the host, so uid 0,
+    /// setuid bits and device nodes survive for a non-root user, and no entry can land outside it.
+    /// </summary>
+    public sealed class Rootfs
+    {
+        private sealed class Node
+        {
+            public Node(RootfsEntry entry) => Entry = entry;
+
+            public RootfsEntry Entry;
+            public Dictionary<string, Node>? Children;
+
+            public Node DeepCopy()
+            {
+                var copy = new Node(Entry);
+                if (Children is not null)
+                {
+                    copy.Children = new Dictionary<string, Node>(Children.Count, StringComparer.Ordinal);
+                    foreach (var (name, child) in Children)
+                    {
+                        copy.Children[name] = child.DeepCopy();
+                    }
+                }
+                return copy;
+            }
+        }
+
+        private Node root;
+
+        /// <summary>An empty rootfs: just "/" (0755, root-owned).</summary>
+        public Rootfs(OciImage? image = null)
+        {
+            Image = image;
+            root = new Node(new RootfsEntry { Path = RootfsPath.Root, Type = EntryType.Directory, Mode = 0x1ED, Source = "generated" })
+            {
+                Children = new Dictionary<string, Node>(StringComparer.Ordinal),
+            };
+            Count = 1;
+        }
+
+        private Rootfs(Rootfs other)
+        {
+            Image = other.Image;
+            root = other.root.DeepCopy();
+            Count = other.Count;
+            Changes = new List<string>(other.Changes);
+        }
+
+        /// <summary>The image this rootfs was expanded from, if any.</summary>
+        public OciImage? Image { get; }
+
+        /// <summary>Number of entries, the root included.</summary>
+        public int Count { get; private set; }
+
+        /// <summary>What was done to the rootfs after expansion, in order (for people and reports).</summary>
+        public List<string> Changes { get; private set; } = new();
+
+        /// <summary>Sum of regular file sizes; the bytes of a hardlink group count once.</summary>
+        public long Size
+        {
+            get
+            {
+                long total = 0;
+                var seen = new HashSet<HardlinkGroup>(ReferenceEqualityComparer.Instance);
+                foreach (var e in GetEntries())
+                {
+                    if (e.Type == EntryType.File && (e.Hardlink is null || seen.Add(e.Hardlink)))
+                    {
+                        total += e.Size;
+                    }
+                }
+                return total;
+            }
+        }
+
+        /// <summary>
+        /// A copy sharing the immutable entries and content references: O(entries) in metadata, no
+        /// bytes copied. The cmdlets that change a rootfs change a copy, so one expanded image can
+        /// feed several variants.
+        /// </summary>
+        public Rootfs Clone() => new(this);
+
+        /// <summary>The entry at <paramref name="path"/>, or null. The path is normalised; symlinks are not followed.</summary>
+        public RootfsEntry? GetEntry(string path) => Find(RootfsPath.Normalize(path))?.Entry;
+
+        /// <summary>Whether an entry exists at <paramref name="path"/>.</summary>
+        public bool Contains(string path) => GetEntry(path) is not null;
+
+        /// <summary>
+        /// Every entry, parents before children, siblings in the byte order of their UTF-8 names: the
+        /// order the archive is written in, so the same rootfs always gives the same bytes.
+        /// </summary>
+        public IEnumerable<RootfsEntry> GetEntries() => Walk(root);
+
+        /// <summary>The entries directly inside a directory, sorted.</summary>
+        public IEnumerable<RootfsEntry> GetChildren(string path)
+        {
+            var node = Find(RootfsPath.Normalize(path));
+            return node?.Children is null ? Enumerable.Empty<RootfsEntry>() : Sorted(node.Children).Select(n => n.Entry);
+        }
+
+        /// <summary>Number of direct subdirectories (for a directory's link count).</summary>
+        public int CountSubdirectories(string path)
+        {
+            var node = Find(path);
+            return node?.Children?.Values.Count(c => c.Entry.Type == EntryType.Directory) ?? 0;
+        }
+
+        /// <summary>
+        /// Follows symlinks inside the rootfs (never outside it) to the entry a path finally names,
+        /// as the kernel would after switching into this root. Null when a link dangles or loops.
+        /// </summary>
+        public RootfsEntry? Resolve(string path, int maxLinks = 40)
+        {
+            string current = RootfsPath.Normalize(path);
+            for (int hops = 0; hops <= maxLinks; hops++)
+            {
+                string[] parts = RootfsPath.Split(current);
+                Node node = root;
+                string walked = RootfsPath.Root;
+                bool restarted = false;
+                for (int i = 0; i < parts.Length; i++)
+                {
+                    if (node.Children is null || !node.Children.TryGetValue(parts[i], out var child))
+                    {
+                        return null;
+                    }
+                    string childPath = RootfsPath.Combine(walked, parts[i]);
+                    if (child.Entry.Type == EntryType.Symlink)
+                    {
+                        string target = child.Entry.LinkTarget ?? string.Empty;
+                        string rest = string.Join('/', parts.Skip(i + 1));
+                        string joined = target.StartsWith('/') ? target : walked + "/" + target;
+                        if (rest.Length > 0)
+                        {
+                            joined += "/" + rest;
+                        }
+                        // A link that climbs above "/" stays at "/", as it would inside a chroot.
+                        current = NormalizeConfined(joined);
+                        restarted = true;
+                        break;
+                    }
+                    node = child;
+                    walked = childPath;
+                }
+                if (!restarted)
+                {
+                    return node.Entry;
+                }
+            }
+            return null;
+        }
+
+        /// <summary>
+        /// Puts <paramref name="entry"/> at its path. A directory over a directory keeps the children;
+        /// anything else replaces what was there, subtree included. Missing parents are created from
+        /// <paramref name="parentTemplate"/> when given; otherwise a missing parent is an error.
+        /// A parent that exists but is not a directory is always an error: symlinks are never followed.
+        /// </summary>
+        public void Set(RootfsEntry entry, RootfsEntry? parentTemplate)
+        {
+            if (entry.Path == RootfsPath.Root)
+            {
+                if (entry.Type != EntryType.Directory)
+                {
+                    throw new InitramfsException("RootNotDirectory", FailureKind.InvalidData, "The root of a rootfs can only be a directory.", entry.Path);
+                }
+                root.Entry = entry;
+                return;
+            }
+            Node parent = EnsureParent(entry.Path, parentTemplate);
+            string name = RootfsPath.Name(entry.Path);
+            parent.Children ??= new Dictionary<string, Node>(StringComparer.Ordinal);
+            if (parent.Children.TryGetValue(name, out var existing))
+            {
+                existing.Entry = entry;
+                if (entry.Type != EntryType.Directory && existing.Children is not null)
+                {
+                    Count -= CountBelow(existing);
+                    existing.Children = null;
+                }
+                else if (entry.Type == EntryType.Directory && existing.Children is null)
+                {
+                    existing.Children = new Dictionary<string, Node>(StringComparer.Ordinal);
+                }
+                return;
+            }
+            var node = new Node(entry);
+            if (entry.Type == EntryType.Directory)
+            {
+                node.Children = new Dictionary<string, Node>(StringComparer.Ordinal);
+            }
+            parent.Children[name] = node;
+            Count++;
+        }
+
+        /// <summary>Removes the entry at <paramref name="path"/> with everything below it; returns the removed entries.</summary>
+        public IReadOnlyList<RootfsEntry> Remove(string path)
+        {
+            string normalized = RootfsPath.Normalize(path);
+            if (normalized == RootfsPath.Root)
+            {
+                throw new InitramfsException("RootNotRemovable", FailureKind.InvalidArgument, "The root of a rootfs cannot be removed.", path);
+            }
+            var parent = Find(RootfsPath.Parent(normalized));
+            string name = RootfsPath.Name(normalized);
+            if (parent?.Children is null || !parent.Children.TryGetValue(name, out var node))
+            {
+                return Array.Empty<RootfsEntry>();
+            }
+            var removed = Walk(node).ToList();
+            parent.Children.Remove(name);
+            Count -= removed.Count;
+            return removed;
+        }
+
+        /// <summary>Empties a directory (an opaque whiteout); returns how many entries went.</summary>
+        public int ClearDirectory(string path)
+        {
+            var node = Find(RootfsPath.Normalize(path));
+            if (node?.Children is null || node.Children.Count == 0)
+            {
+                return 0;
+            }
+            int removed = CountBelow(node);
+            node.Children.Clear();
+            Count -= removed;
+            return removed;
+        }
+
+        /// <summary>A short description: the image it came from, entry count and size.</summary>
+        public override string ToString()
+        {
+            string from = Image is null ? "empty rootfs" : $"rootfs of {Image.Reference}";
+            string changes = Changes.Count == 0 ? string.Empty : string.Create(CultureInfo.InvariantCulture, $", {Changes.Count} changes");
+            return string.Create(CultureInfo.InvariantCulture, $"{from} ({Count} entries, {Units.Bytes(Size)}{changes})");
+        }
+
+        private Node EnsureParent(string path, RootfsEntry? template)
+        {
+            Node node = root;
+            string walked = RootfsPath.Root;
+            string[] parts = RootfsPath.Split(RootfsPath.Parent(path));
+            foreach (string part in parts)
+            {
+                string next = RootfsPath.Combine(walked, part);
+                node.Children ??= new Dictionary<string, Node>(StringComparer.Ordinal);
+                if (!node.Children.TryGetValue(part, out var child))
+                {
+                    if (template is null)
+                    {
+                        throw new InitramfsException("ParentMissing", FailureKind.NotFound,
+                            $"The directory '{RootfsPath.Printable(next)}' does not exist in the rootfs.", next);
+                    }
+                    child = new Node(template with { Path = next, Type = EntryType.Directory, Content = null, Size = 0, LinkTarget = null, Hardlink = null })
+                    {
+                        Children = new Dictionary<string, Node>(StringComparer.Ordinal),
+                    };
+                    node.Children[part] = child;
+                    Count++;
+                }
+                else if (child.Entry.Type != EntryType.Directory)
+                {
+                    string what = child.Entry.Type == EntryType.Symlink ? "a symlink (symlinks are never followed)" : "not a directory";
+                    throw new InitramfsException(child.Entry.Type == EntryType.Symlink ? "ParentIsSymlink" : "ParentNotDirectory",
+                        child.Entry.Type == EntryType.Symlink ? FailureKind.Security : FailureKind.InvalidData,
+                        $"Cannot put '{RootfsPath.Printable(path)}': its parent '{RootfsPath.Printable(next)}' is {what}.", path);
+                }
+                node = child;
+                walked = next;
+            }
+            return node;
+        }
+
+        private Node? Find(string normalizedPath)
+        {
+            Node node = root;
+            foreach (string part in RootfsPath.Split(normalizedPath))
+            {
+                if (node.Children is null || !node.Children.TryGetValue(part, out var child))
+                {
+                    return null;
+                }
+                node = child;
+            }
+            return node;
+        }
+
+        private static string NormalizeConfined(string path)
+        {
+            var parts = new List<string>();
+            foreach (string part in path.Split('/'))
+            {
+                if (part.Length == 0 || part == ".")
+                {
+                    continue;
+                }
+                if (part == "..")
+                {
+                    if (parts.Count > 0)
+                    {
+                        parts.RemoveAt(parts.Count - 1);
+                    }
+                    continue;
+                }
+                parts.Add(part);
+            }
+            return parts.Count == 0 ? RootfsPath.Root : "/" + string.Join('/', parts);
+        }
+
+        private static int CountBelow(Node node)
+        {
+            int count = 0;
+            if (node.Children is not null)
+            {
+                foreach (var child in node.Children.Values)
+                {
+                    count += 1 + CountBelow(child);
+                }
+            }
+            return count;
+        }
+
+        private static IEnumerable<RootfsEntry> Walk(Node start)
+        {
+            var stack = new Stack<Node>();
+            stack.Push(start);
+            while (stack.Count > 0)
+            {
+                var node = stack.Pop();
+                yield return node.Entry;
+                if (node.Children is { Count: > 0 })
+                {
+                    var sorted = Sorted(node.Children);
+                    for (int i = sorted.Count - 1; i >= 0; i--)
+                    {
+                        stack.Push(sorted[i]);
+                    }
+                }
+            }
+        }
+
+        private static List<Node> Sorted(Dictionary<string, Node> children)
+        {
+            var list = children.ToList();
+            list.Sort((a, b) => Utf8Order.Compare(a.Key, b.Key));
+            return list.ConvertAll(p => p.Value);
+        }
+    }
+
+    /// <summary>Orders names by their UTF-8 bytes, as a C program sorting the same names would.</summary>
+    public static class Utf8Order
+    {
+        /// <summary>Compares two strings by their UTF-8 encodings.</summary>
+        public static int Compare(string a, string b)
+        {
+            // UTF-16 ordinal order equals UTF-8 byte order except around surrogates; compare code points.
+            int i = 0, j = 0;
+            while (i < a.Length && j < b.Length)
+            {
+                int ca = CodePoint(a, i, out int la);
+                int cb = CodePoint(b, j, out int lb);
+                if (ca != cb)
+                {
+                    return ca < cb ? -1 : 1;
+                }
+                i += la;
+                j += lb;
+            }
+            return (a.Length - i).CompareTo(b.Length - j);
+        }
+
+        private static int CodePoint(string s, int index, out int length)
+        {
+            if (char.IsHighSurrogate(s[index]) && index + 1 < s.Length && char.IsLowSurrogate(s[index + 1]))
+            {
+                length = 2;
+                return char.ConvertToUtf32(s[index], s[index + 1]);
+            }
+            length = 1;
+            return s[index];
+        }
+    }
+
+    /// <summary>Formats sizes for people.</summary>
+    public static class Units
+    {
+        /// <summary>Bytes as B, KB, MB, GB (powers of 1000, as container tools print them).</summary>
+        public static string Bytes(long bytes)
+        {
+            string[] units = { "B", "KB", "MB", "GB", "TB" };
+            double value = bytes;
+            int unit = 0;
+            while (value >= 1000 && unit < units.Length - 1)
+            {
+                value /= 1000;
+                unit++;
+            }
+            return unit == 0
+                ? string.Create(CultureInfo.InvariantCulture, $"{bytes} B")
+                : string.Create(CultureInfo.InvariantCulture, $"{value:0.#} {units[unit]}");
+        }
+    }
+}
