@@ -1,0 +1,294 @@
+#Requires -Version 7.4
+<#
+.SYNOPSIS
+    Builds, tests and demonstrates the InitramfsPS module.
+
+.DESCRIPTION
+    Tasks run in the order given; Test and Demo run Build first, and each task runs once.
+
+      Clean  removes out/ and the build folders.
+      Build  publishes src/InitramfsPS and assembles the module in out/InitramfsPS/.
+      Test   runs tests/Pester/*.Tests.ps1 with Pester 6.2.0 in a child pwsh; the last line
+             printed is `N passed, N failed`; NUnit XML goes to out/test-results.xml.
+      Demo   makes a busybox OCI image in out/demo/layout (no network), turns it into
+             out/demo/demo.cpio.zst with the module, and prints the QEMU line that boots it.
+
+.EXAMPLE
+    dotnet pwsh ./build.ps1 -Task Build,Demo -Boot
+
+.EXAMPLE
+    dotnet pwsh ./build.ps1 -Task Test -TestPath tests/Pester/<Name>.Tests.ps1 -TestName '*hardlink*'
+#>
+[CmdletBinding()]
+param(
+    # Clean, Build, Test, Demo. `dotnet pwsh ./build.ps1 -Task Build,Demo` hands the script one
+    # string, so commas are split here (for every list parameter).
+    [ArgumentCompletions('Clean', 'Build', 'Test', 'Demo')]
+    [string[]]$Task = 'Build',
+
+    [ValidateSet('Debug', 'Release')]
+    [string]$Configuration = 'Release',
+
+    # Test: only these test files or folders (default: every tests/Pester/*.Tests.ps1).
+    [string[]]$TestPath,
+    # Test: Pester full-name filters, wildcards allowed.
+    [string[]]$TestName,
+    # Test: Pester tag filters.
+    [string[]]$Tag,
+    [string[]]$ExcludeTag,
+
+    # Demo: also boot the archive under QEMU (TCG, up to 120 s) and check for the marker.
+    [switch]$Boot
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+$PSNativeCommandUseErrorActionPreference = $false  # exit codes are checked by hand
+
+function Split-List([string[]]$Values) { @($Values -split ',' | ForEach-Object Trim | Where-Object { $_ }) }
+$Task = Split-List $Task
+$TestPath = Split-List $TestPath
+$TestName = Split-List $TestName
+$Tag = Split-List $Tag
+$ExcludeTag = Split-List $ExcludeTag
+$unknown = @($Task | Where-Object { $_ -notin 'Clean', 'Build', 'Test', 'Demo' })
+if ($unknown) { throw "Unknown task '$($unknown -join "', '")': use Clean, Build, Test or Demo." }
+
+$root = $PSScriptRoot
+$callerDir = $PWD.ProviderPath
+$out = Join-Path $root 'out'
+$moduleDir = Join-Path $out 'InitramfsPS'
+$manifest = Join-Path $moduleDir 'InitramfsPS.psd1'
+
+function Write-Step([string]$Message) { Write-Host "==> $Message" -ForegroundColor Cyan }
+
+function Assert-ExitCode([string]$What) {
+    if ($LASTEXITCODE -ne 0) { throw "$What failed with exit code $LASTEXITCODE." }
+}
+
+# Quotes a string for a PowerShell command line given to a child pwsh.
+function ConvertTo-Literal([string]$Value) { "'" + $Value.Replace("'", "''") + "'" }
+
+function Invoke-Clean {
+    foreach ($dir in 'out', 'src/InitramfsPS/bin', 'src/InitramfsPS/obj', 'tools/pester/bin', 'tools/pester/obj') {
+        $path = Join-Path $root $dir
+        if (Test-Path -LiteralPath $path) {
+            Write-Host "Removing $dir"
+            Remove-Item -LiteralPath $path -Recurse -Force
+        }
+    }
+}
+
+function Invoke-Build {
+    $publishDir = Join-Path $out 'obj-publish'
+    if (Test-Path -LiteralPath $publishDir) { Remove-Item -LiteralPath $publishDir -Recurse -Force }
+    dotnet publish (Join-Path $root 'src/InitramfsPS/InitramfsPS.csproj') --nologo -c $Configuration -o $publishDir
+    Assert-ExitCode 'dotnet publish'
+
+    # Removed rather than overwritten: a pwsh that loaded the old dll keeps its mapping intact.
+    if (Test-Path -LiteralPath $moduleDir) { Remove-Item -LiteralPath $moduleDir -Recurse -Force }
+    $null = New-Item -ItemType Directory -Path $moduleDir
+
+    # PowerShell brings its own System.Management.Automation; shipping one breaks loading.
+    $binaries = Get-ChildItem -LiteralPath $publishDir -File |
+        Where-Object { $_.Extension -in '.dll', '.pdb' -and $_.BaseName -ne 'System.Management.Automation' }
+    if ('InitramfsPS.dll' -notin $binaries.Name) { throw "dotnet publish produced no InitramfsPS.dll in '$publishDir'." }
+    $binaries | Copy-Item -Destination $moduleDir
+    Copy-Item -LiteralPath (Join-Path $root 'InitramfsPS.psd1') -Destination $moduleDir
+    $formatFile = Join-Path $root 'src/InitramfsPS/InitramfsPS.Format.ps1xml'
+    if (-not (Test-Path -LiteralPath $formatFile)) { throw "Format file '$formatFile' is missing." }
+    Copy-Item -LiteralPath $formatFile -Destination $moduleDir
+
+    $module = Test-ModuleManifest -Path $manifest
+    Write-Host "Built $($module.Name) $($module.Version) in $moduleDir"
+    Get-ChildItem -LiteralPath $moduleDir | ForEach-Object { Write-Host "  $($_.Name)" }
+}
+
+function Invoke-Test {
+    dotnet restore (Join-Path $root 'tools/pester/Pester.Restore.csproj') --nologo --verbosity quiet
+    Assert-ExitCode 'dotnet restore of Pester'
+
+    $command = '& {0} -ModulePath {1} -ResultPath {2}' -f (ConvertTo-Literal (Join-Path $root 'tests/Pester/Invoke-Tests.ps1')),
+        (ConvertTo-Literal $manifest), (ConvertTo-Literal (Join-Path $out 'test-results.xml'))
+    $filters = [ordered]@{
+        TestPath   = $TestPath | ForEach-Object { [IO.Path]::GetFullPath($_, $callerDir) }
+        TestName   = $TestName
+        Tag        = $Tag
+        ExcludeTag = $ExcludeTag
+    }
+    foreach ($filter in $filters.GetEnumerator() | Where-Object Value) {
+        $command += " -$($filter.Key) " + (($filter.Value | ForEach-Object { ConvertTo-Literal $_ }) -join ',')
+    }
+    # A child process: the test run loads the module dll, which stays locked until exit.
+    # The runner prints `N passed, N failed` last; nothing may be printed after it.
+    $script:TestSummaryPrinted = $true
+    dotnet pwsh -NoProfile -NonInteractive -Command "$command; exit `$LASTEXITCODE"
+    if ($LASTEXITCODE -ne 0) { exit 1 }
+}
+
+# True when an ELF file has no program interpreter (PT_INTERP), i.e. runs with no libc present.
+function Test-StaticElf([string]$Path) {
+    $bytes = [IO.File]::ReadAllBytes($Path)
+    if ($bytes.Length -lt 64 -or [Text.Encoding]::ASCII.GetString($bytes, 1, 3) -ne 'ELF' -or $bytes[4] -ne 2) {
+        return $false  # not a 64-bit ELF
+    }
+    $phOffset = [BitConverter]::ToInt64($bytes, 0x20)
+    $phSize = [BitConverter]::ToUInt16($bytes, 0x36)
+    $phCount = [BitConverter]::ToUInt16($bytes, 0x38)
+    for ($i = 0; $i -lt $phCount; $i++) {
+        if ([BitConverter]::ToUInt32($bytes, $phOffset + $i * $phSize) -eq 3) { return $false }
+    }
+    return $true
+}
+
+# Moves a file into the layout's blobs/sha256 under its digest; returns its descriptor.
+function Add-Blob([string]$Layout, [string]$File, [string]$MediaType) {
+    $item = Get-Item -LiteralPath $File
+    $hex = (Get-FileHash -LiteralPath $File -Algorithm SHA256).Hash.ToLowerInvariant()
+    Move-Item -LiteralPath $File -Destination (Join-Path $Layout "blobs/sha256/$hex") -Force
+    return [ordered]@{ mediaType = $MediaType; digest = "sha256:$hex"; size = $item.Length }
+}
+
+function Write-Json([string]$Path, $Value) {
+    [IO.File]::WriteAllText($Path, (ConvertTo-Json $Value -Depth 10 -Compress))  # UTF-8, no BOM
+}
+
+function New-DemoImage([string]$DemoDir, [string]$Busybox) {
+    # The layer: bin/busybox and a few applet links, owned by root, with fixed times and order.
+    $rootfs = Join-Path $DemoDir 'rootfs'
+    $null = New-Item -ItemType Directory -Path (Join-Path $rootfs 'bin')
+    Copy-Item -LiteralPath $Busybox -Destination (Join-Path $rootfs 'bin/busybox')
+    foreach ($applet in 'sh', 'poweroff', 'mount', 'echo', 'cat') {
+        ln -s busybox (Join-Path $rootfs "bin/$applet"); Assert-ExitCode "ln -s busybox bin/$applet"
+    }
+    chmod 0755 (Join-Path $rootfs 'bin') (Join-Path $rootfs 'bin/busybox'); Assert-ExitCode 'chmod'  # whatever the umask
+    $tarFile = Join-Path $DemoDir 'layer.tar'
+    tar --create --file $tarFile --directory $rootfs --owner=0 --group=0 --numeric-owner `
+        --sort=name --mtime=@0 --format=gnu bin
+    Assert-ExitCode 'tar'
+    $diffId = 'sha256:' + (Get-FileHash -LiteralPath $tarFile -Algorithm SHA256).Hash.ToLowerInvariant()
+    gzip -n -9 --force $tarFile; Assert-ExitCode 'gzip'
+    Remove-Item -LiteralPath $rootfs -Recurse -Force
+
+    $layout = Join-Path $DemoDir 'layout'
+    $null = New-Item -ItemType Directory -Path (Join-Path $layout 'blobs/sha256')
+    $layer = Add-Blob $layout "$tarFile.gz" 'application/vnd.oci.image.layer.v1.tar+gzip'
+
+    $configFile = Join-Path $DemoDir 'config.json'
+    Write-Json $configFile ([ordered]@{
+        architecture = 'amd64'
+        os           = 'linux'
+        config       = [ordered]@{
+            Cmd = @('/bin/sh')
+            Env = @('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
+        }
+        rootfs       = [ordered]@{ type = 'layers'; diff_ids = @($diffId) }
+    })
+    $config = Add-Blob $layout $configFile 'application/vnd.oci.image.config.v1+json'
+
+    $manifestFile = Join-Path $DemoDir 'manifest.json'
+    Write-Json $manifestFile ([ordered]@{
+        schemaVersion = 2
+        mediaType     = 'application/vnd.oci.image.manifest.v1+json'
+        config        = $config
+        layers        = @($layer)
+    })
+    $manifest = Add-Blob $layout $manifestFile 'application/vnd.oci.image.manifest.v1+json'
+    $manifest.annotations = @{ 'org.opencontainers.image.ref.name' = 'demo' }
+
+    Write-Json (Join-Path $layout 'oci-layout') ([ordered]@{ imageLayoutVersion = '1.0.0' })
+    Write-Json (Join-Path $layout 'index.json') ([ordered]@{
+        schemaVersion = 2
+        mediaType     = 'application/vnd.oci.image.index.v1+json'
+        manifests     = @($manifest)
+    })
+    Write-Host "OCI image layout: $layout (tag demo, manifest $($manifest.digest))"
+}
+
+function Invoke-Demo {
+    $busybox = '/bin/busybox'
+    if (-not (Test-Path -LiteralPath $busybox -PathType Leaf) -or -not (Test-StaticElf $busybox)) {
+        throw "The demo needs a static $busybox (Debian's busybox-static): run 'sudo tools/install-deps.sh --demo'."
+    }
+    $demoDir = Join-Path $out 'demo'
+    if (Test-Path -LiteralPath $demoDir) { Remove-Item -LiteralPath $demoDir -Recurse -Force }
+    $null = New-Item -ItemType Directory -Path $demoDir
+    New-DemoImage $demoDir $busybox
+
+    $agent = Join-Path $demoDir 'agent'
+    [IO.File]::WriteAllText($agent, "#!/bin/sh`necho `"agent running`"`n")
+    chmod 0755 $agent; Assert-ExitCode 'chmod'
+    $init = @(
+        '#!/bin/sh'
+        'export PATH=/usr/sbin:/usr/bin:/sbin:/bin'
+        'mount -t proc proc /proc'
+        'mount -t sysfs sysfs /sys'
+        '/usr/bin/agent'
+        'echo INITRAMFSPS-DEMO-OK'
+        'poweroff -f'
+    ) -join "`n"
+    [IO.File]::WriteAllText((Join-Path $demoDir 'init'), "$init`n")
+
+    # The main job, in a child pwsh so this process never loads (and locks) the module dll.
+    $job = @'
+$ErrorActionPreference = 'Stop'
+Import-Module ./out/InitramfsPS/InitramfsPS.psd1
+$init = Get-Content -Raw out/demo/init
+$report = Get-OciImage oci:out/demo/layout:demo | Add-InitramfsFile out/demo/agent /usr/bin/agent | Set-InitramfsInit -Content $init | Export-Initramfs out/demo/demo.cpio.zst
+$report | Format-List
+'@
+    Write-Step 'Get-OciImage oci:out/demo/layout:demo | Add-InitramfsFile out/demo/agent /usr/bin/agent | Set-InitramfsInit -Content $init | Export-Initramfs out/demo/demo.cpio.zst'
+    Push-Location -LiteralPath $root
+    try { dotnet pwsh -NoProfile -NonInteractive -Command $job } finally { Pop-Location }
+    Assert-ExitCode 'The demo pipeline'
+
+    $natural = { [regex]::Replace($_.Name, '\d+', { $args[0].Value.PadLeft(10, '0') }) }
+    $kernel = Get-ChildItem -Path '/boot' -Filter 'vmlinuz-*' -File -ErrorAction SilentlyContinue |
+        Sort-Object $natural | Select-Object -Last 1
+    $kernelPath = if ($kernel) { $kernel.FullName } else { '/boot/vmlinuz-<version>' }
+    $qemu = "qemu-system-x86_64 -M q35 -accel tcg -m 256 -no-reboot -nographic -kernel $kernelPath " +
+        "-initrd out/demo/demo.cpio.zst -append 'console=ttyS0 panic=-1 quiet' </dev/null"
+    Write-Step 'Boot it with (from the repository root):'
+    Write-Host $qemu
+    if (-not $kernel) { Write-Host 'No kernel in /boot: run tools/install-deps.sh (linux-image-amd64).' }
+
+    if (-not $Boot) { return }
+    if (-not (Get-Command qemu-system-x86_64 -CommandType Application -ErrorAction SilentlyContinue) -or -not $kernel) {
+        Write-Warning 'Cannot boot: QEMU or a kernel is missing; run tools/install-deps.sh.'
+        return
+    }
+    Write-Step 'Booting under QEMU (TCG, timeout 120 s)'
+    $bootLog = @()
+    Push-Location -LiteralPath $root
+    try { bash -c "timeout 120 $qemu 2>&1" | Tee-Object -Variable bootLog } finally { Pop-Location }
+    if (-not ($bootLog -match 'INITRAMFSPS-DEMO-OK')) { throw 'The demo archive booted without printing INITRAMFSPS-DEMO-OK.' }
+    Write-Host 'Booted: INITRAMFSPS-DEMO-OK seen.' -ForegroundColor Green
+}
+
+# Resolve the plan: dependencies first, each task once, otherwise in the order given.
+$dependsOn = @{ Clean = @(); Build = @(); Test = @('Build'); Demo = @('Build') }
+$plan = [Collections.Generic.List[string]]::new()
+foreach ($name in $Task) {
+    foreach ($step in @($dependsOn[$name]) + $name) {
+        if (-not $plan.Contains($step)) { $plan.Add($step) }
+    }
+}
+
+$script:TestSummaryPrinted = $false
+Push-Location -LiteralPath $root  # `dotnet pwsh` finds the tool manifest from here
+try {
+    foreach ($step in $plan) {
+        Write-Step "Task $step"
+        & "Invoke-$step"
+    }
+}
+catch {
+    Write-Host "build.ps1: task failed: $_" -ForegroundColor Red
+    Write-Host $_.ScriptStackTrace
+    # CI reads the last line; a run that never reached the tests must not end without counts.
+    if ($plan.Contains('Test') -and -not $script:TestSummaryPrinted) { Write-Host '0 passed, 1 failed' }
+    exit 1
+}
+finally {
+    Pop-Location
+}
