@@ -86,6 +86,8 @@ namespace InitramfsPS.Layers
                 return parsed;
             }
 
+            // The diff_id comes from the config, whose digest the manifest pins: a cached tar that
+            // hashes to it is the verified layer, and the compressed blob need not be read again.
             if (layer.DiffId is { } known && cache.Has(known))
             {
                 var fromCache = TryReadCached(cache, known, name, cancellationToken);
