@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Cache
 {
@@ -189,14 +190,8 @@ namespace InitramfsPS.Cache
             Stream.Dispose();
             if (!committed)
             {
-                try
-                {
-                    File.Delete(TempPath);
-                }
-                catch (IOException)
-                {
-                    // A leftover .partial file is harmless: it is never read as a blob.
-                }
+                // A leftover .partial file would be harmless: it is never read as a blob.
+                Files.TryDelete(TempPath);
             }
         }
     }

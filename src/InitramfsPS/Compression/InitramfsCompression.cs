@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.IO.Compression;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Compression
 {
@@ -99,14 +100,12 @@ namespace InitramfsPS.Compression
     /// otherwise sets per platform: the same input then gives the same bytes everywhere.
     /// Does not close the stream below it.
     /// </summary>
-    internal sealed class GzipHeaderNormalizer : Stream
+    internal sealed class GzipHeaderNormalizer : WriteOnlyStream
     {
         private readonly Stream inner;
         private long position;
 
         public GzipHeaderNormalizer(Stream inner) => this.inner = inner;
-
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
@@ -134,34 +133,18 @@ namespace InitramfsPS.Compression
             position += buffer.Length;
         }
 
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => position; set => throw new NotSupportedException(); }
         public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     /// <summary>A pass-through that leaves the stream below open when disposed.</summary>
-    internal sealed class NonClosingStream : Stream
+    internal sealed class NonClosingStream : WriteOnlyStream
     {
         private readonly Stream inner;
 
         public NonClosingStream(Stream inner) => this.inner = inner;
 
-        public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
         public override void Write(ReadOnlySpan<byte> buffer) => inner.Write(buffer);
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
         public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Text;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Cpio
 {
@@ -106,23 +107,15 @@ namespace InitramfsPS.Cpio
             }
         }
 
-        private sealed class DataView : Stream
+        private sealed class DataView : WriteOnlyStream
         {
             private readonly CpioNewcWriter writer;
 
             public DataView(CpioNewcWriter writer) => this.writer = writer;
 
-            public override void Write(byte[] buffer, int offset, int count) => writer.WriteData(buffer.AsSpan(offset, count));
             public override void Write(ReadOnlySpan<byte> buffer) => writer.WriteData(buffer);
-            public override bool CanRead => false;
-            public override bool CanSeek => false;
-            public override bool CanWrite => true;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => writer.Position; set => throw new NotSupportedException(); }
+
             public override void Flush() => writer.output.Flush();
-            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
         }
     }
 }

@@ -8,6 +8,7 @@ using System.Text;
 using System.Threading;
 using InitramfsPS.Compression;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Cpio
 {
@@ -193,12 +194,12 @@ namespace InitramfsPS.Cpio
             }
             catch (IOException ex) when (ex is not FileNotFoundException)
             {
-                TryDelete(temp);
+                Files.TryDelete(temp);
                 throw new InitramfsException("ExportWriteFailed", FailureKind.WriteFailed, $"Cannot write '{fullPath}': {ex.Message}", fullPath, ex);
             }
             catch
             {
-                TryDelete(temp);
+                Files.TryDelete(temp);
                 throw;
             }
         }
@@ -358,19 +359,5 @@ namespace InitramfsPS.Cpio
             EntryType.Fifo => CpioNewcWriter.TypeFifo,
             _ => CpioNewcWriter.TypeSocket,
         };
-
-        private static void TryDelete(string path)
-        {
-            try
-            {
-                File.Delete(path);
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        }
     }
 }

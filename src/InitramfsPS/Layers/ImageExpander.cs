@@ -6,6 +6,7 @@ using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Layers
 {
@@ -131,18 +132,7 @@ namespace InitramfsPS.Layers
         {
             try
             {
-                var reader = new TarReader(tar);
-                long entries = 0;
-                TarHeader? header;
-                while ((header = reader.Next()) is not null)
-                {
-                    if ((++entries & 1023) == 0)
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        progress();
-                    }
-                    LayerApplier.Classify(header, parsed, name);
-                }
+                ClassifyAll(tar, parsed, name, progress, cancellationToken);
                 if (tar is HashingReadStream h)
                 {
                     h.Drain();
@@ -165,6 +155,23 @@ namespace InitramfsPS.Layers
             }
         }
 
+        /// <summary>Reads every tar header of a layer into <paramref name="parsed"/>, checking for Ctrl+C as it goes.</summary>
+        private static void ClassifyAll(Stream tar, ParsedLayer parsed, string name, Action? progress, CancellationToken cancellationToken)
+        {
+            var reader = new TarReader(tar);
+            long entries = 0;
+            TarHeader? header;
+            while ((header = reader.Next()) is not null)
+            {
+                if ((++entries & 1023) == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    progress?.Invoke();
+                }
+                LayerApplier.Classify(header, parsed, name);
+            }
+        }
+
         private static ParsedLayer? TryReadCached(BlobStore cache, Digest diffId, string name, CancellationToken cancellationToken)
         {
             string path = cache.PathOf(diffId);
@@ -175,17 +182,7 @@ namespace InitramfsPS.Layers
                 parsed.BackingLength = file.Length;
                 using var hash = diffId.CreateHash();
                 var stream = new HashingReadStream(file, hash);
-                var reader = new TarReader(stream);
-                long entries = 0;
-                TarHeader? header;
-                while ((header = reader.Next()) is not null)
-                {
-                    if ((++entries & 1023) == 0)
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                    }
-                    LayerApplier.Classify(header, parsed, name);
-                }
+                ClassifyAll(stream, parsed, name, null, cancellationToken);
                 stream.Drain();
                 if (diffId.Matches(hash.GetHashAndReset()))
                 {
@@ -199,7 +196,7 @@ namespace InitramfsPS.Layers
             catch (IOException)
             {
             }
-            TryDelete(path);
+            Files.TryDelete(path);
             return null;
         }
 
@@ -233,19 +230,5 @@ namespace InitramfsPS.Layers
 
         private static void Progress(ExpandOptions options, LayerDescriptor layer, OciImage image, long read)
             => options.Progress?.Invoke(layer.Index, image.Layers.Count, read, layer.Size);
-
-        private static void TryDelete(string path)
-        {
-            try
-            {
-                File.Delete(path);
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        }
     }
 }

@@ -1,0 +1,58 @@
+using System;
+using System.IO;
+
+namespace InitramfsPS.IO
+{
+    /// <summary>
+    /// Base of the forward-only write streams of the export chain (hashing, header fixing, counting):
+    /// subclasses write; reading and seeking are refused once, here.
+    /// </summary>
+    public abstract class WriteOnlyStream : Stream
+    {
+        /// <inheritdoc/>
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        /// <inheritdoc/>
+        public abstract override void Write(ReadOnlySpan<byte> buffer);
+
+        /// <inheritdoc/>
+        public override bool CanRead => false;
+        /// <inheritdoc/>
+        public override bool CanSeek => false;
+        /// <inheritdoc/>
+        public override bool CanWrite => true;
+        /// <inheritdoc/>
+        public override long Length => throw new NotSupportedException();
+        /// <inheritdoc/>
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        /// <inheritdoc/>
+        public override void Flush()
+        {
+        }
+        /// <inheritdoc/>
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        /// <inheritdoc/>
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        /// <inheritdoc/>
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+
+    /// <summary>File operations whose failure must not hide the error being reported.</summary>
+    public static class Files
+    {
+        /// <summary>Deletes a file, ignoring failure: used while cleaning up after another error.</summary>
+        public static void TryDelete(string path)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+    }
+}
