@@ -81,6 +81,41 @@ Describe 'The archive format' {
         @(& bsdtar -tf $plain).Count | Should -Be $listing.Count
     }
 
+    It 'GNU cpio and bsdtar list exactly the rootfs entries, with their modes, owners and link targets' {
+        $tar = New-TestTar -Entry @(
+            @{ Name = 'dev/'; Type = 'Dir' },
+            @{ Name = 'dev/sda'; Type = 'BlockDevice'; DevMajor = 8; DevMinor = 0; Mode = '0660'; Gid = 6 },
+            @{ Name = 'dev/null'; Type = 'CharDevice'; DevMajor = 1; DevMinor = 3; Mode = '0666' },
+            @{ Name = 'fifo'; Type = 'Fifo'; Mode = '0620'; Uid = 7 },
+            @{ Name = 'home/'; Type = 'Dir'; Mode = '0750'; Uid = 1000; Gid = 1000 },
+            @{ Name = 'home/su'; Data = 'x'; Mode = '4755'; Uid = 1000; Gid = 100 },
+            @{ Name = 'home/up'; Type = 'Symlink'; LinkName = '../tmp' },
+            @{ Name = 'tmp/'; Type = 'Dir'; Mode = '1777' },
+            @{ Name = 'init'; Data = "#!/home/su`n"; Mode = '0755' }
+        )
+        $img = New-TestOciLayout -Path (Join-Path $work 'listing') -Layer @(, $tar) -Tag t
+        $r = Get-OciImage $img.Reference | Expand-OciLayers
+        $out = Join-Path $work 'listing.cpio'
+        $r | Export-Initramfs $out -NoDefaultEntries | Out-Null
+        $expected = foreach ($e in $r.GetEntries()) {
+            $name = if ($e.Path -eq '/') { '.' } else { $e.Path.Substring(1) }
+            $link = if ($e.Type -eq 'Symlink') { " -> $($e.LinkTarget)" } else { '' }
+            "$($e.ModeString) $($e.Uid) $($e.Gid) $name$link"
+        }
+        $env:LC_ALL = 'C'
+        # -rwsr-xr-x   1 1000     100             1 Nov 14  2023 home/su
+        $gnu = foreach ($line in (& cpio -itvn --quiet -F $out)) {
+            if ($line -notmatch '^(\S{10})\s+\d+\s+(\d+)\s+(\d+)\s+(?:\d+,\s+\d+|\d+)\s+\w{3}\s+\d+\s+[\d:]+\s(.+)$') { throw "cannot parse: $line" }
+            "$($Matches[1]) $($Matches[2]) $($Matches[3]) $($Matches[4])"
+        }
+        $bsd = foreach ($line in (& bsdtar --numeric-owner -tvf $out)) {
+            if ($line -notmatch '^(\S{10})\s+\d+\s+(\d+)\s+(\d+)\s+(?:\d+,\s*\d+|\d+)\s+\w{3}\s+\d+\s+[\d:]+\s(.+)$') { throw "cannot parse: $line" }
+            "$($Matches[1]) $($Matches[2]) $($Matches[3]) $($Matches[4])"
+        }
+        $gnu | Should -Be $expected
+        $bsd | Should -Be $expected
+    }
+
     It 'gives byte-identical archives for the same input (<Name>)' -ForEach @(
         @{ Name = 'none'; File = 'same.cpio' }
         @{ Name = 'gzip'; File = 'same.cpio.gz' }
