@@ -15,6 +15,8 @@
         'Add-InitramfsFile'
         'Set-InitramfsInit'
         'Export-Initramfs'
+        'Get-OciCache'
+        'Clear-OciCache'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -26,6 +26,8 @@ packages=(
     umoci              # builds and unpacks reference trees
     docker-registry    # a real OCI registry on 127.0.0.1
     apache2-utils      # htpasswd -B for registry basic auth
+    openssl            # the test token service's self-signed key pair
+    python3            # the test token service and fault-injecting proxy (stdlib only)
     time               # /usr/bin/time for memory measurements
 )
 

@@ -77,11 +77,11 @@ Describe 'Bad references and missing images' {
         $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
     }
 
-    It 'a registry reference says registry pulls are not supported yet' {
-        $err = Invoke-Failing 'alpine:3.20'
-        $err[0].FullyQualifiedErrorId | Should -BeLike 'RegistryNotSupported,*'
-        $err[0].CategoryInfo.Category | Should -Be 'NotImplemented'
-        $err[0].Exception.Message | Should -Match 'docker.io/library/alpine:3.20'
+    It 'a registry whose name does not resolve fails at once, naming it' {
+        $took = Measure-Command { $script:err = Invoke-Failing 'registry.invalid/team/app:1.0' }
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'RegistryUnavailable,*'
+        $err[0].Exception.Message | Should -Match 'registry\.invalid'
+        $took.TotalSeconds | Should -BeLessThan 10 -Because 'a name that does not resolve is not retried'
     }
 
     It 'a docker archive missing a layer' {

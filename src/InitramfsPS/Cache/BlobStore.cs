@@ -89,6 +89,56 @@ namespace InitramfsPS.Cache
             return bytes;
         }
 
+        /// <summary>
+        /// Takes the cross-process lock of one digest, so that of several processes pulling the same
+        /// image, one downloads each blob and the others wait and find it present. The lock is an
+        /// exclusive open of a lock file, which the kernel releases if the holder dies.
+        /// </summary>
+        public async System.Threading.Tasks.Task<IDisposable> LockAsync(Digest digest, System.Threading.CancellationToken cancellationToken)
+        {
+            string directory = Path.Combine(Root, "locks");
+            Directory.CreateDirectory(directory);
+            string path = Path.Combine(directory, $"{digest.Algorithm}-{digest.Hex}.lock");
+            while (true)
+            {
+                try
+                {
+                    return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
+                }
+                catch (IOException)
+                {
+                    await System.Threading.Tasks.Task.Delay(100, cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+
+        /// <summary>The digest a tag of a registry repository pointed to when last pulled (for -Offline).</summary>
+        public Digest? ReadRef(string registry, string repository, string tag)
+        {
+            string path = RefPath(registry, repository, tag);
+            return File.Exists(path) && Digest.TryParse(File.ReadAllText(path).Trim(), out var digest) ? digest : null;
+        }
+
+        /// <summary>Records what a tag points to, atomically.</summary>
+        public void WriteRef(string registry, string repository, string tag, Digest digest)
+        {
+            string path = RefPath(registry, repository, tag);
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                string temp = path + "." + Guid.NewGuid().ToString("N") + ".partial";
+                File.WriteAllText(temp, digest.ToString());
+                File.Move(temp, path, overwrite: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{Root}': {ex.Message}", Root, ex);
+            }
+        }
+
+        private string RefPath(string registry, string repository, string tag) =>
+            Path.Combine(Root, "refs", registry.Replace(':', '_'), Path.Combine(repository.Split('/')), "_tags", tag);
+
         /// <summary>Starts writing a blob whose digest is checked at <see cref="BlobWriter.Commit"/>.</summary>
         public BlobWriter CreateWriter()
         {

@@ -1,30 +1,50 @@
+using System;
 using System.Collections;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
 using InitramfsPS.Cache;
-using InitramfsPS.Errors;
 using InitramfsPS.Images;
+using InitramfsPS.Registry;
 
 namespace InitramfsPS.Commands
 {
-    /// <summary>Resolves an image reference to an OciImage: manifest, config and layers, verified.</summary>
+    /// <summary>Resolves an image reference to an OciImage: manifest, config and layers, verified and in the cache.</summary>
     [Cmdlet(VerbsCommon.Get, "OciImage")]
     [OutputType(typeof(OciImage))]
     public sealed class GetOciImageCommand : InitramfsCmdlet
     {
-        /// <summary>The image: <c>oci:dir[:tag|@digest]</c>, <c>docker-archive:file[:name:tag]</c>, or a registry reference.</summary>
+        /// <summary>The image: a registry reference, <c>oci:dir[:tag|@digest]</c> or <c>docker-archive:file[:name:tag]</c>.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("Name", "ImageReference")]
         [ValidateNotNullOrEmpty]
         public string[] Reference { get; set; } = null!;
 
-        /// <summary>The platform to pick from a multi-platform image, <c>os/arch[/variant]</c>.</summary>
+        /// <summary>The platform to pick from a multi-platform image, <c>os/arch[/variant]</c>; default linux on this machine's architecture.</summary>
         [Parameter]
         [ArgumentCompleter(typeof(PlatformCompleter))]
         [ValidateNotNullOrEmpty]
-        public string Platform { get; set; } = Images.Platform.Default.ToString();
+        public string Platform { get; set; } = Images.Platform.Host.ToString();
+
+        /// <summary>Registry credentials; without them the auth files (auth.json, ~/.docker/config.json) are used.</summary>
+        [Parameter]
+        [Credential]
+        public PSCredential? Credential { get; set; }
+
+        /// <summary>Allow plain, unencrypted HTTP to a registry that is not on this machine (loopback always may).</summary>
+        [Parameter]
+        public SwitchParameter AllowPlainHttp { get; set; }
+
+        /// <summary>Use only the local cache; fail if the image is not there.</summary>
+        [Parameter]
+        public SwitchParameter Offline { get; set; }
+
+        /// <summary>How many layers download at once.</summary>
+        [Parameter]
+        [ValidateRange(1, 32)]
+        public int MaxParallelDownloads { get; set; } = 3;
 
         /// <inheritdoc/>
         protected override void ProcessRecord()
@@ -40,9 +60,7 @@ namespace InitramfsPS.Commands
                     {
                         ImageTransport.OciLayout => LayoutResolver.FromLayout(reference, GetUnresolvedProviderPathFromPSPath(reference.Path), platform),
                         ImageTransport.DockerArchive => ImportArchive(reference),
-                        _ => throw new InitramfsException("RegistryNotSupported", FailureKind.NotImplemented,
-                            $"Pulling {reference} from a registry is not supported yet (it arrives with registry support). " +
-                            "Use a local image: oci:<layout dir>[:<tag>] or docker-archive:<file>[:<name:tag>].", reference.ToString()),
+                        _ => Pull(reference, platform),
                     };
                     if (MyInvocation.BoundParameters.ContainsKey(nameof(Platform)) && !platform.Matches(image.Platform))
                     {
@@ -50,6 +68,42 @@ namespace InitramfsPS.Commands
                     }
                     WriteObject(image);
                 });
+            }
+        }
+
+        private OciImage Pull(ImageReference reference, Images.Platform platform)
+        {
+            string activity = $"Pulling {reference}";
+            var progress = new ConcurrentDictionary<string, (long Done, long Size)>(StringComparer.Ordinal);
+            var options = new PullOptions
+            {
+                Offline = Offline,
+                MaxParallelDownloads = MaxParallelDownloads,
+                Progress = progress,
+                Registry = new RegistryOptions
+                {
+                    Credential = Credential is null ? null : new RegistryCredential(Credential.UserName, Credential.GetNetworkCredential().Password, "-Credential"),
+                    AllowPlainHttp = AllowPlainHttp,
+                    Verbose = QueueVerbose,
+                },
+            };
+            var cache = new BlobStore(BlobStore.DefaultCacheRoot());
+            try
+            {
+                return RunInBackground(token => RegistryPuller.PullAsync(reference, platform, cache, options, token), () =>
+                {
+                    if (progress.IsEmpty)
+                    {
+                        return;
+                    }
+                    var snapshot = progress.ToArray();
+                    long done = snapshot.Sum(p => p.Value.Done), total = Math.Max(1, snapshot.Sum(p => p.Value.Size));
+                    Progress(4, activity, $"{snapshot.Count(p => p.Value.Done >= p.Value.Size)} of {snapshot.Length} layers, {Units.Bytes(done)} of {Units.Bytes(total)}", (int)(done * 100 / total));
+                });
+            }
+            finally
+            {
+                CompleteProgress(4, activity);
             }
         }
 
@@ -77,7 +131,7 @@ namespace InitramfsPS.Commands
             CommandAst commandAst, IDictionary fakeBoundParameters)
         {
             return Images.Platform.Common
-                .Where(p => p.StartsWith(wordToComplete.Trim('\'', '"'), System.StringComparison.OrdinalIgnoreCase))
+                .Where(p => p.StartsWith(wordToComplete.Trim('\'', '"'), StringComparison.OrdinalIgnoreCase))
                 .Select(p => new CompletionResult(p, p, CompletionResultType.ParameterValue, p));
         }
     }

@@ -16,6 +16,7 @@ namespace InitramfsPS.Commands
     public abstract class InitramfsCmdlet : PSCmdlet, IDisposable
     {
         private readonly CancellationTokenSource cancellation = new();
+        private readonly System.Collections.Concurrent.ConcurrentQueue<string> verboseQueue = new();
         private readonly Stopwatch progressClock = Stopwatch.StartNew();
         private long lastProgress = -1000;
 
@@ -75,6 +76,35 @@ namespace InitramfsPS.Commands
         /// <summary>Ends a progress bar.</summary>
         protected void CompleteProgress(int activityId, string activity)
             => WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
+
+        /// <summary>
+        /// Runs <paramref name="work"/> on the thread pool while this (pipeline) thread writes what it
+        /// queues: PowerShell allows Write-* calls only from the pipeline thread. <paramref name="tick"/>
+        /// runs on this thread about ten times a second (for progress).
+        /// </summary>
+        protected T RunInBackground<T>(Func<CancellationToken, System.Threading.Tasks.Task<T>> work, Action tick)
+        {
+            var task = System.Threading.Tasks.Task.Run(() => work(CancellationToken));
+            while (!task.IsCompleted)
+            {
+                System.Threading.Tasks.Task.WhenAny(task, System.Threading.Tasks.Task.Delay(100)).Wait();
+                DrainVerbose();
+                tick();
+            }
+            DrainVerbose();
+            return task.GetAwaiter().GetResult();
+        }
+
+        /// <summary>Queues a verbose message from any thread; it is written by <see cref="RunInBackground"/>.</summary>
+        protected void QueueVerbose(string message) => verboseQueue.Enqueue(message);
+
+        private void DrainVerbose()
+        {
+            while (verboseQueue.TryDequeue(out string? message))
+            {
+                WriteVerbose(message);
+            }
+        }
 
         /// <summary>Expands an image into a rootfs with progress; shared by every cmdlet that takes an image.</summary>
         protected Rootfs ExpandImage(OciImage image, long maxLayerSize)

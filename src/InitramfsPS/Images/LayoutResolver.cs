@@ -57,40 +57,20 @@ namespace InitramfsPS.Images
         {
             for (int depth = 0; depth < 4; depth++)
             {
-                byte[] bytes = store.ReadVerified(descriptor, "manifest");
-                using var doc = Parse(bytes, $"manifest {descriptor.Digest}");
-                var root = doc.RootElement;
-                string? mediaType = descriptor.MediaType ?? Str(root, "mediaType");
-                if (mediaType is MediaTypes.DockerSchema1 or MediaTypes.DockerSchema1Signed
-                    || (root.TryGetProperty("schemaVersion", out var sv) && sv.ValueKind == JsonValueKind.Number && sv.GetInt32() == 1))
+                var document = ParseDocument(store.ReadVerified(descriptor, "manifest"), descriptor);
+                if (document.Index is { } entries)
                 {
-                    throw new InitramfsException("ManifestSchema1Unsupported", FailureKind.NotImplemented,
-                        $"The manifest {descriptor.Digest} is Docker schema 1, which is deprecated and not supported; push the image again with a current tool.", descriptor.Digest.ToString());
-                }
-                bool isIndex = MediaTypes.IsIndex(mediaType) || (mediaType is null && root.TryGetProperty("manifests", out _));
-                if (isIndex)
-                {
-                    var entries = ParseIndex(bytes, $"index {descriptor.Digest}");
                     descriptor = PickPlatform(entries, platform, descriptor.Digest.ToString());
                     continue;
                 }
-                if (!root.TryGetProperty("config", out var configElement) || !root.TryGetProperty("layers", out var layersElement)
-                    || layersElement.ValueKind != JsonValueKind.Array)
-                {
-                    throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData,
-                        $"The manifest {descriptor.Digest} has no config or layers.", descriptor.Digest.ToString());
-                }
-                var configDescriptor = ParseDescriptor(configElement, $"manifest {descriptor.Digest}");
+                var configDescriptor = document.Config!;
                 var configBytes = store.ReadVerified(configDescriptor, "image config", 64 << 20);
                 using var configDoc = Parse(configBytes, $"image config {configDescriptor.Digest}");
                 var config = ImageConfig.Parse(configDoc.RootElement);
                 var layers = new List<LayerDescriptor>();
-                int i = 0;
-                foreach (var l in layersElement.EnumerateArray())
+                for (int i = 0; i < document.Layers.Count; i++)
                 {
-                    var d = ParseDescriptor(l, $"manifest {descriptor.Digest}");
-                    var compression = MediaTypes.LayerCompressionOf(d.MediaType) ?? throw new InitramfsException("LayerMediaTypeUnsupported", FailureKind.NotImplemented,
-                        $"Layer {i + 1} of {descriptor.Digest} has the media type '{d.MediaType}', which is not a tar layer this module can apply.", d.Digest.ToString());
+                    var d = document.Layers[i];
                     layers.Add(new LayerDescriptor
                     {
                         Index = i + 1,
@@ -98,15 +78,57 @@ namespace InitramfsPS.Images
                         Digest = d.Digest,
                         Size = d.Size,
                         DiffId = i < config.DiffIds.Count ? config.DiffIds[i] : null,
-                        Compression = compression,
+                        Compression = MediaTypes.LayerCompressionOf(d.MediaType)!.Value,
                     });
-                    i++;
                 }
                 CheckDiffIds(config, layers, descriptor.Digest.ToString());
                 var imagePlatform = Platform.Normalize(config.Os, string.IsNullOrEmpty(config.Architecture) ? platform.Architecture : config.Architecture, config.Variant);
-                return new OciImage(reference, descriptor.Digest, mediaType, imagePlatform, configDescriptor.Digest, config, layers, store);
+                return new OciImage(reference, descriptor.Digest, document.MediaType, imagePlatform, configDescriptor.Digest, config, layers, store);
             }
             throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData, "Indexes are nested more than 4 deep.", descriptor.Digest.ToString());
+        }
+
+        /// <summary>An index (its entries) or an image manifest (its config and layers).</summary>
+        internal sealed record ManifestDocument(string? MediaType, List<Descriptor>? Index, Descriptor? Config, List<Descriptor> Layers);
+
+        /// <summary>Parses verified manifest bytes; refuses schema 1 and layers that are not tars.</summary>
+        internal static ManifestDocument ParseDocument(byte[] bytes, Descriptor descriptor)
+        {
+            using var doc = Parse(bytes, $"manifest {descriptor.Digest}");
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData, $"The manifest {descriptor.Digest} is not a JSON object.", descriptor.Digest.ToString());
+            }
+            string? mediaType = descriptor.MediaType ?? Str(root, "mediaType");
+            if (mediaType is MediaTypes.DockerSchema1 or MediaTypes.DockerSchema1Signed
+                || (root.TryGetProperty("schemaVersion", out var sv) && sv.ValueKind == JsonValueKind.Number && sv.TryGetInt32(out int version) && version == 1))
+            {
+                throw new InitramfsException("ManifestSchema1Unsupported", FailureKind.NotImplemented,
+                    $"The manifest {descriptor.Digest} is Docker schema 1, which is deprecated and not supported; push the image again with a current tool.", descriptor.Digest.ToString());
+            }
+            if (MediaTypes.IsIndex(mediaType) || (mediaType is null && root.TryGetProperty("manifests", out _)))
+            {
+                return new ManifestDocument(mediaType, ParseIndex(bytes, $"index {descriptor.Digest}"), null, new List<Descriptor>());
+            }
+            if (!root.TryGetProperty("config", out var configElement) || !root.TryGetProperty("layers", out var layersElement)
+                || layersElement.ValueKind != JsonValueKind.Array)
+            {
+                throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData,
+                    $"The manifest {descriptor.Digest} has no config or layers.", descriptor.Digest.ToString());
+            }
+            var layers = new List<Descriptor>();
+            foreach (var l in layersElement.EnumerateArray())
+            {
+                var d = ParseDescriptor(l, $"manifest {descriptor.Digest}");
+                if (MediaTypes.LayerCompressionOf(d.MediaType) is null)
+                {
+                    throw new InitramfsException("LayerMediaTypeUnsupported", FailureKind.NotImplemented,
+                        $"Layer {layers.Count + 1} of {descriptor.Digest} has the media type '{d.MediaType}', which is not a tar layer this module can apply.", d.Digest.ToString());
+                }
+                layers.Add(d);
+            }
+            return new ManifestDocument(mediaType, null, ParseDescriptor(configElement, $"manifest {descriptor.Digest}"), layers);
         }
 
         /// <summary>The config's diff_ids must name each layer once, or layers could be swapped unnoticed.</summary>
@@ -193,7 +215,7 @@ namespace InitramfsPS.Images
             return tags.Count == 0 ? "(none)" : string.Join(", ", tags);
         }
 
-        private static Descriptor PickPlatform(List<Descriptor> entries, Platform wanted, string what)
+        internal static Descriptor PickPlatform(List<Descriptor> entries, Platform wanted, string what)
         {
             // Entries without a platform, or "unknown/unknown" (BuildKit attestations), are not images to run.
             var candidates = entries.Where(e => e.Platform is { } p && p.Os != "unknown" && p.Architecture != "unknown").ToList();

@@ -13,8 +13,19 @@ namespace InitramfsPS.Images
             "linux/ppc64le", "linux/s390x", "linux/riscv64",
         };
 
-        /// <summary>The default platform of this scope: linux/amd64.</summary>
+        /// <summary>linux/amd64, the platform most microVM fleets run.</summary>
         public static Platform Default { get; } = new("linux", "amd64", null);
+
+        /// <summary>Linux on this machine's architecture: what an image pulled here is most likely meant to run on.</summary>
+        public static Platform Host { get; } = System.Runtime.InteropServices.RuntimeInformation.OSArchitecture switch
+        {
+            System.Runtime.InteropServices.Architecture.Arm64 => new("linux", "arm64", null),
+            System.Runtime.InteropServices.Architecture.Arm => new("linux", "arm", "v7"),
+            System.Runtime.InteropServices.Architecture.X86 => new("linux", "386", null),
+            System.Runtime.InteropServices.Architecture.S390x => new("linux", "s390x", null),
+            System.Runtime.InteropServices.Architecture.Ppc64le => new("linux", "ppc64le", null),
+            _ => Default,
+        };
 
         /// <summary>Parses <c>os/arch[/variant]</c>, mapping aliases (x86_64, aarch64).</summary>
         public static Platform Parse(string text)

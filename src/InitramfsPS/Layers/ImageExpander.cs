@@ -55,6 +55,16 @@ namespace InitramfsPS.Layers
         private static ParsedLayer Read(OciImage image, LayerDescriptor layer, BlobStore cache, ExpandOptions options, CancellationToken cancellationToken)
         {
             string name = layer.DisplayName;
+            // The diff_id comes from the config, whose digest the manifest pins: a cached tar that
+            // hashes to it is the verified layer, and the compressed blob need not be read again.
+            if (layer.Compression != LayerCompression.None && layer.DiffId is { } known && cache.Has(known))
+            {
+                var fromCache = TryReadCached(cache, known, name, cancellationToken);
+                if (fromCache is not null)
+                {
+                    return fromCache;
+                }
+            }
             using var raw = image.Blobs.OpenRead(layer.Digest, name);
             if (raw.Length != layer.Size)
             {
@@ -85,17 +95,6 @@ namespace InitramfsPS.Layers
                         $"{name}: the config's diff_id {diffId} differs from the digest of this uncompressed layer.", layer.Digest.ToString());
                 }
                 return parsed;
-            }
-
-            // The diff_id comes from the config, whose digest the manifest pins: a cached tar that
-            // hashes to it is the verified layer, and the compressed blob need not be read again.
-            if (layer.DiffId is { } known && cache.Has(known))
-            {
-                var fromCache = TryReadCached(cache, known, name, cancellationToken);
-                if (fromCache is not null)
-                {
-                    return fromCache;
-                }
             }
 
             using var rawHash = layer.Digest.CreateHash();
