@@ -43,7 +43,9 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void EndProcessing()
         {
-            if (any)
+            // Only a bare Clear-OciCache empties the cache: a pipeline that delivered no digests
+            // (say, Get-OciCache -Verify filtered to corrupt blobs, and there were none) removes nothing.
+            if (any || MyInvocation.ExpectingInput)
             {
                 return;
             }
