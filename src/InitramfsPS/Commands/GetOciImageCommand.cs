@@ -16,6 +16,8 @@ namespace InitramfsPS.Commands
     [OutputType(typeof(OciImage))]
     public sealed class GetOciImageCommand : InitramfsCmdlet
     {
+        private const int OverallId = 4;
+
         /// <summary>The image: a registry reference, <c>oci:dir[:tag|@digest]</c> or <c>docker-archive:file[:name:tag]</c>.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("Name", "ImageReference")]
@@ -96,14 +98,26 @@ namespace InitramfsPS.Commands
                     {
                         return;
                     }
-                    var snapshot = progress.ToArray();
+                    // Sorted by digest so each layer keeps its bar (activity id) from tick to tick.
+                    var snapshot = progress.ToArray().OrderBy(p => p.Key, StringComparer.Ordinal).ToArray();
                     long done = snapshot.Sum(p => p.Value.Done), total = Math.Max(1, snapshot.Sum(p => p.Value.Size));
-                    Progress(4, activity, $"{snapshot.Count(p => p.Value.Done >= p.Value.Size)} of {snapshot.Length} layers, {Units.Bytes(done)} of {Units.Bytes(total)}", (int)(done * 100 / total));
+                    Progress(OverallId, activity, $"{snapshot.Count(p => p.Value.Done >= p.Value.Size)} of {snapshot.Length} layers, {Units.Bytes(done)} of {Units.Bytes(total)}", (int)(done * 100 / total), force: true);
+                    for (int i = 0; i < snapshot.Length; i++)
+                    {
+                        var (key, (layerDone, size)) = (snapshot[i].Key, snapshot[i].Value);
+                        var record = new ProgressRecord(OverallId + 1 + i, $"Layer {key[..Math.Min(key.Length, 19)]}", $"{Units.Bytes(layerDone)} of {Units.Bytes(size)}")
+                        {
+                            ParentActivityId = OverallId,
+                            PercentComplete = size == 0 ? 100 : (int)Math.Min(100, layerDone * 100 / size),
+                            RecordType = layerDone >= size ? ProgressRecordType.Completed : ProgressRecordType.Processing,
+                        };
+                        WriteProgress(record);
+                    }
                 });
             }
             finally
             {
-                CompleteProgress(4, activity);
+                CompleteProgress(OverallId, activity);
             }
         }
 
