@@ -26,7 +26,7 @@
             Tags         = @('initramfs', 'oci', 'cpio', 'microvm', 'firecracker', 'container', 'Linux')
             ProjectUri   = 'https://github.com/initramfsps/InitramfsPS'
             LicenseUri   = 'https://github.com/initramfsps/InitramfsPS/blob/main/LICENSE'
-            ReleaseNotes = '0.1.0: local OCI layouts and docker save archives to bootable cpio archives.'
+            ReleaseNotes = '0.1.0: images from registries, OCI image layouts and docker save archives to bootable, reproducible cpio archives; Get-Help for every cmdlet and about_InitramfsPS.'
         }
     }
 }

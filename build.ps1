@@ -4,14 +4,22 @@
     Builds, tests and demonstrates the InitramfsPS module.
 
 .DESCRIPTION
-    Tasks run in the order given; Test and Demo run Build first, and each task runs once.
+    Tasks run in the order given; Test, Demo and HelpSkeleton run Build first, and each task
+    runs once.
 
-      Clean  removes out/ and the build folders.
-      Build  publishes src/InitramfsPS and assembles the module in out/InitramfsPS/.
-      Test   runs tests/Pester/*.Tests.ps1 with Pester 6.2.0 in a child pwsh; the last line
-             printed is `N passed, N failed`; NUnit XML goes to out/test-results.xml.
-      Demo   makes a busybox OCI image in out/demo/layout (no network), turns it into
-             out/demo/demo.cpio.zst with the module, and prints the QEMU line that boots it.
+      Clean         removes out/ and the build folders.
+      Build         publishes src/InitramfsPS, assembles the module in out/InitramfsPS/, and
+                    runs Help.
+      Help          writes the module's help from docs/help/*.md and the built cmdlets:
+                    out/InitramfsPS/en-US/InitramfsPS.dll-Help.xml (MAML) and
+                    about_InitramfsPS.help.txt; then checks Get-Help reads it.
+      HelpSkeleton  writes docs/help/<Cmdlet>.md for new cmdlets and parameter blocks for new
+                    parameters (placeholder prose), removes blocks of parameters that are gone,
+                    keeps the prose already written; then runs Help.
+      Test          runs tests/Pester/*.Tests.ps1 with Pester 6.2.0 in a child pwsh; the last
+                    line printed is `N passed, N failed`; NUnit XML goes to out/test-results.xml.
+      Demo          makes a busybox OCI image in out/demo/layout (no network), turns it into
+                    out/demo/demo.cpio.zst with the module, and prints the QEMU line that boots it.
 
 .EXAMPLE
     dotnet pwsh ./build.ps1 -Task Build,Demo -Boot
@@ -21,9 +29,9 @@
 #>
 [CmdletBinding()]
 param(
-    # Clean, Build, Test, Demo. `dotnet pwsh ./build.ps1 -Task Build,Demo` hands the script one
-    # string, so commas are split here (for every list parameter).
-    [ArgumentCompletions('Clean', 'Build', 'Test', 'Demo')]
+    # Clean, Build, Help, HelpSkeleton, Test, Demo. `dotnet pwsh ./build.ps1 -Task Build,Demo` hands
+    # the script one string, so commas are split here (for every list parameter).
+    [ArgumentCompletions('Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Demo')]
     [string[]]$Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -51,14 +59,16 @@ $TestPath = Split-List $TestPath
 $TestName = Split-List $TestName
 $Tag = Split-List $Tag
 $ExcludeTag = Split-List $ExcludeTag
-$unknown = @($Task | Where-Object { $_ -notin 'Clean', 'Build', 'Test', 'Demo' })
-if ($unknown) { throw "Unknown task '$($unknown -join "', '")': use Clean, Build, Test or Demo." }
+$tasks = 'Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Demo'
+$unknown = @($Task | Where-Object { $_ -notin $tasks })
+if ($unknown) { throw "Unknown task '$($unknown -join "', '")': use $($tasks -join ', ')." }
 
 $root = $PSScriptRoot
 $callerDir = $PWD.ProviderPath
 $out = Join-Path $root 'out'
 $moduleDir = Join-Path $out 'InitramfsPS'
 $manifest = Join-Path $moduleDir 'InitramfsPS.psd1'
+$helpSource = Join-Path $root 'docs/help'
 
 function Write-Step([string]$Message) { Write-Host "==> $Message" -ForegroundColor Cyan }
 
@@ -102,6 +112,31 @@ function Invoke-Build {
     $module = Test-ModuleManifest -Path $manifest
     Write-Host "Built $($module.Name) $($module.Version) in $moduleDir"
     Get-ChildItem -LiteralPath $moduleDir | ForEach-Object { Write-Host "  $($_.Name)" }
+
+    # Help is part of the build, so a test run always tests help made from the current markdown.
+    Write-Step 'Task Help (part of Build)'
+    Invoke-Help
+}
+
+# Runs a tools/help script in a child pwsh: it imports the built module, whose dll stays
+# locked for the life of the process that loaded it.
+function Invoke-HelpTool([string]$Script, [string[]]$Arguments) {
+    dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $root "tools/help/$Script") @Arguments
+    Assert-ExitCode $Script
+}
+
+function Invoke-Help {
+    if (-not (Test-Path -LiteralPath $manifest)) { throw "No module in '$moduleDir': run the Build task first." }
+    # Writes en-US/InitramfsPS.dll-Help.xml and about_*.help.txt; warns about unfinished markdown.
+    Invoke-HelpTool 'Build-Help.ps1' @('-ModulePath', $manifest, '-MarkdownPath', $helpSource)
+    # A fresh process, as a user gets: Get-Help must read the MAML, not fall back to metadata.
+    Invoke-HelpTool 'Assert-Help.ps1' @('-ModulePath', $manifest, '-MarkdownPath', $helpSource)
+}
+
+function Invoke-HelpSkeleton {
+    Invoke-HelpTool 'Update-HelpMarkdown.ps1' @('-ModulePath', $manifest, '-MarkdownPath', $helpSource)
+    Write-Host 'Fill in every {{ placeholder }} in docs/help: the help tests fail while one remains.'
+    Invoke-Help
 }
 
 function Invoke-Test {
@@ -266,13 +301,14 @@ $report | Format-List
 }
 
 # Resolve the plan: dependencies first, each task once, otherwise in the order given.
-$dependsOn = @{ Clean = @(); Build = @(); Test = @('Build'); Demo = @('Build') }
+$dependsOn = @{ Clean = @(); Build = @(); Help = @(); HelpSkeleton = @('Build'); Test = @('Build'); Demo = @('Build') }
 $plan = [Collections.Generic.List[string]]::new()
 foreach ($name in $Task) {
     foreach ($step in @($dependsOn[$name]) + $name) {
         if (-not $plan.Contains($step)) { $plan.Add($step) }
     }
 }
+if ($plan.Contains('Build')) { $null = $plan.Remove('Help') }  # Build runs Help itself
 
 $script:TestSummaryPrinted = $false
 Push-Location -LiteralPath $root  # `dotnet pwsh` finds the tool manifest from here
