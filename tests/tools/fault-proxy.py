@@ -43,6 +43,7 @@ import argparse
 import http.client
 import itertools
 import json
+import lifetime
 import os
 import re
 import socket
@@ -391,21 +392,6 @@ class Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def watchdog(parent_pid, deadline):
-    while True:
-        time.sleep(0.5)
-        gone = False
-        if parent_pid:
-            try:
-                os.kill(parent_pid, 0)
-            except ProcessLookupError:
-                gone = True
-            except PermissionError:
-                pass
-        if gone or time.time() > deadline:
-            os._exit(0)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--upstream', required=True, help='host:port of the registry (plain HTTP)')
@@ -423,7 +409,7 @@ def main():
     Handler.state = State(args)
     server = Server(('127.0.0.1', args.port), Handler)
     port = server.server_address[1]
-    threading.Thread(target=watchdog, args=(args.parent_pid, time.time() + args.max_lifetime), daemon=True).start()
+    lifetime.exit_with_parent(args.parent_pid, args.max_lifetime)
     tmp = os.path.join(args.dir, 'ready.json.tmp')
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump({'port': port, 'pid': os.getpid()}, f)

@@ -9,6 +9,7 @@ The InitramfsPS tests run docker-registry under it, so that a test run that dies
 reaches its AfterAll) leaves no registry behind.
 """
 
+import lifetime
 import argparse
 import os
 import signal
@@ -22,18 +23,6 @@ stop_signal = None
 def on_signal(signum, frame):
     global stop_signal
     stop_signal = signum
-
-
-def parent_alive(pid):
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main():
@@ -53,7 +42,7 @@ def main():
         rc = child.poll()
         if rc is not None:
             return rc if rc >= 0 else 128 - rc
-        if stop_signal is not None or not parent_alive(a.parent_pid) or time.monotonic() > deadline:
+        if stop_signal is not None or not lifetime.parent_alive(a.parent_pid) or time.monotonic() > deadline:
             child.terminate()
             try:
                 child.wait(5)

@@ -30,6 +30,7 @@ import argparse
 import base64
 import hashlib
 import json
+import lifetime
 import os
 import secrets
 import subprocess
@@ -288,21 +289,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, reply)
 
 
-def watchdog(parent_pid, deadline, server):
-    while True:
-        time.sleep(0.5)
-        gone = False
-        if parent_pid:
-            try:
-                os.kill(parent_pid, 0)
-            except ProcessLookupError:
-                gone = True
-            except PermissionError:
-                pass
-        if gone or time.time() > deadline:
-            os._exit(0)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--dir', required=True, help='work directory: key, cert, ready.json, requests.jsonl')
@@ -320,8 +306,7 @@ def main():
     server = ThreadingHTTPServer(('127.0.0.1', args.port), Handler)
     server.daemon_threads = True
     port = server.server_address[1]
-    threading.Thread(target=watchdog, args=(args.parent_pid, time.time() + args.max_lifetime, server),
-                     daemon=True).start()
+    lifetime.exit_with_parent(args.parent_pid, args.max_lifetime)
     ready = {'port': port, 'pid': os.getpid(), 'cert': state.cert, 'key': state.key,
              'realm': 'http://127.0.0.1:%d/token' % port}
     tmp = os.path.join(args.dir, 'ready.json.tmp')

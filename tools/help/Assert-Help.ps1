@@ -15,10 +15,9 @@ param([Parameter(Mandatory)][string]$ModulePath, [string]$MarkdownPath)
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 Import-Module (Join-Path $PSScriptRoot 'HelpMarkdown.psm1') -Force
-# Paths may be relative to the caller's location; .NET calls below need full ones.
-$ModulePath = (Resolve-Path -LiteralPath $ModulePath).ProviderPath
-if ($MarkdownPath) { $MarkdownPath = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($MarkdownPath) }
-$module = Import-Module $ModulePath -PassThru
+$target = Import-HelpTarget $ModulePath $MarkdownPath
+$module = $target.Module
+$MarkdownPath = $target.MarkdownPath
 $failures = [Collections.Generic.List[string]]::new()
 
 foreach ($cmdlet in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Object Name) {

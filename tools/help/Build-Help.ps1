@@ -28,10 +28,9 @@ param(
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 Import-Module (Join-Path $PSScriptRoot 'HelpMarkdown.psm1') -Force
-# Paths may be relative to the caller's location; .NET calls below need full ones.
-$ModulePath = (Resolve-Path -LiteralPath $ModulePath).ProviderPath
-if ($MarkdownPath) { $MarkdownPath = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($MarkdownPath) }
-$module = Import-Module $ModulePath -PassThru
+$target = Import-HelpTarget $ModulePath $MarkdownPath
+$module = $target.Module
+$MarkdownPath = $target.MarkdownPath
 $outDir = Join-Path $module.ModuleBase $Culture
 $null = New-Item -ItemType Directory -Force -Path $outDir
 

@@ -950,6 +950,14 @@ function ConvertTo-AboutHelpText {
 
 #endregion
 
+# The three help scripts run in a child pwsh and take paths relative to the caller's location;
+# .NET calls need full ones. Returns the imported module and the full markdown path.
+function Import-HelpTarget([string]$ModulePath, [string]$MarkdownPath) {
+    $full = (Resolve-Path -LiteralPath $ModulePath).ProviderPath
+    if ($MarkdownPath) { $MarkdownPath = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($MarkdownPath) }
+    [pscustomobject]@{ Module = (Import-Module $full -PassThru -Global); MarkdownPath = $MarkdownPath }
+}
+
 Export-ModuleMember -Function Get-CommandHelpFacts, Format-HelpSyntax, ConvertFrom-HelpMarkdown, ConvertTo-HelpMarkdownText,
     Read-HelpMarkdown, Get-DocumentedParameter, Get-HelpExample, Get-HelpMarkdownUpdate, Update-HelpMarkdown, ConvertTo-HelpParagraph,
-    Get-HelpMarkdownProblem, ConvertTo-MamlHelp, ConvertTo-AboutHelpText
+    Get-HelpMarkdownProblem, ConvertTo-MamlHelp, ConvertTo-AboutHelpText, Import-HelpTarget

@@ -30,10 +30,9 @@ param(
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
 Import-Module (Join-Path $PSScriptRoot 'HelpMarkdown.psm1') -Force
-# Paths may be relative to the caller's location; .NET calls below need full ones.
-$ModulePath = (Resolve-Path -LiteralPath $ModulePath).ProviderPath
-if ($MarkdownPath) { $MarkdownPath = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($MarkdownPath) }
-$module = Import-Module $ModulePath -PassThru
+$target = Import-HelpTarget $ModulePath $MarkdownPath
+$module = $target.Module
+$MarkdownPath = $target.MarkdownPath
 $cmdlets = @(Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Object Name)
 
 $results = @(Update-HelpMarkdown -Command $cmdlets -Path $MarkdownPath -ModuleName $module.Name -ExternalHelpFile $cmdlets[0].HelpFile)
