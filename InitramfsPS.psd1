@@ -17,6 +17,11 @@
         'Export-Initramfs'
         'Get-OciCache'
         'Clear-OciCache'
+        'Get-InitramfsItem'
+        'Remove-InitramfsItem'
+        'Import-Initramfs'
+        'Compare-Initramfs'
+        'Test-Initramfs'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
