@@ -28,6 +28,7 @@ namespace InitramfsPS.Commands
 
         /// <summary>Where the file goes in the rootfs (a directory path ending in '/' puts it inside).</summary>
         [Parameter(Mandatory = true, Position = 1)]
+        [ArgumentCompleter(typeof(RootfsPathCompleter))]
         [ValidateNotNullOrEmpty]
         public string Destination { get; set; } = null!;
 

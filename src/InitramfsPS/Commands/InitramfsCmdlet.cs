@@ -26,16 +26,21 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void StopProcessing() => cancellation.Cancel();
 
-        /// <summary>Runs <paramref name="action"/>, turning our failures into non-terminating errors on <paramref name="target"/>.</summary>
-        protected void Guard(object? target, Action action)
+        /// <summary>
+        /// Runs <paramref name="action"/>, turning our failures into non-terminating errors on
+        /// <paramref name="target"/>; false when it failed.
+        /// </summary>
+        protected bool Guard(object? target, Action action)
         {
             try
             {
                 action();
+                return true;
             }
             catch (InitramfsException ex)
             {
                 WriteError(ToErrorRecord(ex, target));
+                return false;
             }
             catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
             {

@@ -79,6 +79,9 @@ namespace InitramfsPS
         /// <summary>The last path component.</summary>
         public string Name => RootfsPath.Name(Path);
 
+        /// <summary>The directory that holds the entry, for grouping (<c>Group-Object Directory</c>).</summary>
+        public string Directory => RootfsPath.Parent(Path);
+
         /// <summary>Modification time as a date.</summary>
         public DateTimeOffset LastWriteTime => DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(MTime, -62135596800L, 253402300799L));
 

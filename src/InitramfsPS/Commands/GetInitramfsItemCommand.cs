@@ -1,0 +1,49 @@
+using System.Linq;
+using System.Management.Automation;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS.Commands
+{
+    /// <summary>Lists entries of a rootfs, as Get-ChildItem lists files.</summary>
+    [Cmdlet(VerbsCommon.Get, "InitramfsItem")]
+    [OutputType(typeof(RootfsEntry))]
+    public sealed class GetInitramfsItemCommand : RootfsCmdlet
+    {
+        /// <summary>Paths or patterns inside the rootfs; a directory lists its children. Default: the root.</summary>
+        [Parameter(Position = 0)]
+        [SupportsWildcards]
+        [ArgumentCompleter(typeof(RootfsPathCompleter))]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; } = { "/" };
+
+        /// <summary>Include everything below the directories named.</summary>
+        [Parameter]
+        public SwitchParameter Recurse { get; set; }
+
+        /// <summary>Only entries of these types.</summary>
+        [Parameter]
+        public EntryType[]? Type { get; set; }
+
+        /// <inheritdoc/>
+        protected override void ProcessRecord()
+        {
+            var rootfs = RootfsToRead();
+            if (rootfs is null)
+            {
+                return;
+            }
+            foreach (string path in Path)
+            {
+                Guard(path, () =>
+                {
+                    var found = RootfsQuery.Find(rootfs, path, Recurse, listDirectory: true)
+                        ?? throw new InitramfsException("ItemNotFound", FailureKind.NotFound, $"'{RootfsPath.Printable(path)}' does not exist in the rootfs.", path);
+                    foreach (var entry in Type is null ? found : found.Where(e => Type.Contains(e.Type)))
+                    {
+                        WriteObject(entry);
+                    }
+                });
+            }
+        }
+    }
+}

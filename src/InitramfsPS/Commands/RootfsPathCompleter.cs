@@ -1,0 +1,71 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+using InitramfsPS.Images;
+
+namespace InitramfsPS.Commands
+{
+    /// <summary>
+    /// Completes paths inside the rootfs the command will get: the -InputObject argument, or the
+    /// variable piped into it (<c>$rootfs | Remove-InitramfsItem /usr/sh&lt;Tab&gt;</c>). An OciImage
+    /// is not expanded just to complete a path.
+    /// </summary>
+    public sealed class RootfsPathCompleter : IArgumentCompleter
+    {
+        private static readonly System.Buffers.SearchValues<char> NeedsQuotes = System.Buffers.SearchValues.Create(" '$`;(){}@#,\"");
+
+        /// <inheritdoc/>
+        public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+            CommandAst commandAst, IDictionary fakeBoundParameters)
+        {
+            var rootfs = Unwrap(fakeBoundParameters["InputObject"]) ?? Unwrap(PipedVariableValue(commandAst));
+            if (rootfs is null)
+            {
+                return Enumerable.Empty<CompletionResult>();
+            }
+            string word = wordToComplete.Trim('\'', '"');
+            if (word.Length == 0)
+            {
+                word = "/";
+            }
+            int slash = word.LastIndexOf('/');
+            string directory = slash <= 0 ? "/" : word[..slash];
+            string prefix = word[(slash + 1)..];
+            if (!RootfsPath.TryNormalize(directory, out string normalized, out _))
+            {
+                return Enumerable.Empty<CompletionResult>();
+            }
+            return rootfs.GetChildren(normalized)
+                .Where(e => e.Name.StartsWith(prefix, StringComparison.Ordinal))
+                .Select(e =>
+                {
+                    string text = (directory == "/" ? "/" : directory + "/") + e.Name + (e.Type == EntryType.Directory ? "/" : string.Empty);
+                    string quoted = text.AsSpan().IndexOfAny(NeedsQuotes) >= 0 ? "'" + text.Replace("'", "''", StringComparison.Ordinal) + "'" : text;
+                    return new CompletionResult(quoted, e.Name, CompletionResultType.ParameterValue, e.ToString());
+                })
+                .ToList();
+        }
+
+        private static Rootfs? Unwrap(object? value) => (value is PSObject ps ? ps.BaseObject : value) as Rootfs;
+
+        private static PSObject? PipedVariableValue(CommandAst commandAst)
+        {
+            if (commandAst.Parent is not PipelineAst pipeline)
+            {
+                return null;
+            }
+            int index = pipeline.PipelineElements.IndexOf(commandAst);
+            if (index <= 0 || pipeline.PipelineElements[index - 1] is not CommandExpressionAst { Expression: VariableExpressionAst variable })
+            {
+                return null;
+            }
+            // Completion runs inside a pipeline, where SessionStateProxy refuses calls; a script block
+            // of just the variable reads it on this thread, from the prompt's scope, with no side effects.
+            var value = ScriptBlock.Create("${" + variable.VariablePath.UserPath.Replace("}", "`}", StringComparison.Ordinal) + "}").Invoke();
+            return value.Count == 1 ? value[0] : null;
+        }
+    }
+}

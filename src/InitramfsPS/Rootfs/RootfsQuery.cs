@@ -1,0 +1,152 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text;
+using System.Text.RegularExpressions;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS
+{
+    /// <summary>
+    /// A path pattern inside a rootfs: shell-style <c>*</c>, <c>?</c> and <c>[...]</c> within one
+    /// component, and <c>**</c> for any number of components (<c>/usr/**/__pycache__</c>).
+    /// Patterns are anchored at the root; a relative pattern is read from the root too.
+    /// </summary>
+    public sealed class RootfsGlob
+    {
+        private readonly Regex regex;
+
+        /// <summary>Compiles <paramref name="pattern"/>.</summary>
+        public RootfsGlob(string pattern)
+        {
+            Pattern = pattern;
+            var sb = new StringBuilder("^");
+            var parts = pattern.Split('/', StringSplitOptions.RemoveEmptyEntries).Where(p => p != ".").ToList();
+            if (parts.Contains(".."))
+            {
+                throw new InitramfsException("PatternInvalid", FailureKind.InvalidArgument, $"The pattern '{pattern}' uses '..'; patterns are matched from the root.", pattern);
+            }
+            foreach (string part in parts)
+            {
+                sb.Append(part == "**" ? "(?:/[^/]+)*" : "/" + Segment(part));
+            }
+            if (parts.Count == 0)
+            {
+                sb.Append('/');
+            }
+            sb.Append('$');
+            regex = new Regex(sb.ToString(), RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+        }
+
+        /// <summary>The pattern as given.</summary>
+        public string Pattern { get; }
+
+        /// <summary>Whether a text has wildcard characters (and so is a pattern, not a path).</summary>
+        public static bool HasWildcards(string text) => text.AsSpan().IndexOfAny(WildcardChars) >= 0;
+
+        private static readonly System.Buffers.SearchValues<char> WildcardChars = System.Buffers.SearchValues.Create("*?[");
+
+        /// <summary>Whether a normalised rootfs path matches.</summary>
+        public bool IsMatch(string path) => regex.IsMatch(path);
+
+        private static string Segment(string glob)
+        {
+            var sb = new StringBuilder();
+            for (int i = 0; i < glob.Length; i++)
+            {
+                char c = glob[i];
+                switch (c)
+                {
+                    case '*':
+                        sb.Append("[^/]*");
+                        break;
+                    case '?':
+                        sb.Append("[^/]");
+                        break;
+                    case '[':
+                        int end = glob.IndexOf(']', i + 2);
+                        if (end < 0)
+                        {
+                            sb.Append(@"\[");
+                            break;
+                        }
+                        string set = glob[(i + 1)..end];
+                        sb.Append('[').Append(set.StartsWith('!') ? "^" + Regex.Escape(set[1..]) : Regex.Escape(set)).Append(']');
+                        i = end;
+                        break;
+                    default:
+                        sb.Append(Regex.Escape(c.ToString()));
+                        break;
+                }
+            }
+            return sb.ToString();
+        }
+    }
+
+    /// <summary>Finds entries of a rootfs by path or pattern, as Get-ChildItem finds files.</summary>
+    public static class RootfsQuery
+    {
+        /// <summary>
+        /// The entries <paramref name="pathOrPattern"/> names. A plain path names one entry; for a
+        /// directory, <paramref name="listDirectory"/> gives its children instead (Get-ChildItem's
+        /// habit). A pattern names every entry that matches. With <paramref name="recurse"/>, what
+        /// is named comes with everything below it. Null when a plain path does not exist.
+        /// </summary>
+        public static IReadOnlyList<RootfsEntry>? Find(Rootfs rootfs, string pathOrPattern, bool recurse, bool listDirectory)
+        {
+            IEnumerable<RootfsEntry> named;
+            if (RootfsGlob.HasWildcards(pathOrPattern))
+            {
+                var glob = new RootfsGlob(pathOrPattern);
+                named = rootfs.GetEntries().Where(e => glob.IsMatch(e.Path)).ToList();
+            }
+            else
+            {
+                var entry = rootfs.GetEntry(pathOrPattern);
+                if (entry is null)
+                {
+                    return null;
+                }
+                if (entry.Type == EntryType.Directory && listDirectory)
+                {
+                    return recurse ? Below(rootfs, entry.Path).ToList() : rootfs.GetChildren(entry.Path).ToList();
+                }
+                named = new[] { entry };
+            }
+            if (!recurse)
+            {
+                return named.ToList();
+            }
+            var result = new List<RootfsEntry>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var e in named)
+            {
+                if (seen.Add(e.Path))
+                {
+                    result.Add(e);
+                }
+                if (e.Type == EntryType.Directory)
+                {
+                    result.AddRange(Below(rootfs, e.Path).Where(b => seen.Add(b.Path)));
+                }
+            }
+            return result;
+        }
+
+        /// <summary>Everything below a directory, in archive order.</summary>
+        public static IEnumerable<RootfsEntry> Below(Rootfs rootfs, string directory)
+        {
+            foreach (var child in rootfs.GetChildren(directory))
+            {
+                yield return child;
+                if (child.Type == EntryType.Directory)
+                {
+                    foreach (var below in Below(rootfs, child.Path))
+                    {
+                        yield return below;
+                    }
+                }
+            }
+        }
+    }
+}
