@@ -28,6 +28,7 @@ packages=(
     apache2-utils      # htpasswd -B for registry basic auth
     openssl            # the test token service's self-signed key pair
     python3            # the test token service and fault-injecting proxy (stdlib only)
+    mmdebstrap         # builds the Debian minbase image the tests use (from the Debian mirror)
     time               # /usr/bin/time for memory measurements
 )
 
