@@ -1,0 +1,103 @@
+using System;
+using System.Collections.Generic;
+using System.Management.Automation;
+using InitramfsPS.Cache;
+using InitramfsPS.Cpio;
+using InitramfsPS.Errors;
+
+namespace InitramfsPS.Commands
+{
+    /// <summary>Reads existing initramfs archives (plain, gzip, zstd, or concatenations of them) into Rootfs objects.</summary>
+    [Cmdlet(VerbsData.Import, "Initramfs", DefaultParameterSetName = PathSet)]
+    [OutputType(typeof(Rootfs))]
+    public sealed class ImportInitramfsCommand : InitramfsCmdlet
+    {
+        private const string PathSet = "Path";
+        private const string LiteralPathSet = "LiteralPath";
+
+        /// <summary>Archives to read; wildcards allowed.</summary>
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true)]
+        [SupportsWildcards]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; } = null!;
+
+        /// <summary>Archives to read, taken literally.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("PSPath", "LP")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; } = null!;
+
+        /// <summary>The most bytes the compressed parts of one archive may expand to.</summary>
+        [Parameter]
+        [ValidateRange(1, long.MaxValue)]
+        public long MaxSize { get; set; } = ImportOptions.DefaultMaxUncompressedSize;
+
+        /// <inheritdoc/>
+        protected override void ProcessRecord()
+        {
+            foreach (string file in ResolvePaths())
+            {
+                Guard(file, () => WriteObject(Import(file)));
+            }
+        }
+
+        private Rootfs Import(string file)
+        {
+            const string activity = "Importing initramfs";
+            var options = new ImportOptions
+            {
+                MaxUncompressedSize = MaxSize,
+                Progress = (done, total) => Progress(4, activity, file, total == 0 ? 100 : (int)(done * 100 / total)),
+            };
+            ImportResult result;
+            try
+            {
+                result = CpioReader.Import(file, new BlobStore(BlobStore.DefaultCacheRoot()), options, CancellationToken);
+            }
+            finally
+            {
+                CompleteProgress(4, activity);
+            }
+            foreach (var part in result.Parts)
+            {
+                WriteVerbose($"{file}: {part.Compression} part at offset {part.Offset}, {part.Length} bytes, {part.UncompressedLength} bytes of cpio, {part.Records} records.");
+            }
+            foreach (string note in result.Notes)
+            {
+                WriteWarning(note);
+            }
+            return result.Rootfs;
+        }
+
+        private List<string> ResolvePaths()
+        {
+            var result = new List<string>();
+            if (ParameterSetName == LiteralPathSet)
+            {
+                foreach (string p in LiteralPath)
+                {
+                    result.Add(GetUnresolvedProviderPathFromPSPath(p));
+                }
+                return result;
+            }
+            foreach (string p in Path)
+            {
+                try
+                {
+                    var resolved = GetResolvedProviderPathFromPSPath(p, out var provider);
+                    if (provider.Name != "FileSystem")
+                    {
+                        WriteError(ToErrorRecord(new InitramfsException("ArchivePathNotFileSystem", FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p), p));
+                        continue;
+                    }
+                    result.AddRange(resolved);
+                }
+                catch (ItemNotFoundException)
+                {
+                    WriteError(ToErrorRecord(new InitramfsException("ArchiveNotFound", FailureKind.NotFound, $"The archive '{p}' does not exist.", p), p));
+                }
+            }
+            return result;
+        }
+    }
+}
