@@ -279,6 +279,7 @@ namespace InitramfsPS.Cpio
                     notes.Add(string.Create(CultureInfo.InvariantCulture, $"… and {droppedNotes} more notes like these."));
                 }
                 rootfs.Changes.Add($"imported from {archivePath}");
+                rootfs.Origin = archivePath;
                 return new ImportResult { Rootfs = rootfs, Notes = notes, Parts = parts };
             }
 

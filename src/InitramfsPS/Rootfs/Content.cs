@@ -60,7 +60,7 @@ namespace InitramfsPS
             if (!info.Exists || info.Length != FileLength)
             {
                 throw new InitramfsException("LayerContentMissing", FailureKind.NotFound,
-                    $"The layer file '{FilePath}' is missing or changed since the rootfs was expanded; expand the image again.", FilePath);
+                    $"'{FilePath}' (a layer or an imported archive) is missing or changed since the rootfs was made; expand the image or import the archive again.", FilePath);
             }
         }
 

@@ -53,6 +53,7 @@ namespace InitramfsPS
         private Rootfs(Rootfs other)
         {
             Image = other.Image;
+            Origin = other.Origin;
             root = other.root.DeepCopy();
             Count = other.Count;
             Changes = new List<string>(other.Changes);
@@ -60,6 +61,12 @@ namespace InitramfsPS
 
         /// <summary>The image this rootfs was expanded from, if any.</summary>
         public OciImage? Image { get; }
+
+        /// <summary>Where the rootfs came from when not from an image (an imported archive); null otherwise.</summary>
+        public string? Origin { get; internal set; }
+
+        /// <summary>The image reference or the origin, for tables and messages.</summary>
+        public string Source => Image?.Reference.ToString() ?? Origin ?? "(none)";
 
         /// <summary>Number of entries, the root included.</summary>
         public int Count { get; private set; }
@@ -243,7 +250,7 @@ namespace InitramfsPS
         /// <summary>A short description: the image it came from, entry count and size.</summary>
         public override string ToString()
         {
-            string from = Image is null ? "empty rootfs" : $"rootfs of {Image.Reference}";
+            string from = Image is not null ? $"rootfs of {Image.Reference}" : Origin is not null ? $"rootfs of {Origin}" : "empty rootfs";
             string changes = Changes.Count == 0 ? string.Empty : string.Create(CultureInfo.InvariantCulture, $", {Changes.Count} changes");
             return string.Create(CultureInfo.InvariantCulture, $"{from} ({Count} entries, {Units.Bytes(Size)}{changes})");
         }
