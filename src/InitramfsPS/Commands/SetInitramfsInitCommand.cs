@@ -1,17 +1,26 @@
+using System;
+using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Management.Automation;
 using System.Text;
 using InitramfsPS.Errors;
+using InitramfsPS.Init;
 
 namespace InitramfsPS.Commands
 {
-    /// <summary>Sets /init, the program the kernel runs first, from a host script or from text.</summary>
-    [Cmdlet(VerbsCommon.Set, "InitramfsInit", DefaultParameterSetName = ContentSet)]
+    /// <summary>
+    /// Sets /init, the program the kernel runs first: from a host script, from text, or generated to
+    /// run the image config's command (or -Command) and power the VM off when it exits.
+    /// </summary>
+    [Cmdlet(VerbsCommon.Set, "InitramfsInit", DefaultParameterSetName = GenerateSet)]
     [OutputType(typeof(Rootfs))]
     public sealed class SetInitramfsInitCommand : RootfsCmdlet
     {
         private const string PathSet = "Path";
         private const string ContentSet = "Content";
+        private const string CommandSet = "Command";
+        private const string GenerateSet = "Generate";
 
         /// <summary>A host file to use as /init (its bytes are taken as they are).</summary>
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet)]
@@ -23,12 +32,25 @@ namespace InitramfsPS.Commands
         [ValidateNotNullOrEmpty]
         public string Content { get; set; } = null!;
 
+        /// <summary>The workload's argv for a generated /init, instead of the image config's Entrypoint and Cmd.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = CommandSet)]
+        [AllowEmptyString]
+        [ValidateCount(1, int.MaxValue)]
+        public string[] Command { get; set; } = null!;
+
+        /// <summary>The host name a generated /init sets.</summary>
+        [Parameter(ParameterSetName = CommandSet)]
+        [Parameter(ParameterSetName = GenerateSet)]
+        [ValidatePattern(@"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")]
+        [ValidateLength(1, 64)]
+        public string Hostname { get; set; } = "initramfs";
+
         /// <inheritdoc/>
         protected override void ProcessRecord()
         {
             Guard("/init", () =>
             {
-                Content? content;
+                Content? content = null;
                 long mtime = 0;
                 string source;
                 if (ParameterSetName == PathSet)
@@ -43,10 +65,14 @@ namespace InitramfsPS.Commands
                     mtime = info.LastWriteTimeUtc.ToUnixSeconds();
                     source = "host:" + info.FullName;
                 }
+                else if (ParameterSetName == ContentSet)
+                {
+                    content = new InlineContent(Encoding.UTF8.GetBytes(Content.Replace("\r\n", "\n", StringComparison.Ordinal)));
+                    source = "generated";
+                }
                 else
                 {
-                    content = new InlineContent(Encoding.UTF8.GetBytes(Content.Replace("\r\n", "\n", System.StringComparison.Ordinal)));
-                    source = "generated";
+                    source = string.Empty;
                 }
                 var rootfs = RootfsToChange();
                 if (rootfs is null)
@@ -58,6 +84,23 @@ namespace InitramfsPS.Commands
                     throw new InitramfsException("InitIsDirectory", FailureKind.InvalidArgument,
                         "/init is a directory in this rootfs; remove it before setting an init.", "/init");
                 }
+                if (content is null)
+                {
+                    var spec = Spec(rootfs);
+                    var warnings = new List<string>();
+                    string script = InitGenerator.Generate(rootfs, spec, warnings);
+                    foreach (string warning in warnings)
+                    {
+                        WriteWarning(warning);
+                    }
+                    content = new InlineContent(Encoding.UTF8.GetBytes(script));
+                    source = "generated";
+                    rootfs.Changes.Add($"set /init generated from {spec.Origin}: {string.Join(' ', spec.Command.Select(InitGenerator.Quote))}");
+                }
+                else
+                {
+                    rootfs.Changes.Add("set /init from " + source);
+                }
                 rootfs.Set(new RootfsEntry
                 {
                     Path = "/init",
@@ -68,9 +111,39 @@ namespace InitramfsPS.Commands
                     Content = content,
                     Source = source,
                 }, null);
-                rootfs.Changes.Add("set /init from " + source);
                 WriteObject(rootfs);
             });
+        }
+
+        private InitSpec Spec(Rootfs rootfs)
+        {
+            var config = rootfs.Image?.Config;
+            if (ParameterSetName == CommandSet)
+            {
+                return new InitSpec
+                {
+                    Command = Command,
+                    Env = config?.Env ?? Array.Empty<string>(),
+                    WorkingDir = config?.WorkingDir,
+                    User = config?.User,
+                    Hostname = Hostname,
+                    Origin = "-Command" + (config is null ? string.Empty : $" (environment of {rootfs.Image!.Reference})"),
+                };
+            }
+            if (config is null)
+            {
+                throw new InitramfsException("InitCommandMissing", FailureKind.InvalidArgument,
+                    "This rootfs did not come from an image, so there is no image config to take a command from; give one with -Command, or an init with -Path or -Content.", "/init");
+            }
+            return new InitSpec
+            {
+                Command = config.Command,
+                Env = config.Env,
+                WorkingDir = config.WorkingDir,
+                User = config.User,
+                Hostname = Hostname,
+                Origin = $"the config of {rootfs.Image!.Reference}",
+            };
         }
     }
 }

@@ -127,16 +127,21 @@ namespace InitramfsPS.Cpio
                 }
             }
 
-            var problems = InitCheck.Check(rootfs);
-            if (problems.Count > 0)
+            // The full check of Test-Initramfs: errors refuse the export unless -Force. Names and sizes
+            // the format cannot hold are refused below whatever -Force says, with their own ids.
+            var findings = Inspection.RootfsInspector.Inspect(rootfs, new Inspection.InspectionOptions
             {
-                if (!options.AllowUnbootable)
-                {
-                    throw new InitramfsException(problems[0].ErrorId, FailureKind.NotBootable,
-                        string.Join(" ", problems.Select(p => p.Message)) + " Use -Force to write the archive anyway.", "/init");
-                }
-                warnings.AddRange(problems.Select(p => p.Message));
+                ConsoleMissingSeverity = Inspection.FindingSeverity.Warning,
+                ConsoleMissingNote = "-NoDefaultEntries was given; the kernel's own built-in initramfs may still provide it.",
+                CheckArchiveLimits = false,
+            }, cancellationToken);
+            var errors = findings.Where(f => f.Severity == Inspection.FindingSeverity.Error).ToList();
+            if (errors.Count > 0 && !options.AllowUnbootable)
+            {
+                throw new InitramfsException(errors[0].Id, FailureKind.NotBootable,
+                    string.Join(" ", errors.Select(f => f.Message)) + " Use -Force to write the archive anyway.", errors[0].Path);
             }
+            warnings.AddRange(findings.Where(f => f.Severity != Inspection.FindingSeverity.Info).Select(f => f.Message));
 
             var entries = rootfs.GetEntries().ToList();
             var plan = Plan(rootfs, entries, options);

@@ -1,0 +1,134 @@
+using System.Collections.Generic;
+using System.Management.Automation;
+using InitramfsPS.Cache;
+using InitramfsPS.Cpio;
+using InitramfsPS.Images;
+using InitramfsPS.Inspection;
+using InitramfsPS.Layers;
+
+namespace InitramfsPS.Commands
+{
+    /// <summary>
+    /// Checks whether a rootfs or an archive would boot and start its workload: /init, its
+    /// interpreter, the program a generated /init runs, the program interpreters and shared
+    /// libraries of every ELF program in PATH, /dev/console, and what a newc archive cannot hold.
+    /// Writes findings.
+    /// </summary>
+    [Cmdlet(VerbsDiagnostic.Test, "Initramfs", DefaultParameterSetName = InputSet)]
+    [OutputType(typeof(Finding))]
+    public sealed class TestInitramfsCommand : InitramfsCmdlet
+    {
+        private const string InputSet = "InputObject";
+        private const string PathSet = "Path";
+        private const string LiteralPathSet = "LiteralPath";
+
+        /// <summary>The rootfs or image to check (a piped FileInfo is checked as an archive file).</summary>
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ParameterSetName = InputSet)]
+        [ValidateNotNull]
+        public PSObject InputObject { get; set; } = null!;
+
+        /// <summary>Initramfs archive files to check (wildcards allowed).</summary>
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet)]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; } = null!;
+
+        /// <summary>Initramfs archive files to check, taken literally.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("PSPath")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; } = null!;
+
+        /// <inheritdoc/>
+        protected override void ProcessRecord()
+        {
+            if (ParameterSetName != InputSet)
+            {
+                foreach (string file in ArchiveFiles())
+                {
+                    CheckArchive(file);
+                }
+                return;
+            }
+            if (InputObject.BaseObject is System.IO.FileInfo piped)
+            {
+                // Get-ChildItem output binds here by value before -LiteralPath by property name.
+                CheckArchive(piped.FullName);
+                return;
+            }
+            Guard(InputObject, () =>
+            {
+                Rootfs rootfs;
+                switch (InputObject.BaseObject)
+                {
+                    case Rootfs r:
+                        rootfs = r;
+                        break;
+                    case OciImage image:
+                        rootfs = ExpandImage(image, ExpandOptions.DefaultMaxLayerSize);
+                        break;
+                    default:
+                        var other = InputObject.BaseObject;
+                        WriteError(new ErrorRecord(
+                            new System.ArgumentException($"Expected a Rootfs, an OciImage (from Get-OciImage or Expand-OciLayers) or an archive file, got {other.GetType().Name} '{other}'."),
+                            "InputNotRootfs", ErrorCategory.InvalidType, other));
+                        return;
+                }
+                var options = new InspectionOptions
+                {
+                    ConsoleMissingSeverity = FindingSeverity.Info,
+                    ConsoleMissingNote = "Export-Initramfs adds it (char 5:1) unless -NoDefaultEntries is given.",
+                };
+                foreach (var finding in RootfsInspector.Inspect(rootfs, options, CancellationToken))
+                {
+                    WriteObject(finding);
+                }
+            });
+        }
+
+        private void CheckArchive(string file)
+        {
+            Guard(file, () =>
+            {
+                var result = CpioReader.Import(file, new BlobStore(BlobStore.DefaultCacheRoot()), new ImportOptions(), CancellationToken);
+                var options = new InspectionOptions
+                {
+                    ConsoleMissingSeverity = FindingSeverity.Error,
+                    ConsoleMissingNote = "The archive lacks it; the kernel's own built-in initramfs may still provide it.",
+                };
+                foreach (string note in result.Notes)
+                {
+                    WriteObject(new Finding(FindingSeverity.Warning, "ArchiveNote", file, note));
+                }
+                foreach (var finding in RootfsInspector.Inspect(result.Rootfs, options, CancellationToken))
+                {
+                    WriteObject(finding);
+                }
+            });
+        }
+
+        private List<string> ArchiveFiles()
+        {
+            var files = new List<string>();
+            if (ParameterSetName == LiteralPathSet)
+            {
+                foreach (string p in LiteralPath)
+                {
+                    files.Add(GetUnresolvedProviderPathFromPSPath(p));
+                }
+                return files;
+            }
+            foreach (string p in Path)
+            {
+                try
+                {
+                    files.AddRange(GetResolvedProviderPathFromPSPath(p, out _));
+                }
+                catch (ItemNotFoundException ex)
+                {
+                    WriteError(new ErrorRecord(ex, "ArchiveNotFound", ErrorCategory.ObjectNotFound, p));
+                }
+            }
+            return files;
+        }
+    }
+}
