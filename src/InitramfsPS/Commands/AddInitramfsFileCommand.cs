@@ -51,9 +51,11 @@ namespace InitramfsPS.Commands
         {
             Guard(Destination, () =>
             {
-                var hostPaths = ResolveHostPaths();
-                if (hostPaths is null)
+                var hostPaths = ResolveHostPaths(ParameterSetName == LiteralPathSet ? null : Path, ParameterSetName == LiteralPathSet ? LiteralPath : null,
+                    "HostFileNotFound", "HostPathNotFileSystem", "host file", out bool failed);
+                if (failed)
                 {
+                    // A file that could not be found: the rootfs would lack what was asked, so nothing flows on.
                     return;
                 }
                 string[] owner = Owner.Split(':');
@@ -81,36 +83,6 @@ namespace InitramfsPS.Commands
                 rootfs.Changes.Add($"added {string.Join(", ", hostPaths)} at {Destination}");
                 WriteObject(rootfs);
             });
-        }
-
-        private List<string>? ResolveHostPaths()
-        {
-            var result = new List<string>();
-            if (ParameterSetName == LiteralPathSet)
-            {
-                foreach (string p in LiteralPath)
-                {
-                    result.Add(GetUnresolvedProviderPathFromPSPath(p));
-                }
-                return result;
-            }
-            foreach (string p in Path)
-            {
-                try
-                {
-                    var resolved = GetResolvedProviderPathFromPSPath(p, out var provider);
-                    if (provider.Name != "FileSystem")
-                    {
-                        throw new InitramfsException("HostPathNotFileSystem", FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p);
-                    }
-                    result.AddRange(resolved);
-                }
-                catch (ItemNotFoundException)
-                {
-                    throw new InitramfsException("HostFileNotFound", FailureKind.NotFound, $"The host file '{p}' does not exist.", p);
-                }
-            }
-            return result;
         }
     }
 }

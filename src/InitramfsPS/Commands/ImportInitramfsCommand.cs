@@ -35,7 +35,7 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void ProcessRecord()
         {
-            foreach (string file in ResolvePaths())
+            foreach (string file in ResolveHostPaths(ParameterSetName == LiteralPathSet ? null : Path, ParameterSetName == LiteralPathSet ? LiteralPath : null, "ArchiveNotFound", "ArchivePathNotFileSystem", "archive", out _))
             {
                 Guard(file, () => WriteObject(Import(file)));
             }
@@ -67,37 +67,6 @@ namespace InitramfsPS.Commands
                 WriteWarning(note);
             }
             return result.Rootfs;
-        }
-
-        private List<string> ResolvePaths()
-        {
-            var result = new List<string>();
-            if (ParameterSetName == LiteralPathSet)
-            {
-                foreach (string p in LiteralPath)
-                {
-                    result.Add(GetUnresolvedProviderPathFromPSPath(p));
-                }
-                return result;
-            }
-            foreach (string p in Path)
-            {
-                try
-                {
-                    var resolved = GetResolvedProviderPathFromPSPath(p, out var provider);
-                    if (provider.Name != "FileSystem")
-                    {
-                        WriteError(ToErrorRecord(new InitramfsException("ArchivePathNotFileSystem", FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p), p));
-                        continue;
-                    }
-                    result.AddRange(resolved);
-                }
-                catch (ItemNotFoundException)
-                {
-                    WriteError(ToErrorRecord(new InitramfsException("ArchiveNotFound", FailureKind.NotFound, $"The archive '{p}' does not exist.", p), p));
-                }
-            }
-            return result;
         }
     }
 }

@@ -1,4 +1,6 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
 using System.Diagnostics;
 using System.Management.Automation;
 using System.Threading;
@@ -46,6 +48,42 @@ namespace InitramfsPS.Commands
             {
                 throw new PipelineStoppedException();
             }
+        }
+
+        /// <summary>
+        /// Host files named by -Path (wildcards) or -LiteralPath. A path that matches nothing or is not
+        /// on the file system is one error each (with the caller's ids) and is left out;
+        /// <paramref name="failed"/> says whether any was.
+        /// </summary>
+        protected List<string> ResolveHostPaths(string[]? paths, string[]? literalPaths, string notFoundId, string notFileSystemId, string what, out bool failed)
+        {
+            failed = false;
+            var result = new List<string>();
+            if (literalPaths is not null)
+            {
+                result.AddRange(literalPaths.Select(GetUnresolvedProviderPathFromPSPath));
+                return result;
+            }
+            foreach (string p in paths ?? Array.Empty<string>())
+            {
+                try
+                {
+                    var resolved = GetResolvedProviderPathFromPSPath(p, out var provider);
+                    if (provider.Name != "FileSystem")
+                    {
+                        WriteError(ToErrorRecord(new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p), p));
+                        failed = true;
+                        continue;
+                    }
+                    result.AddRange(resolved);
+                }
+                catch (ItemNotFoundException)
+                {
+                    WriteError(ToErrorRecord(new InitramfsException(notFoundId, FailureKind.NotFound, $"The {what} '{p}' does not exist.", p), p));
+                    failed = true;
+                }
+            }
+            return result;
         }
 
         /// <summary>An ErrorRecord with the exception's stable id and the matching category.</summary>

@@ -43,7 +43,7 @@ namespace InitramfsPS.Commands
         {
             if (ParameterSetName != InputSet)
             {
-                foreach (string file in ArchiveFiles())
+                foreach (string file in ResolveHostPaths(ParameterSetName == LiteralPathSet ? null : Path, ParameterSetName == LiteralPathSet ? LiteralPath : null, "ArchiveNotFound", "ArchivePathNotFileSystem", "archive", out _))
                 {
                     CheckArchive(file);
                 }
@@ -104,31 +104,6 @@ namespace InitramfsPS.Commands
                     WriteObject(finding);
                 }
             });
-        }
-
-        private List<string> ArchiveFiles()
-        {
-            var files = new List<string>();
-            if (ParameterSetName == LiteralPathSet)
-            {
-                foreach (string p in LiteralPath)
-                {
-                    files.Add(GetUnresolvedProviderPathFromPSPath(p));
-                }
-                return files;
-            }
-            foreach (string p in Path)
-            {
-                try
-                {
-                    files.AddRange(GetResolvedProviderPathFromPSPath(p, out _));
-                }
-                catch (ItemNotFoundException ex)
-                {
-                    WriteError(new ErrorRecord(ex, "ArchiveNotFound", ErrorCategory.ObjectNotFound, p));
-                }
-            }
-            return files;
         }
     }
 }

@@ -116,32 +116,6 @@ namespace InitramfsPS.Cpio
             }
         }
 
-        /// <summary>
-        /// An archive name as a rootfs path: '.', './a', '/a' and 'a//b' normalised; a '..' at the root
-        /// stays at the root, as it does for the kernel, which unpacks with the root as its directory.
-        /// </summary>
-        internal static string Confine(string name)
-        {
-            var parts = new List<string>();
-            foreach (string part in name.Split('/'))
-            {
-                if (part.Length == 0 || part == ".")
-                {
-                    continue;
-                }
-                if (part == "..")
-                {
-                    if (parts.Count > 0)
-                    {
-                        parts.RemoveAt(parts.Count - 1);
-                    }
-                    continue;
-                }
-                parts.Add(part);
-            }
-            return parts.Count == 0 ? RootfsPath.Root : "/" + string.Join('/', parts);
-        }
-
         private static long Align(long offset) => (offset + 3) & ~3L;
 
         private static EntryType? TypeOf(uint mode) => (mode & 0xF000) switch
@@ -466,7 +440,7 @@ namespace InitramfsPS.Cpio
                 bool device = type is EntryType.CharDevice or EntryType.BlockDevice;
                 var entry = new RootfsEntry
                 {
-                    Path = Confine(rawName),
+                    Path = RootfsPath.Confine(rawName),
                     Type = type.Value,
                     Mode = (int)(mode & 0xFFF),
                     Uid = uid,

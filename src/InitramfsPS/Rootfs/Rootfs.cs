@@ -155,7 +155,7 @@ namespace InitramfsPS
                             joined += "/" + rest;
                         }
                         // A link that climbs above "/" stays at "/", as it would inside a chroot.
-                        current = NormalizeConfined(joined);
+                        current = RootfsPath.Confine(joined);
                         restarted = true;
                         break;
                     }
@@ -303,28 +303,6 @@ namespace InitramfsPS
                 node = child;
             }
             return node;
-        }
-
-        private static string NormalizeConfined(string path)
-        {
-            var parts = new List<string>();
-            foreach (string part in path.Split('/'))
-            {
-                if (part.Length == 0 || part == ".")
-                {
-                    continue;
-                }
-                if (part == "..")
-                {
-                    if (parts.Count > 0)
-                    {
-                        parts.RemoveAt(parts.Count - 1);
-                    }
-                    continue;
-                }
-                parts.Add(part);
-            }
-            return parts.Count == 0 ? RootfsPath.Root : "/" + string.Join('/', parts);
         }
 
         private static int CountBelow(Node node)

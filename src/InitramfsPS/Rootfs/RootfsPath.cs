@@ -74,6 +74,33 @@ namespace InitramfsPS
             return true;
         }
 
+        /// <summary>
+        /// Normalises a path whose '..' at the root stays at the root, as inside a chroot or the
+        /// kernel's unpacking: for symlink targets and archive names, never for layer entries
+        /// (where climbing is refused, see <see cref="Normalize"/>).
+        /// </summary>
+        public static string Confine(string path)
+        {
+            var parts = new List<string>();
+            foreach (string part in path.Split('/'))
+            {
+                if (part.Length == 0 || part == ".")
+                {
+                    continue;
+                }
+                if (part == "..")
+                {
+                    if (parts.Count > 0)
+                    {
+                        parts.RemoveAt(parts.Count - 1);
+                    }
+                    continue;
+                }
+                parts.Add(part);
+            }
+            return parts.Count == 0 ? Root : "/" + string.Join('/', parts);
+        }
+
         /// <summary>The parent of a normalised path ("/" for top-level names and for the root).</summary>
         public static string Parent(string path)
         {
