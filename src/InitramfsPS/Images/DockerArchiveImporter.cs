@@ -37,8 +37,9 @@ namespace InitramfsPS.Images
                 {
                     reader = ReaderFactory.OpenReader(stream, new ReaderOptions { LeaveStreamOpen = true });
                 }
-                catch (Exception ex) when (ex is InvalidOperationException or InvalidDataException or IOException or ArgumentException or NotSupportedException)
+                catch (Exception ex) when (ex is not InitramfsException and not OperationCanceledException and not OutOfMemoryException)
                 {
+                    // SharpCompress says "not an archive" with its own InvalidFormatException, among others.
                     throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"'{file}' is not a tar archive: {ex.Message}", file, ex);
                 }
                 using (reader)

@@ -47,6 +47,10 @@ namespace InitramfsPS.Images
         /// <summary>Parses an OCI or Docker image config.</summary>
         public static ImageConfig Parse(JsonElement root)
         {
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new Errors.InitramfsException("ManifestInvalid", Errors.FailureKind.InvalidData, $"The image config is not a JSON object but {root.ValueKind}.", null);
+            }
             JsonElement config = root.TryGetProperty("config", out var c) && c.ValueKind == JsonValueKind.Object ? c : default;
             var diffIds = new List<Digest>();
             if (root.TryGetProperty("rootfs", out var rootfs) && rootfs.ValueKind == JsonValueKind.Object
@@ -54,7 +58,7 @@ namespace InitramfsPS.Images
             {
                 foreach (var id in ids.EnumerateArray())
                 {
-                    diffIds.Add(Digest.Parse(id.GetString(), "diff_id"));
+                    diffIds.Add(Digest.Parse(id.ValueKind == JsonValueKind.String ? id.GetString() : id.GetRawText(), "diff_id"));
                 }
             }
             var labels = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Text;
 using System.Text.Json;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
@@ -144,7 +145,7 @@ namespace InitramfsPS.Images
         internal static List<Descriptor> ParseIndex(byte[] bytes, string what)
         {
             using var doc = Parse(bytes, what);
-            if (!doc.RootElement.TryGetProperty("manifests", out var manifests) || manifests.ValueKind != JsonValueKind.Array)
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("manifests", out var manifests) || manifests.ValueKind != JsonValueKind.Array)
             {
                 throw new InitramfsException("IndexInvalid", FailureKind.InvalidData, $"The {what} has no manifests array.", what);
             }
@@ -240,11 +241,20 @@ namespace InitramfsPS.Images
             return File.ReadAllBytes(path);
         }
 
+        private static readonly UTF8Encoding StrictUtf8 = new(false, true);
+
         internal static JsonDocument Parse(byte[] bytes, string what)
         {
             try
             {
+                // JsonDocument checks UTF-8 only when a string is read (GetString throws
+                // InvalidOperationException then): check it all here, where it is a clear error.
+                StrictUtf8.GetCharCount(bytes);
                 return JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 64 });
+            }
+            catch (DecoderFallbackException ex)
+            {
+                throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData, $"The {what} is not valid JSON: it is not valid UTF-8.", what, ex);
             }
             catch (JsonException ex)
             {

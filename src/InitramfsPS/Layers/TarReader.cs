@@ -103,6 +103,10 @@ namespace InitramfsPS.Layers
                 }
                 if (IsZero(header))
                 {
+                    if (longName is not null || longLink is not null || pax is not null)
+                    {
+                        throw Corrupt("the archive ended after an extended header, before its entry", headerOffset);
+                    }
                     ended = true;
                     return null;
                 }

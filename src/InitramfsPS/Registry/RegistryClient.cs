@@ -206,8 +206,8 @@ namespace InitramfsPS.Registry
             {
                 using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, $"{baseUrl}{reference.Repository}/tags/list?n=20"), "tags", cancellationToken).ConfigureAwait(false);
                 using var doc = JsonDocument.Parse(await ReadLimitedAsync(response.Content, 1 << 20, cancellationToken).ConfigureAwait(false));
-                var tags = doc.RootElement.TryGetProperty("tags", out var t) && t.ValueKind == JsonValueKind.Array
-                    ? t.EnumerateArray().Select(x => x.GetString()).Where(x => x is not null).ToList()
+                var tags = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("tags", out var t) && t.ValueKind == JsonValueKind.Array
+                    ? t.EnumerateArray().Where(x => x.ValueKind == JsonValueKind.String).Select(x => x.GetString()).ToList()
                     : new List<string?>();
                 return new InitramfsException("TagNotFound", FailureKind.NotFound,
                     $"The tag '{tag}' does not exist in {reference.Registry}/{reference.Repository}. Tags: {(tags.Count == 0 ? "(none)" : string.Join(", ", tags))}.", tag, original);
@@ -217,7 +217,7 @@ namespace InitramfsPS.Registry
                 return new InitramfsException("RepositoryNotFound", FailureKind.NotFound,
                     $"The repository '{reference.Repository}' does not exist on {reference.Registry}.", reference.Repository, original);
             }
-            catch (Exception ex) when (ex is InitramfsException or JsonException or HttpRequestException)
+            catch (Exception ex) when (ex is InitramfsException or JsonException or HttpRequestException or InvalidOperationException)
             {
                 return original;
             }
@@ -478,18 +478,18 @@ namespace InitramfsPS.Registry
                 }
                 var json = await ReadLimitedAsync(tokenResponse.Content, 1 << 20, cancellationToken).ConfigureAwait(false);
                 using var doc = JsonDocument.Parse(json);
-                string? token = doc.RootElement.TryGetProperty("token", out var t) ? t.GetString()
-                    : doc.RootElement.TryGetProperty("access_token", out var at) ? at.GetString() : null;
+                string? token = StringProperty(doc.RootElement, "token") ?? StringProperty(doc.RootElement, "access_token");
                 if (string.IsNullOrEmpty(token))
                 {
                     throw new InitramfsException("RegistryAuthUnsupported", FailureKind.InvalidData, "The token service answered without a token.", reference.Registry);
                 }
-                int lifetime = doc.RootElement.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out int seconds) && seconds > 0 ? seconds : 60;
+                int lifetime = doc.RootElement.TryGetProperty("expires_in", out var e) && e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int seconds) && seconds > 0 ? seconds : 60;
                 // Renew a little early so a token never expires in the middle of a request.
                 tokens[scope] = (token, DateTimeOffset.UtcNow.AddSeconds(Math.Max(1, lifetime - 10)));
             }
-            catch (JsonException ex)
+            catch (Exception ex) when (ex is JsonException or InvalidOperationException)
             {
+                // InvalidOperationException: a string that is not valid UTF-8 (JsonDocument checks it only when read).
                 throw new InitramfsException("RegistryAuthUnsupported", FailureKind.InvalidData, $"The token service answered with invalid JSON: {ex.Message}", reference.Registry, ex);
             }
             finally
@@ -587,23 +587,27 @@ namespace InitramfsPS.Registry
             }
         }
 
+        /// <summary>A string property of a JSON object; null for anything else (a hostile answer must not throw InvalidOperationException).</summary>
+        private static string? StringProperty(JsonElement e, string name) =>
+            e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
         private static string ErrorCode(string body)
         {
             try
             {
                 using var doc = JsonDocument.Parse(body);
-                if (doc.RootElement.TryGetProperty("errors", out var errors) && errors.ValueKind == JsonValueKind.Array)
+                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("errors", out var errors) && errors.ValueKind == JsonValueKind.Array)
                 {
                     foreach (var e in errors.EnumerateArray())
                     {
-                        if (e.TryGetProperty("code", out var c) && c.GetString() is { } code)
+                        if (StringProperty(e, "code") is { } code)
                         {
                             return code;
                         }
                     }
                 }
             }
-            catch (JsonException)
+            catch (Exception ex) when (ex is JsonException or InvalidOperationException)
             {
             }
             return string.Empty;

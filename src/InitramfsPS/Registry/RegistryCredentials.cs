@@ -209,12 +209,16 @@ namespace InitramfsPS.Registry
                 {
                     using var doc = JsonDocument.Parse(output.Result);
                     var root = doc.RootElement;
-                    string? user = root.TryGetProperty("Username", out var un) ? un.GetString() : null;
-                    string? secret = root.TryGetProperty("Secret", out var sc) ? sc.GetString() : null;
+                    if (root.ValueKind != JsonValueKind.Object)
+                    {
+                        throw new JsonException("not a JSON object");
+                    }
+                    string? user = root.TryGetProperty("Username", out var un) && un.ValueKind == JsonValueKind.String ? un.GetString() : null;
+                    string? secret = root.TryGetProperty("Secret", out var sc) && sc.ValueKind == JsonValueKind.String ? sc.GetString() : null;
                     _ = error.Result;
                     return user is null || secret is null ? null : new RegistryCredential(user, secret, "credential helper " + program);
                 }
-                catch (JsonException)
+                catch (Exception ex) when (ex is JsonException or InvalidOperationException)
                 {
                     throw new InitramfsException("CredentialHelperFailed", FailureKind.InvalidData, $"The credential helper '{program}' printed something other than JSON.", program);
                 }
