@@ -976,4 +976,48 @@ Describe 'Secrets stay out of output' {
         $secrets = @($TokenPassword) + $tokens + @($tokens | ForEach-Object { ($_ -split '\.')[1, 2] })
         Get-Leaks $records $secrets | Should -BeNullOrEmpty
     }
+
+    It 'with -Verbose -Debug and a transcript on, basic and token pulls leave no secret in any stream, error, object, cache file or transcript' {
+        Reset-TokenServerStats $TokenServer
+        $cache = $env:INITRAMFSPS_CACHE
+        $transcript = Join-Path $Work "transcript-$([guid]::NewGuid().ToString('N')).txt"
+        $badPassword = 'Wr0ng-Transcript-pw'
+        $Error.Clear()
+        $records = [System.Collections.Generic.List[object]]::new()
+        $null = Start-Transcript -LiteralPath $transcript -IncludeInvocationHeader
+        try {
+            $DebugPreference = 'Continue'
+            foreach ($r in @(Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-Credential $BasicUser $BasicPassword) -Verbose -Debug *>&1)) { $records.Add($r) }
+            foreach ($r in @(Get-OciImage "$($TokenRegistry.Url)/pub/many:1.0" -Credential (New-Credential $TokenUser $TokenPassword) -Verbose -Debug *>&1)) { $records.Add($r) }
+            foreach ($r in @(Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-Credential $BasicUser $badPassword) -Verbose -Debug -ErrorAction Continue *>&1)) { $records.Add($r) }
+            # everything once more through the host, so the transcript sees every stream and the objects
+            $records | Out-Host
+            $records | Where-Object { $_ -is [InitramfsPS.Images.OciImage] } | Format-List * -Force | Out-Host
+            Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-Credential $BasicUser $BasicPassword) -Verbose -Debug | Out-Host
+        }
+        finally { $null = Stop-Transcript; $DebugPreference = 'SilentlyContinue' }
+
+        $images = @($records | Where-Object { $_ -is [InitramfsPS.Images.OciImage] })
+        $images.Count | Should -Be 2
+        @($records | Where-Object { $_ -is [System.Management.Automation.DebugRecord] -or $_ -is [System.Management.Automation.VerboseRecord] }).Count | Should -BeGreaterThan 0
+        @($records | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] }).Count | Should -BeGreaterThan 0 -Because 'the wrong password gives an error record'
+        $tokens = @((Get-TokenServerStats $TokenServer).Tokens)
+        $tokens.Count | Should -BeGreaterThan 0
+        $secrets = @($BasicPassword, $TokenPassword, $badPassword) + $BasicSecrets + $tokens + @($tokens | ForEach-Object { ($_ -split '\.')[1, 2] }) +
+            @([Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes("${TokenUser}:$TokenPassword")), [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes("${BasicUser}:$badPassword")))
+
+        Get-Leaks $records $secrets | Should -BeNullOrEmpty -Because 'no stream or object holds a secret'
+        Get-Leaks @($Error) $secrets | Should -BeNullOrEmpty -Because '$Error holds no secret'
+        $json = $images | ConvertTo-Json -Depth 5 -WarningAction SilentlyContinue
+        @($secrets | Where-Object { $json.Contains($_) }) | Should -BeNullOrEmpty -Because 'the objects hold no secret'
+        $text = Get-Content -Raw -LiteralPath $transcript
+        $text | Should -Match 'VERBOSE: ' -Because 'the transcript recorded the verbose stream'
+        @($secrets | Where-Object { $text.Contains($_) }) | Should -BeNullOrEmpty -Because 'the transcript holds no secret'
+        $files = @(Get-ChildItem -LiteralPath $cache -Recurse -File -Force)
+        $files.Count | Should -BeGreaterThan 0
+        foreach ($f in $files) {
+            $content = [Text.Encoding]::Latin1.GetString([IO.File]::ReadAllBytes($f.FullName))
+            @($secrets | Where-Object { $content.Contains($_) }) | Should -BeNullOrEmpty -Because "the cache file $($f.FullName) holds no secret"
+        }
+    }
 }
