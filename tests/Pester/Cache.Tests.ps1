@@ -63,3 +63,23 @@ Describe 'Clear-OciCache' {
         @(Get-OciCache) | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Temporary files a killed process left' {
+    It 'are swept on the next cache write, while one a live writer holds is kept' {
+        Fill-Cache | Out-Null
+        $tmp = Join-Path $env:INITRAMFSPS_CACHE tmp
+        $stale = Join-Path $tmp 'left-by-kill-9.partial'
+        $live = Join-Path $tmp 'being-written.partial'
+        Set-Content $stale 'half a blob'
+        Set-Content $live 'another process is writing this'
+        $held = [System.IO.File]::Open($live, 'Open', 'ReadWrite', 'None')
+        try {
+            Fill-Cache | Out-Null
+            Test-Path $stale | Should -BeFalse
+            Test-Path $live | Should -BeTrue
+        }
+        finally { $held.Dispose() }
+        (Get-OciCache -Verify | Where-Object Valid -NE $true) | Should -BeNullOrEmpty
+    }
+}
+

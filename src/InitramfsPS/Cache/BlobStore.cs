@@ -155,8 +155,15 @@ namespace InitramfsPS.Cache
             {
                 throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{Root}': {ex.Message}", Root, ex);
             }
+            if (!swept)
+            {
+                swept = true;
+                Files.SweepStalePartials(tmp, "*.partial");
+            }
             return new BlobWriter(this, Path.Combine(tmp, $"{Guid.NewGuid():N}.partial"));
         }
+
+        private bool swept;
     }
 
     /// <summary>A blob being written: a temporary file that becomes the blob only when committed.</summary>

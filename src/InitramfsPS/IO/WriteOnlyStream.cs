@@ -40,6 +40,39 @@ namespace InitramfsPS.IO
     /// <summary>File operations whose failure must not hide the error being reported.</summary>
     public static class Files
     {
+        /// <summary>
+        /// Deletes temporary files that a killed process left behind. A writer holds its temporary
+        /// file open exclusively (FileShare.None, an flock the kernel drops when the process dies),
+        /// so a file that opens exclusively now belongs to no live writer and is deleted; one in use
+        /// fails to open and is left alone.
+        /// </summary>
+        public static void SweepStalePartials(string directory, string pattern)
+        {
+            string[] candidates;
+            try
+            {
+                candidates = Directory.GetFiles(directory, pattern);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                return;
+            }
+            foreach (string candidate in candidates)
+            {
+                try
+                {
+                    using (new FileStream(candidate, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+                    {
+                    }
+                    File.Delete(candidate);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // In use by a live writer, or not ours to delete: leave it.
+                }
+            }
+        }
+
         /// <summary>Deletes a file, ignoring failure: used while cleaning up after another error.</summary>
         public static void TryDelete(string path)
         {
