@@ -20,6 +20,10 @@
                     line printed is `N passed, N failed`; NUnit XML goes to out/test-results.xml.
       Demo          makes a busybox OCI image in out/demo/layout (no network), turns it into
                     out/demo/demo.cpio.zst with the module, and prints the QEMU line that boots it.
+      Bench         (never part of Test) builds a Debian minbase and a synthetic 1 GB / 100k-entry
+                    image (cached in out/bench-cache), pushes them to a local registry and compares
+                    Export-Initramfs with native zstd/pigz and skopeo+umoci+cpio+zstd: medians over
+                    -Runs, peak RSS, PASS/FAIL per target of issue 6. -Quick: a small image, one run.
 
 .EXAMPLE
     dotnet pwsh ./build.ps1 -Task Build,Demo -Boot
@@ -31,7 +35,7 @@
 param(
     # Clean, Build, Help, HelpSkeleton, Test, Demo. `dotnet pwsh ./build.ps1 -Task Build,Demo` hands
     # the script one string, so commas are split here (for every list parameter).
-    [ArgumentCompletions('Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Demo')]
+    [ArgumentCompletions('Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Demo', 'Bench')]
     [string[]]$Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -46,7 +50,12 @@ param(
     [string[]]$ExcludeTag,
 
     # Demo: also boot the archive under QEMU (TCG, up to 120 s) and check for the marker.
-    [switch]$Boot
+    [switch]$Boot,
+
+    # Bench (tools/bench/Invoke-Bench.ps1, never part of Test): a small image and one run only.
+    [switch]$Quick,
+    # Bench: runs per measurement (medians are printed).
+    [int]$Runs = 5
 )
 
 $ErrorActionPreference = 'Stop'
@@ -59,7 +68,7 @@ $TestPath = Split-List $TestPath
 $TestName = Split-List $TestName
 $Tag = Split-List $Tag
 $ExcludeTag = Split-List $ExcludeTag
-$tasks = 'Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Demo'
+$tasks = 'Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Demo', 'Bench'
 $unknown = @($Task | Where-Object { $_ -notin $tasks })
 if ($unknown) { throw "Unknown task '$($unknown -join "', '")': use $($tasks -join ', ')." }
 
@@ -300,8 +309,17 @@ $report | Format-List
     Write-Host 'Booted: INITRAMFSPS-DEMO-OK seen.' -ForegroundColor Green
 }
 
+# Export-Initramfs against native zstd/pigz and skopeo+umoci+cpio+zstd (tracker issue 6): images
+# built and cached under out/bench-cache, a local registry, medians, peak RSS, PASS/FAIL per target.
+function Invoke-Bench {
+    $benchArgs = @('-NoProfile', '-NonInteractive', '-File', (Join-Path $root 'tools/bench/Invoke-Bench.ps1'), '-ModulePath', $manifest, '-Runs', "$Runs")
+    if ($Quick) { $benchArgs += '-Quick' }
+    dotnet pwsh @benchArgs
+    Assert-ExitCode 'Bench'
+}
+
 # Resolve the plan: dependencies first, each task once, otherwise in the order given.
-$dependsOn = @{ Clean = @(); Build = @(); Help = @(); HelpSkeleton = @('Build'); Test = @('Build'); Demo = @('Build') }
+$dependsOn = @{ Clean = @(); Build = @(); Help = @(); HelpSkeleton = @('Build'); Test = @('Build'); Demo = @('Build'); Bench = @('Build') }
 $plan = [Collections.Generic.List[string]]::new()
 foreach ($name in $Task) {
     foreach ($step in @($dependsOn[$name]) + $name) {

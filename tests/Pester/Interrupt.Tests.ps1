@@ -4,7 +4,8 @@
 #    points: no blob that fails its digest, `Get-OciCache -Verify` all Valid, the next pull works;
 #  - `kill -9` in the middle of an export at several points: the output path never appears (a
 #    kill -9 can leave the hidden temp file `.<name>.<guid>.partial` beside it, which is never
-#    taken for the output), the cache verifies, and the next export to the same path succeeds;
+#    taken for the output), the cache verifies, and the next export to the same path succeeds
+#    and sweeps that temp file;
 #  - Ctrl+C (PowerShell.Stop(), which calls StopProcessing) in the middle of a pull;
 #  - eight processes exporting different variants of one cached image at once.
 # Needs docker-registry and python3 (the registry helpers); each server is stopped by PID.
@@ -151,6 +152,7 @@ Describe 'kill -9 in the middle of an export' {
         $listing = @(Get-CpioListing $out)
         $listing.Name | Should -Contain 'small.txt'
         $listing.Name | Should -Contain 'big.bin'
+        @(Get-ChildItem $dir -Force -Filter '.out.cpio.gz.*.partial') | Should -BeNullOrEmpty -Because 'the next export sweeps the temp file the killed one left'
         $null = Assert-CacheConsistent $ExportCache
     }
 }

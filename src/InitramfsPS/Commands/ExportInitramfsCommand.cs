@@ -27,6 +27,14 @@ namespace InitramfsPS.Commands
         [Parameter]
         public int CompressionLevel { get; set; }
 
+        /// <summary>
+        /// Threads that compress parts at once (default: one per processor). The archive is the
+        /// same bytes for any value: parts end at content-determined entry boundaries.
+        /// </summary>
+        [Parameter]
+        [ValidateRange(1, 256)]
+        public int Workers { get; set; }
+
         /// <summary>Write the archive even when /init would not start; the problems become warnings.</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
@@ -76,6 +84,7 @@ namespace InitramfsPS.Commands
                 {
                     Compression = compression,
                     Level = level,
+                    Workers = MyInvocation.BoundParameters.ContainsKey(nameof(Workers)) ? Workers : Environment.ProcessorCount,
                     AddDefaultEntries = !NoDefaultEntries,
                     AllowUnbootable = Force,
                     Overwrite = !NoClobber,

@@ -62,37 +62,17 @@ namespace InitramfsPS.Compression
         }
 
         /// <summary>
-        /// Opens a compressing stream over <paramref name="output"/>. gzip goes through .NET's zlib
-        /// with a header normalised to no time and OS byte 3 (Unix), so the bytes do not depend on
-        /// the machine; zstd uses one worker per core (the output for a given worker count is fixed)
-        /// and a content checksum the kernel verifies.
+        /// The .NET level for a gzip level. net8.0 exposes zlib's levels only as an enum, so 0–9
+        /// map onto it as zlib's own: 0 stored, 1–3 fastest (zlib 1), 4–7 optimal (zlib 6),
+        /// 8–9 smallest (zlib 9).
         /// </summary>
-        public static Stream Open(Stream output, InitramfsCompression compression, int level, int workers)
+        public static CompressionLevel GzipLevel(int level) => level switch
         {
-            switch (compression)
-            {
-                case InitramfsCompression.Gzip:
-                    // net8.0 exposes levels only as an enum; map 0–9 onto it (zlib: 0, 1, 6, 9).
-                    var dotnetLevel = level switch
-                    {
-                        0 => CompressionLevel.NoCompression,
-                        <= 3 => CompressionLevel.Fastest,
-                        <= 7 => CompressionLevel.Optimal,
-                        _ => CompressionLevel.SmallestSize,
-                    };
-                    return new GZipStream(new GzipHeaderNormalizer(output), dotnetLevel, leaveOpen: false);
-                case InitramfsCompression.Zstd:
-                    var zstd = new ZstdSharp.CompressionStream(output, level, 1 << 20, leaveOpen: true);
-                    zstd.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_checksumFlag, 1);
-                    if (workers > 1)
-                    {
-                        zstd.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_nbWorkers, workers);
-                    }
-                    return zstd;
-                default:
-                    return new NonClosingStream(output);
-            }
-        }
+            0 => CompressionLevel.NoCompression,
+            <= 3 => CompressionLevel.Fastest,
+            <= 7 => CompressionLevel.Optimal,
+            _ => CompressionLevel.SmallestSize,
+        };
     }
 
     /// <summary>
@@ -132,18 +112,6 @@ namespace InitramfsPS.Compression
             }
             position += buffer.Length;
         }
-
-        public override void Flush() => inner.Flush();
-    }
-
-    /// <summary>A pass-through that leaves the stream below open when disposed.</summary>
-    internal sealed class NonClosingStream : WriteOnlyStream
-    {
-        private readonly Stream inner;
-
-        public NonClosingStream(Stream inner) => this.inner = inner;
-
-        public override void Write(ReadOnlySpan<byte> buffer) => inner.Write(buffer);
 
         public override void Flush() => inner.Flush();
     }

@@ -78,6 +78,9 @@ namespace InitramfsPS.Cpio
             Position += data.Length;
         }
 
+        /// <summary>Counts <paramref name="count"/> bytes of data the caller wrote to the output stream itself.</summary>
+        public void Advance(int count) => Position += count;
+
         /// <summary>Pads after an entry's data.</summary>
         public void EndData() => Pad();
 

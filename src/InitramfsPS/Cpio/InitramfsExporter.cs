@@ -21,7 +21,7 @@ namespace InitramfsPS.Cpio
         /// <summary>Compression level (see <see cref="Compressors.CheckLevel"/>).</summary>
         public int Level { get; init; }
 
-        /// <summary>zstd worker threads; the bytes are fixed for a given count.</summary>
+        /// <summary>Threads compressing parts at once; the bytes written do not depend on it.</summary>
         public int Workers { get; init; } = Environment.ProcessorCount;
 
         /// <summary>Add /dev, /dev/console, /proc, /sys, /tmp and /run when missing.</summary>
@@ -54,6 +54,12 @@ namespace InitramfsPS.Cpio
 
         /// <summary>Entries in the archive (the trailer not counted).</summary>
         public int EntryCount { get; init; }
+
+        /// <summary>
+        /// Independently compressed parts in the file (gzip members or zstd frames; 1 for a plain
+        /// archive). Where parts end depends only on the content, never on the worker count.
+        /// </summary>
+        public int PartCount { get; init; }
 
         /// <summary>Size of the cpio stream before compression.</summary>
         public long UncompressedSize { get; init; }
@@ -161,26 +167,36 @@ namespace InitramfsPS.Cpio
                 content.Validate();
             }
 
+            // A kill -9 of an earlier export to this path leaves its temporary file; a live export
+            // holds its own open exclusively, so only the stale ones go.
+            Files.SweepStalePartials(directory, $".{System.IO.Path.GetFileName(fullPath)}.*.partial");
             string temp = System.IO.Path.Combine(directory, $".{System.IO.Path.GetFileName(fullPath)}.{Guid.NewGuid():N}.partial");
             try
             {
                 long uncompressed;
                 string sha256;
                 long compressedSize;
-                using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+                int parts;
+                using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
                 {
-                    using var hashing = new HashingWriteStream(file);
-                    using (var compressor = Compressors.Open(hashing, options.Compression, options.Level, options.Workers))
+                    using var pipeline = new PartPipeline(file, options.Compression, options.Level, options.Workers, cancellationToken);
+                    try
                     {
-                        var writer = new CpioNewcWriter(compressor);
-                        WriteEntries(writer, entries, plan, options, cancellationToken);
+                        var writer = new CpioNewcWriter(pipeline);
+                        WriteEntries(writer, pipeline, entries, plan, options, cancellationToken);
                         writer.WriteTrailer();
                         uncompressed = writer.Position;
+                        pipeline.Complete();
                     }
-                    hashing.Flush();
+                    catch
+                    {
+                        pipeline.Abort();
+                        throw;
+                    }
                     file.Flush(true);
-                    sha256 = hashing.Sha256Hex();
-                    compressedSize = hashing.BytesWritten;
+                    sha256 = pipeline.Sha256Hex();
+                    compressedSize = pipeline.BytesWritten;
+                    parts = pipeline.PartCount;
                 }
                 File.Move(temp, fullPath, overwrite: options.Overwrite);
                 return new ExportReport
@@ -189,6 +205,7 @@ namespace InitramfsPS.Cpio
                     Compression = options.Compression,
                     CompressionLevel = options.Compression == InitramfsCompression.None ? 0 : options.Level,
                     EntryCount = entries.Count,
+                    PartCount = parts,
                     UncompressedSize = uncompressed,
                     CompressedSize = compressedSize,
                     Sha256 = sha256,
@@ -323,20 +340,40 @@ namespace InitramfsPS.Cpio
             return plan;
         }
 
-        private static void WriteEntries(CpioNewcWriter writer, List<RootfsEntry> entries, Planned[] plan, ExportOptions options, CancellationToken cancellationToken)
+        private static void WriteEntries(CpioNewcWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportOptions options, CancellationToken cancellationToken)
         {
-            var buffer = new byte[1 << 20];
             using var reader = new ContentReader();
-            var data = writer.DataStream;
+
+            // A part may end only where no hardlink group is half written: the names of a group
+            // stay in one part (design: TRAILER!!! resets the kernel's link table, and a reader
+            // that takes parts one by one must see the data and its links together).
+            var groupLeft = new Dictionary<HardlinkGroup, int>(ReferenceEqualityComparer.Instance);
+            for (int i = 0; i < entries.Count; i++)
+            {
+                if (plan[i].Header.NLink > 1 && entries[i].Type == EntryType.File && entries[i].Hardlink is { } g)
+                {
+                    groupLeft[g] = groupLeft.TryGetValue(g, out int n) ? n + 1 : 1;
+                }
+            }
+            int openGroups = 0;
+
+            // Progress at most every 200 ms: a host's WriteProgress costs more than a thousand entries.
+            var clock = Stopwatch.StartNew();
+            long lastProgress = long.MinValue / 2;
             for (int i = 0; i < entries.Count; i++)
             {
                 if ((i & 255) == 0)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    options.Progress?.Invoke(i, entries.Count);
+                    if (options.Progress is not null && clock.ElapsedMilliseconds - lastProgress >= 200)
+                    {
+                        lastProgress = clock.ElapsedMilliseconds;
+                        options.Progress(i, entries.Count);
+                    }
                 }
                 var e = entries[i];
                 var p = plan[i];
+                pipeline.EntryBoundary(openGroups == 0);
                 writer.WriteHeader(p.Header, p.Name);
                 if (p.WriteData && p.Header.FileSize > 0)
                 {
@@ -346,12 +383,45 @@ namespace InitramfsPS.Cpio
                     }
                     else
                     {
-                        reader.CopyTo(e.Content!, data, buffer, cancellationToken);
+                        CopyContent(reader, e.Content!, writer, pipeline, cancellationToken);
                     }
                 }
                 writer.EndData();
+                if (e.Type == EntryType.File && e.Hardlink is { } group && groupLeft.TryGetValue(group, out int left))
+                {
+                    if (p.WriteData)
+                    {
+                        openGroups++;
+                    }
+                    groupLeft[group] = --left;
+                    if (left == 0)
+                    {
+                        openGroups--;
+                    }
+                }
             }
             options.Progress?.Invoke(entries.Count, entries.Count);
+        }
+
+        /// <summary>Reads a file's bytes straight into the pipeline's chunk (no intermediate buffer).</summary>
+        private static void CopyContent(ContentReader reader, Content content, CpioNewcWriter writer, PartPipeline pipeline, CancellationToken cancellationToken)
+        {
+            long position = 0;
+            while (position < content.Length)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var span = pipeline.GetSpan();
+                int want = (int)Math.Min(span.Length, content.Length - position);
+                int got = content.Read(reader, position, span[..want]);
+                if (got <= 0)
+                {
+                    throw new InitramfsException("ContentTruncated", FailureKind.InvalidData,
+                        $"'{content}' ended after {position} of {content.Length} bytes; it changed while being read.", content.ToString());
+                }
+                pipeline.Advance(got);
+                writer.Advance(got);
+                position += got;
+            }
         }
 
         private static uint TypeBits(EntryType type) => type switch

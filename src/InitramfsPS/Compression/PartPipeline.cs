@@ -1,0 +1,586 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.IO;
+using System.IO.Compression;
+using System.Runtime.ExceptionServices;
+using System.Security.Cryptography;
+using System.Threading;
+using InitramfsPS.IO;
+
+namespace InitramfsPS.Compression
+{
+    /// <summary>
+    /// The write path of an export: the cpio stream written into this stream is cut into parts at
+    /// entry boundaries, the parts are compressed concurrently (each one a complete gzip member or
+    /// zstd frame) and written in order, with the sha256 of the file computed on the way, by a
+    /// writer thread of its own.
+    /// </summary>
+    /// <remarks>
+    /// <para>Where a part ends depends only on the content: at the first entry boundary the caller
+    /// allows (<see cref="EntryBoundary"/>) once the part holds <see cref="PartSize"/> bytes of cpio
+    /// or more. Every part is compressed alone with the same settings, so the file is the same
+    /// bytes for any number of workers. Parts end without TRAILER!!!: the decompressed
+    /// concatenation is exactly the cpio stream a single-part archive holds, which the kernel
+    /// (init/initramfs.c: one state machine across all parts), GNU cpio behind zcat/zstdcat and
+    /// Import-Initramfs all read as one archive.</para>
+    /// <para>Memory is bounded whatever the entry sizes: the producer hands over 1 MiB chunks
+    /// through a queue of at most <see cref="InputDepth"/> chunks per part, at most workers + 1
+    /// parts are open, and a part whose turn to be written has not come stops compressing once it
+    /// holds <see cref="PartSize"/> + 2 MiB of output; the part being written streams straight to
+    /// the file.</para>
+    /// </remarks>
+    public sealed class PartPipeline : WriteOnlyStream
+    {
+        /// <summary>Size of the chunks handed between threads.</summary>
+        public const int ChunkSize = 1 << 20;
+
+        /// <summary>Chunks queued ahead of a part's compressor.</summary>
+        private const int InputDepth = 4;
+
+        /// <summary>The file is fsynced every this many bytes by the writer thread, so the fsync before the rename has little left to do.</summary>
+        private const long SyncEvery = 32L << 20;
+
+        private readonly object gate = new();
+        private readonly Queue<Part> unassigned = new();
+        private readonly Queue<Part> unwritten = new();
+        private readonly InitramfsCompression compression;
+        private readonly int level;
+        private readonly FileStream file;
+        private readonly IncrementalHash hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private readonly CancellationToken cancellationToken;
+        private readonly Thread[] threads;
+        private readonly int maxOpenParts;
+        private readonly long outputLimit;
+        private Part current;
+        private byte[] chunk;
+        private int chunkUsed;
+        private long partBytes;
+        private bool producerDone;
+        private bool joined;
+        private Exception? failure;
+        private long sinceSync;
+
+        /// <summary>
+        /// Starts the threads: <paramref name="workers"/> compressors (one for an uncompressed
+        /// archive) and the writer, which writes to <paramref name="file"/> (left open).
+        /// </summary>
+        public PartPipeline(FileStream file, InitramfsCompression compression, int level, int workers, CancellationToken cancellationToken)
+        {
+            ArgumentNullException.ThrowIfNull(file);
+            this.file = file;
+            this.compression = compression;
+            this.level = level;
+            this.cancellationToken = cancellationToken;
+            PartSize = DefaultPartSize(compression);
+            int compressors = compression == InitramfsCompression.None ? 1 : Math.Clamp(workers, 1, 256);
+            maxOpenParts = compressors + 1;
+            outputLimit = PartSize + 2L * ChunkSize;
+            chunk = ArrayPool<byte>.Shared.Rent(ChunkSize);
+            current = new Part();
+            unassigned.Enqueue(current);
+            unwritten.Enqueue(current);
+            PartCount = 1;
+            threads = new Thread[compressors + 1];
+            for (int i = 0; i < compressors; i++)
+            {
+                threads[i] = new Thread(CompressLoop) { IsBackground = true, Name = $"InitramfsPS compress {i}" };
+            }
+            threads[compressors] = new Thread(WriteLoop) { IsBackground = true, Name = "InitramfsPS write" };
+            foreach (var thread in threads)
+            {
+                thread.Start();
+            }
+        }
+
+        /// <summary>
+        /// Bytes of cpio after which a part ends at the next allowed entry boundary: 4 MiB for gzip
+        /// (its 32 KiB window loses next to nothing at a cut), 8 MiB for zstd (a longer window), and
+        /// no cut for a plain archive. A constant: part boundaries must not depend on the machine.
+        /// </summary>
+        public static long DefaultPartSize(InitramfsCompression compression) => compression switch
+        {
+            InitramfsCompression.Gzip => 4L << 20,
+            InitramfsCompression.Zstd => 8L << 20,
+            _ => long.MaxValue,
+        };
+
+        /// <summary>See <see cref="DefaultPartSize"/>.</summary>
+        public long PartSize { get; }
+
+        /// <summary>Parts begun so far.</summary>
+        public int PartCount { get; private set; }
+
+        /// <summary>Bytes of cpio written into the pipeline.</summary>
+        public long UncompressedBytes { get; private set; }
+
+        /// <summary>Bytes written to the file (valid after <see cref="Complete"/>).</summary>
+        public long BytesWritten { get; private set; }
+
+        /// <summary>sha256 of the file, lower-case hex (valid after <see cref="Complete"/>).</summary>
+        public string Sha256Hex() => Convert.ToHexString(hash.GetCurrentHash()).ToLowerInvariant();
+
+        /// <inheritdoc/>
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            UncompressedBytes += buffer.Length;
+            partBytes += buffer.Length;
+            while (buffer.Length > 0)
+            {
+                int n = Math.Min(buffer.Length, ChunkSize - chunkUsed);
+                buffer[..n].CopyTo(chunk.AsSpan(chunkUsed));
+                chunkUsed += n;
+                buffer = buffer[n..];
+                if (chunkUsed == ChunkSize)
+                {
+                    HandOver();
+                }
+            }
+        }
+
+        /// <summary>
+        /// Room in the current chunk, for a caller that reads file data straight into it (no copy);
+        /// it then calls <see cref="Advance"/> with what it wrote.
+        /// </summary>
+        public Span<byte> GetSpan()
+        {
+            if (chunkUsed == ChunkSize)
+            {
+                HandOver();
+            }
+            return chunk.AsSpan(chunkUsed);
+        }
+
+        /// <summary>Takes <paramref name="count"/> bytes written into <see cref="GetSpan"/>.</summary>
+        public void Advance(int count)
+        {
+            chunkUsed += count;
+            UncompressedBytes += count;
+            partBytes += count;
+            if (chunkUsed == ChunkSize)
+            {
+                HandOver();
+            }
+        }
+
+        /// <summary>
+        /// Called before each entry's header: when <paramref name="canSplit"/> (no hardlink group is
+        /// half written) and the part holds <see cref="PartSize"/> bytes or more, a new part begins here.
+        /// </summary>
+        public void EntryBoundary(bool canSplit)
+        {
+            if (!canSplit || partBytes < PartSize)
+            {
+                return;
+            }
+            if (chunkUsed > 0)
+            {
+                HandOver();
+            }
+            lock (gate)
+            {
+                current.InputDone = true;
+                Monitor.PulseAll(gate);
+                while (unwritten.Count >= maxOpenParts && failure is null)
+                {
+                    WaitAsProducer();
+                }
+                ThrowIfFailed();
+                current = new Part();
+                unassigned.Enqueue(current);
+                unwritten.Enqueue(current);
+                PartCount++;
+            }
+            partBytes = 0;
+        }
+
+        /// <summary>Ends the input, waits for every part to be written and rethrows what failed on the way.</summary>
+        public void Complete()
+        {
+            if (chunkUsed > 0)
+            {
+                HandOver();
+            }
+            lock (gate)
+            {
+                ThrowIfFailed();
+                current.InputDone = true;
+                producerDone = true;
+                Monitor.PulseAll(gate);
+            }
+            Join();
+            lock (gate)
+            {
+                ThrowIfFailed();
+            }
+        }
+
+        /// <summary>Stops the threads after a failure of the producer (or Ctrl+C) and waits for them.</summary>
+        public void Abort()
+        {
+            lock (gate)
+            {
+                failure ??= new OperationCanceledException("The export was stopped.");
+                Monitor.PulseAll(gate);
+            }
+            Join();
+        }
+
+        /// <inheritdoc/>
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                if (!joined)
+                {
+                    Abort();
+                }
+                hash.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+
+        private void Join()
+        {
+            foreach (var thread in threads)
+            {
+                thread.Join();
+            }
+            joined = true;
+        }
+
+        private void HandOver()
+        {
+            var segment = new Segment(chunk, chunkUsed);
+            chunk = ArrayPool<byte>.Shared.Rent(ChunkSize);
+            chunkUsed = 0;
+            lock (gate)
+            {
+                while (current.Input.Count >= InputDepth && failure is null)
+                {
+                    WaitAsProducer();
+                }
+                ThrowIfFailed();
+                current.Input.Enqueue(segment);
+                Monitor.PulseAll(gate);
+            }
+        }
+
+        /// <summary>Waits on the gate (held) so that Ctrl+C is seen even while the other threads are slow.</summary>
+        private void WaitAsProducer()
+        {
+            Monitor.Wait(gate, 100);
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+
+        private void ThrowIfFailed()
+        {
+            if (failure is not null)
+            {
+                ExceptionDispatchInfo.Capture(failure).Throw();
+            }
+        }
+
+        private void Fail(Exception ex)
+        {
+            lock (gate)
+            {
+                failure ??= ex;
+                Monitor.PulseAll(gate);
+            }
+        }
+
+        private void CompressLoop()
+        {
+            // zstd: one compression context per worker, reset between parts (no allocation per
+            // part) and writing straight into the output chunks.
+            using var zstd = compression == InitramfsCompression.Zstd ? new ZstdSharp.Compressor(level) : null;
+            zstd?.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_checksumFlag, 1);
+            try
+            {
+                while (true)
+                {
+                    Part part;
+                    lock (gate)
+                    {
+                        while (unassigned.Count == 0 && !producerDone && failure is null)
+                        {
+                            Monitor.Wait(gate);
+                        }
+                        if (failure is not null || unassigned.Count == 0)
+                        {
+                            return;
+                        }
+                        part = unassigned.Dequeue();
+                    }
+                    if (zstd is not null)
+                    {
+                        CompressZstdPart(part, zstd);
+                    }
+                    else
+                    {
+                        CompressPart(part);
+                    }
+                    lock (gate)
+                    {
+                        part.OutputDone = true;
+                        Monitor.PulseAll(gate);
+                    }
+                }
+            }
+            catch (PipelineStoppedException)
+            {
+            }
+#pragma warning disable CA1031 // any failure of a worker is handed to the producer, which rethrows it
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Fail(ex);
+            }
+        }
+
+        private void CompressPart(Part part)
+        {
+            if (compression == InitramfsCompression.None)
+            {
+                while (TakeInput(part, out var segment))
+                {
+                    PushOutput(part, segment);
+                }
+                return;
+            }
+            using var sink = new PartSink(this, part);
+            using (var compressor = new GZipStream(new GzipHeaderNormalizer(sink), Compressors.GzipLevel(level), leaveOpen: false))
+            {
+                while (TakeInput(part, out var segment))
+                {
+                    compressor.Write(segment.Buffer, 0, segment.Count);
+                    ArrayPool<byte>.Shared.Return(segment.Buffer);
+                }
+            }
+            sink.Push();
+        }
+
+        /// <summary>One part as one zstd frame (with the content checksum the kernel checks).</summary>
+        private void CompressZstdPart(Part part, ZstdSharp.Compressor zstd)
+        {
+            byte[] output = ArrayPool<byte>.Shared.Rent(ChunkSize);
+            int used = 0;
+            void Room()
+            {
+                if (used == output.Length)
+                {
+                    PushOutput(part, new Segment(output, used));
+                    output = ArrayPool<byte>.Shared.Rent(ChunkSize);
+                    used = 0;
+                }
+            }
+            while (TakeInput(part, out var segment))
+            {
+                var source = new ReadOnlySpan<byte>(segment.Buffer, 0, segment.Count);
+                while (source.Length > 0)
+                {
+                    Room();
+                    zstd.WrapStream(source, output.AsSpan(used), out int consumed, out int written, false);
+                    source = source[consumed..];
+                    used += written;
+                    if (consumed == 0 && written == 0 && used < output.Length)
+                    {
+                        throw new InvalidOperationException("zstd made no progress.");
+                    }
+                }
+                ArrayPool<byte>.Shared.Return(segment.Buffer);
+            }
+            while (true)
+            {
+                Room();
+                var status = zstd.WrapStream(ReadOnlySpan<byte>.Empty, output.AsSpan(used), out _, out int written, true);
+                used += written;
+                if (status == OperationStatus.Done)
+                {
+                    break;
+                }
+            }
+            if (used > 0)
+            {
+                PushOutput(part, new Segment(output, used));
+            }
+            else
+            {
+                ArrayPool<byte>.Shared.Return(output);
+            }
+            zstd.ResetStream();
+        }
+
+        private bool TakeInput(Part part, out Segment segment)
+        {
+            lock (gate)
+            {
+                while (part.Input.Count == 0 && !part.InputDone && failure is null)
+                {
+                    Monitor.Wait(gate);
+                }
+                if (failure is not null)
+                {
+                    throw new PipelineStoppedException();
+                }
+                if (part.Input.Count == 0)
+                {
+                    segment = default;
+                    return false;
+                }
+                segment = part.Input.Dequeue();
+                Monitor.PulseAll(gate);
+                return true;
+            }
+        }
+
+        private void PushOutput(Part part, Segment segment)
+        {
+            lock (gate)
+            {
+                while (!part.IsHead && part.OutputBytes >= outputLimit && failure is null)
+                {
+                    Monitor.Wait(gate);
+                }
+                if (failure is not null)
+                {
+                    throw new PipelineStoppedException();
+                }
+                part.Output.Enqueue(segment);
+                part.OutputBytes += segment.Count;
+                Monitor.PulseAll(gate);
+            }
+        }
+
+        private void WriteLoop()
+        {
+            try
+            {
+                while (true)
+                {
+                    Part part;
+                    lock (gate)
+                    {
+                        while (unwritten.Count == 0 && !producerDone && failure is null)
+                        {
+                            Monitor.Wait(gate);
+                        }
+                        if (failure is not null || unwritten.Count == 0)
+                        {
+                            return;
+                        }
+                        part = unwritten.Peek();
+                        part.IsHead = true;
+                        Monitor.PulseAll(gate);
+                    }
+                    while (true)
+                    {
+                        Segment segment;
+                        lock (gate)
+                        {
+                            while (part.Output.Count == 0 && !part.OutputDone && failure is null)
+                            {
+                                Monitor.Wait(gate);
+                            }
+                            if (failure is not null)
+                            {
+                                return;
+                            }
+                            if (part.Output.Count == 0)
+                            {
+                                unwritten.Dequeue();
+                                Monitor.PulseAll(gate);
+                                break;
+                            }
+                            segment = part.Output.Dequeue();
+                            part.OutputBytes -= segment.Count;
+                            Monitor.PulseAll(gate);
+                        }
+                        var bytes = segment.Buffer.AsSpan(0, segment.Count);
+                        file.Write(bytes);
+                        hash.AppendData(bytes);
+                        BytesWritten += segment.Count;
+                        sinceSync += segment.Count;
+                        ArrayPool<byte>.Shared.Return(segment.Buffer);
+                        if (sinceSync >= SyncEvery)
+                        {
+                            file.Flush(true);
+                            sinceSync = 0;
+                        }
+                    }
+                }
+            }
+#pragma warning disable CA1031 // handed to the producer, which rethrows it
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Fail(ex);
+            }
+        }
+
+        private readonly record struct Segment(byte[] Buffer, int Count);
+
+        private sealed class Part
+        {
+            public readonly Queue<Segment> Input = new();
+            public readonly Queue<Segment> Output = new();
+            public bool InputDone;
+            public bool OutputDone;
+            public bool IsHead;
+            public long OutputBytes;
+        }
+
+        /// <summary>Collects a compressor's output into chunks and queues them for the writer.</summary>
+        private sealed class PartSink : WriteOnlyStream
+        {
+            private readonly PartPipeline pipeline;
+            private readonly Part part;
+            private byte[] buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+            private int used;
+
+            public PartSink(PartPipeline pipeline, Part part)
+            {
+                this.pipeline = pipeline;
+                this.part = part;
+            }
+
+            public override void Write(ReadOnlySpan<byte> data)
+            {
+                while (data.Length > 0)
+                {
+                    int n = Math.Min(data.Length, ChunkSize - used);
+                    data[..n].CopyTo(buffer.AsSpan(used));
+                    used += n;
+                    data = data[n..];
+                    if (used == ChunkSize)
+                    {
+                        Push();
+                    }
+                }
+            }
+
+            /// <summary>Queues what is collected.</summary>
+            public void Push()
+            {
+                if (used == 0)
+                {
+                    return;
+                }
+                var segment = new Segment(buffer, used);
+                buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+                used = 0;
+                pipeline.PushOutput(part, segment);
+            }
+        }
+
+        /// <summary>Unwinds a worker when another thread failed or the export was stopped.</summary>
+        private sealed class PipelineStoppedException : Exception
+        {
+            public PipelineStoppedException()
+                : base("The export pipeline stopped.")
+            {
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+<#
+.SYNOPSIS
+Benchmarks Export-Initramfs against native compressors and the skopeo/umoci/cpio/zstd pipeline (tracker issue 6).
+.DESCRIPTION
+Called by `build.ps1 -Task Bench [-Quick]`. Builds (and caches under out/bench-cache) a Debian
+minbase image and a synthetic image of about 1 GB in 100k entries, pushes them to a local
+registry, then, per image and over -Runs runs (medians printed):
+  - warm export (image cached, expanded once) to .cpio, .cpio.zst and .cpio.gz at default levels,
+    against `zstd -3 -T0` and `pigz -6` on the very bytes of the .cpio export;
+  - end to end from the registry with an empty cache (a new pwsh process, its start included)
+    against `skopeo copy` -> `umoci unpack` -> `find | cpio -o -H newc` -> `zstd -3 -T0`;
+  - peak RSS (`/usr/bin/time -v`) of a pwsh process doing a warm export;
+  - the bytes a second export of the unchanged image reads (/proc/self/io rchar) against the
+    bytes of its decompressed layers.
+Then PASS/FAIL per target. -Quick uses a small synthetic image only (no Debian, no mirror) and
+one run; its verdicts are informative only. Not part of the Test task.
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory)][string] $ModulePath,
+    [switch] $Quick,
+    [int] $Runs = 5,
+    [string] $CacheDirectory
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+$PSNativeCommandUseErrorActionPreference = $false
+$repo = (Resolve-Path "$PSScriptRoot/../..").Path
+if (-not $CacheDirectory) { $CacheDirectory = Join-Path $repo 'out/bench-cache' }
+if ($Quick) { $Runs = 1 }
+Import-Module (Join-Path $repo 'tests/Pester/RegistryHelpers.psm1') -Force
+[void][IO.Directory]::CreateDirectory($CacheDirectory)
+$work = Join-Path ([IO.Path]::GetTempPath()) "initramfsps-bench-$PID"
+[void][IO.Directory]::CreateDirectory($work)
+
+function Get-Median([double[]] $Values) {
+    $s = @($Values | Sort-Object)
+    if ($s.Count -eq 0) { return [double]::NaN }
+    if ($s.Count % 2) { return $s[[int][Math]::Floor($s.Count / 2)] }
+    ($s[$s.Count / 2 - 1] + $s[$s.Count / 2]) / 2
+}
+
+# Runs a command under /usr/bin/time -v; returns wall seconds, peak RSS (MB) and output.
+function Invoke-Timed([string] $File, [string[]] $Arguments) {
+    $timeLog = Join-Path $work "time-$([guid]::NewGuid().ToString('N')).txt"
+    $out = & /usr/bin/time -v -o $timeLog $File @Arguments 2>&1
+    $code = $LASTEXITCODE
+    $t = Get-Content -Raw -LiteralPath $timeLog
+    Remove-Item -LiteralPath $timeLog
+    if ($code -ne 0) { throw "$File $($Arguments -join ' ') failed ($code):`n$($out -join "`n")" }
+    $wall = if ($t -match 'Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):(\d+(?:\.\d+)?)') { [double]$Matches[1] * 3600 + [double]$Matches[2] * 60 + [double]$Matches[3] } else { [double]::NaN }
+    $rss = if ($t -match 'Maximum resident set size \(kbytes\): (\d+)') { [double]$Matches[1] / 1024 } else { [double]::NaN }
+    [pscustomobject]@{ Seconds = $wall; PeakMB = $rss; Output = ($out -join "`n") }
+}
+
+# `dotnet pwsh` finds its tool manifest from the repository.
+function Invoke-Pwsh([string] $Script, [hashtable] $Environment = @{}) {
+    $path = Join-Path $work "child-$([guid]::NewGuid().ToString('N')).ps1"
+    Set-Content -LiteralPath $path -Value $Script
+    $saved = @{}
+    foreach ($k in $Environment.Keys) { $saved[$k] = [Environment]::GetEnvironmentVariable($k); [Environment]::SetEnvironmentVariable($k, $Environment[$k]) }
+    Push-Location $repo
+    try { Invoke-Timed 'dotnet' @('pwsh', '-NoProfile', '-NonInteractive', '-File', $path) }
+    finally {
+        Pop-Location
+        foreach ($k in $saved.Keys) { [Environment]::SetEnvironmentVariable($k, $saved[$k]) }
+    }
+}
+
+function New-SyntheticLayout([string] $Name, [int] $Entries, [long] $Bytes) {
+    $dir = Join-Path $CacheDirectory $Name
+    $layout = Join-Path $dir 'layout'
+    $tar = Join-Path $dir 'rootfs.tar'
+    if (-not (Test-Path (Join-Path $dir 'done'))) {
+        Remove-Item -LiteralPath $dir -Recurse -Force -ErrorAction SilentlyContinue
+        [void][IO.Directory]::CreateDirectory($dir)
+        Write-Host "    generating $Name ($Entries entries, $([Math]::Round($Bytes / 1MB)) MiB)"
+        & python3 (Join-Path $PSScriptRoot 'New-SyntheticTar.py') $tar $Entries $Bytes | Out-Null
+        if ($LASTEXITCODE) { throw 'New-SyntheticTar.py failed' }
+        foreach ($a in @(@('init', '--layout', $layout), @('new', '--image', "${layout}:bench"), @('raw', 'add-layer', '--image', "${layout}:bench", $tar))) {
+            & umoci @a
+            if ($LASTEXITCODE) { throw "umoci $($a -join ' ') failed" }
+        }
+        Set-Content -LiteralPath (Join-Path $dir 'done') -Value ''
+    }
+    [pscustomobject]@{ Name = $Name; Path = $layout; Tag = 'bench'; Tar = $tar }
+}
+
+$images = [Collections.Generic.List[object]]::new()
+Write-Host '==> Images'
+if ($Quick) {
+    $images.Add((New-SyntheticLayout 'synthetic-quick' 5000 (50MB)))
+}
+else {
+    Import-Module (Join-Path $repo 'tests/Pester/DebianImage.psm1') -Force
+    $deb = Get-DebianMinbaseLayout
+    $images.Add([pscustomobject]@{ Name = 'debian-minbase'; Path = $deb.Path; Tag = $deb.Tag; Tar = $deb.Tar })
+    $images.Add((New-SyntheticLayout 'synthetic-1g' 100000 (1GB)))
+}
+
+Write-Host '==> Registry'
+$registry = Start-TestRegistry -Directory (Join-Path $work 'registry')
+$results = [Collections.Generic.List[object]]::new()
+try {
+    foreach ($img in $images) {
+        $pushed = Push-TestImage -Layout $img.Path -Tag $img.Tag -Registry $registry.Url -Repository "bench/$($img.Name)"
+        $ref = $pushed.Reference
+        $layerBytes = (Get-Item -LiteralPath $img.Tar).Length
+        Write-Host "==> $($img.Name): $ref, layer $([Math]::Round($layerBytes / 1MB)) MiB, $Runs runs"
+        $cache = Join-Path $work "cache-$($img.Name)"
+        $dir = Join-Path $work $img.Name
+        [void][IO.Directory]::CreateDirectory($dir)
+
+        # Warm export, in a process of its own; also the reads of a second export.
+        $child = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$ModulePath'
+`$r = Get-OciImage '$ref' | Expand-OciLayers
+`$null = `$r | Export-Initramfs '$dir/warm.cpio' -Force -WarningAction SilentlyContinue
+function Get-Rchar { [long]((Get-Content /proc/self/io | Where-Object { `$_ -like 'rchar:*' } | Select-Object -First 1) -split '\s+')[1] }
+`$before = Get-Rchar
+`$null = Get-OciImage '$ref' | Export-Initramfs '$dir/second.cpio.zst' -Force -WarningAction SilentlyContinue
+`$second = (Get-Rchar) - `$before
+`$times = @{ cpio = @(); zst = @(); gz = @() }
+foreach (`$i in 1..$Runs) {
+    foreach (`$e in 'cpio', 'zst', 'gz') {
+        `$x = if (`$e -eq 'cpio') { '.cpio' } else { ".cpio.`$e" }
+        `$sw = [Diagnostics.Stopwatch]::StartNew()
+        `$null = `$r | Export-Initramfs "$dir/ours`$x" -Force -WarningAction SilentlyContinue
+        `$times[`$e] += `$sw.Elapsed.TotalSeconds
+    }
+}
+@{ Times = `$times; SecondReads = `$second } | ConvertTo-Json -Compress -Depth 4
+"@
+        $warm = Invoke-Pwsh $child @{ INITRAMFSPS_CACHE = $cache }
+        $data = ($warm.Output -split "`n" | Where-Object { $_.StartsWith('{') } | Select-Object -Last 1) | ConvertFrom-Json
+        $cpioBytes = (Get-Item "$dir/warm.cpio").Length
+
+        $native = @{ zstd = @(); pigz = @() }
+        foreach ($i in 1..$Runs) {
+            $native.zstd += (Invoke-Timed 'zstd' @('-3', '-T0', '-q', '-f', "$dir/warm.cpio", '-o', "$dir/native.cpio.zst")).Seconds
+            $native.pigz += (Invoke-Timed 'bash' @('-c', "pigz -6 -c '$dir/warm.cpio' > '$dir/native.cpio.gz'")).Seconds
+        }
+
+        # Peak RSS of a warm export to .cpio.zst (module load and expansion from the cache included).
+        $rssScript = "Import-Module '$ModulePath'; `$null = Get-OciImage '$ref' | Export-Initramfs '$dir/rss.cpio.zst' -Force -WarningAction SilentlyContinue"
+        $rss = Invoke-Pwsh $rssScript @{ INITRAMFSPS_CACHE = $cache }
+
+        # End to end with an empty cache: ours (process start included) and the peer pipeline.
+        $e2e = @(); $peer = @()
+        foreach ($i in 1..$Runs) {
+            $fresh = Join-Path $work "fresh-$i"
+            $e2e += (Invoke-Pwsh "Import-Module '$ModulePath'; `$null = Get-OciImage '$ref' | Export-Initramfs '$dir/e2e.cpio.zst' -Force -WarningAction SilentlyContinue" @{ INITRAMFSPS_CACHE = $fresh }).Seconds
+            Remove-Item -LiteralPath $fresh -Recurse -Force -ErrorAction SilentlyContinue
+            $p = Join-Path $work "peer-$i"
+            $cmd = "set -e; mkdir -p $p; skopeo copy -q --src-tls-verify=false docker://$ref oci:$p/oci:bench; umoci unpack --image $p/oci:bench $p/bundle >/dev/null; (cd $p/bundle/rootfs && find . | cpio -o -H newc --quiet) | zstd -3 -T0 -q > $dir/peer.cpio.zst"
+            $peer += (Invoke-Timed 'bash' @('-c', $cmd)).Seconds
+            Remove-Item -LiteralPath $p -Recurse -Force -ErrorAction SilentlyContinue
+        }
+
+        $m = [ordered]@{
+            Image = $img.Name; CpioMB = [Math]::Round($cpioBytes / 1MB, 1)
+            ExportCpio = Get-Median $data.Times.cpio; ExportZst = Get-Median $data.Times.zst; ExportGz = Get-Median $data.Times.gz
+            NativeZstd = Get-Median $native.zstd; NativePigz = Get-Median $native.pigz
+            EndToEnd = Get-Median $e2e; Peer = Get-Median $peer
+            PeakRssMB = [Math]::Round($rss.PeakMB); SecondReadMB = [Math]::Round($data.SecondReads / 1MB, 1); LayerMB = [Math]::Round($layerBytes / 1MB, 1)
+            ZstSizeMB = [Math]::Round((Get-Item "$dir/ours.cpio.zst").Length / 1MB, 1); NativeZstSizeMB = [Math]::Round((Get-Item "$dir/native.cpio.zst").Length / 1MB, 1)
+            GzSizeMB = [Math]::Round((Get-Item "$dir/ours.cpio.gz").Length / 1MB, 1); PigzSizeMB = [Math]::Round((Get-Item "$dir/native.cpio.gz").Length / 1MB, 1)
+        }
+        $results.Add([pscustomobject]$m)
+        [pscustomobject]$m | Format-List | Out-String | Write-Host
+    }
+}
+finally {
+    Stop-TestRegistry $registry
+    Remove-Item -LiteralPath $work -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Write-Host '==> Targets (issue 6)'
+$verdicts = foreach ($r in $results) {
+    $zr = $r.ExportZst / $r.NativeZstd; $gr = $r.ExportGz / $r.NativePigz; $er = $r.Peer / $r.EndToEnd
+    [pscustomobject]@{ Image = $r.Image; Target = 'warm .cpio.zst <= 1.15 x zstd -3 -T0'; Value = '{0:N3}s / {1:N3}s = {2:N2}x' -f $r.ExportZst, $r.NativeZstd, $zr; Pass = $zr -le 1.15 }
+    [pscustomobject]@{ Image = $r.Image; Target = 'warm .cpio.gz <= pigz -6'; Value = '{0:N3}s / {1:N3}s = {2:N2}x' -f $r.ExportGz, $r.NativePigz, $gr; Pass = $gr -le 1.0 }
+    [pscustomobject]@{ Image = $r.Image; Target = 'end to end >= 3 x faster than skopeo+umoci+cpio+zstd'; Value = '{0:N2}s vs {1:N2}s = {2:N2}x faster' -f $r.EndToEnd, $r.Peer, $er; Pass = $er -ge 3 }
+    [pscustomobject]@{ Image = $r.Image; Target = 'second export reads each layer byte at most once'; Value = "$($r.SecondReadMB) MB read, layers $($r.LayerMB) MB"; Pass = $r.SecondReadMB -le $r.LayerMB }
+    if ($r.Image -like 'synthetic*') {
+        [pscustomobject]@{ Image = $r.Image; Target = 'peak RSS < 256 MB'; Value = "$($r.PeakRssMB) MB"; Pass = $r.PeakRssMB -lt 256 }
+    }
+}
+$verdicts | ForEach-Object { $_ | Add-Member -PassThru NoteProperty Result $(if ($_.Pass) { 'PASS' } else { 'FAIL' }) } |
+    Format-Table Image, Result, Target, Value -AutoSize -Wrap | Out-String -Width 200 | Write-Host
+if ($Quick) { Write-Host '(quick mode: a small image and one run; the verdicts are informative only)' }
