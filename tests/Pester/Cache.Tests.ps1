@@ -83,3 +83,44 @@ Describe 'Temporary files a killed process left' {
     }
 }
 
+Describe 'Expanding a cached layer again' {
+    BeforeAll {
+        function script:Get-ReadBytes { [long]((@(Get-Content /proc/self/io) -match '^rchar:')[0] -replace '\D', '') }
+        $random = [byte[]]::new(16MB); [System.Random]::new(7).NextBytes($random)
+        $tar = New-TestTar -Entry @(@{ Name = 'init'; Data = "#!/init`n"; Mode = '0755' }, @{ Name = 'blob.bin'; Data = $random }, @{ Name = 'etc/'; Type = 'Dir' })
+        $script:indexed = New-TestOciLayout -Path (Join-Path $work 'indexed') -Layer @(, $tar) -Tag t
+    }
+
+    It 'reads the layer index, not the layer, and gives the same rootfs' {
+        $before = Get-ReadBytes
+        $first = Get-OciImage $indexed.Reference | Expand-OciLayers
+        $firstRead = (Get-ReadBytes) - $before
+        $before = Get-ReadBytes
+        $second = Get-OciImage $indexed.Reference | Expand-OciLayers
+        $secondRead = (Get-ReadBytes) - $before
+        $firstRead | Should -BeGreaterThan 16MB -Because 'the first expansion decompresses the layer'
+        $secondRead | Should -BeLessThan 2MB -Because 'the second loads the index kept beside the verified tar'
+        ($second.GetEntries() | ForEach-Object ToString) | Should -Be ($first.GetEntries() | ForEach-Object ToString)
+        $a = $first | Export-Initramfs (Join-Path $work 'first.cpio')
+        $b = $second | Export-Initramfs (Join-Path $work 'second.cpio')
+        $b.Sha256 | Should -Be $a.Sha256
+    }
+
+    It 'ignores an index edited to point outside the root, and reads the verified tar instead' {
+        $diff = $indexed.DiffIds[0].Substring(7)
+        $index = Join-Path $env:INITRAMFSPS_CACHE "index/sha256/$diff"
+        Test-Path $index | Should -BeTrue
+        $bytes = [IO.File]::ReadAllBytes($index)
+        $text = [Text.Encoding]::UTF8.GetString($bytes)
+        $at = $text.IndexOf('/blob.bin')
+        $at | Should -BeGreaterThan 0
+        # Same length, so only the path check can refuse it: '/blob.bin' becomes '/../x.bin'.
+        $evil = [Text.Encoding]::UTF8.GetBytes('/../x.bin')
+        [Array]::Copy($evil, 0, $bytes, $at, $evil.Length)
+        [IO.File]::WriteAllBytes($index, $bytes)
+        $rootfs = Get-OciImage $indexed.Reference | Expand-OciLayers
+        $rootfs.GetEntry('/blob.bin').Size | Should -Be 16MB
+        @($rootfs.GetEntries() | Where-Object Path -Like '*x.bin') | Should -BeNullOrEmpty
+    }
+}
+

@@ -75,13 +75,15 @@ namespace InitramfsPS.Cache
                 return false;
             }
             File.Delete(path);
+            // A layer index describes the tar of the same digest: without the tar it is of no use.
+            Files.TryDelete(Layers.LayerIndex.PathFor(store, digest));
             return true;
         }
 
         /// <summary>Removes everything: blobs, tag refs, locks and temporary files.</summary>
         public static void Clear(BlobStore store)
         {
-            foreach (string sub in new[] { "blobs", "refs", "tmp", "locks" })
+            foreach (string sub in new[] { "blobs", "index", "refs", "tmp", "locks" })
             {
                 string path = Path.Combine(store.Root, sub);
                 if (Directory.Exists(path))

@@ -59,9 +59,15 @@ namespace InitramfsPS.Layers
             // hashes to it is the verified layer, and the compressed blob need not be read again.
             if (layer.Compression != LayerCompression.None && layer.DiffId is { } known && cache.Has(known))
             {
+                var indexed = LayerIndex.TryRead(cache, known);
+                if (indexed is not null)
+                {
+                    return indexed;
+                }
                 var fromCache = TryReadCached(cache, known, name, cancellationToken);
                 if (fromCache is not null)
                 {
+                    LayerIndex.Write(cache, known, fromCache);
                     return fromCache;
                 }
             }
@@ -118,6 +124,7 @@ namespace InitramfsPS.Layers
             }
             result.BackingPath = writer.Commit(computed);
             result.BackingLength = new FileInfo(result.BackingPath).Length;
+            LayerIndex.Write(cache, computed, result);
             return result;
         }
 

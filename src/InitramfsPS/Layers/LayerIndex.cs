@@ -1,0 +1,161 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Text;
+using InitramfsPS.Cache;
+using InitramfsPS.Images;
+using InitramfsPS.IO;
+
+namespace InitramfsPS.Layers
+{
+    /// <summary>
+    /// The parsed form of a layer (its entries with their data offsets, whiteouts and opaque
+    /// directories), kept in the cache beside the uncompressed tar it describes, under the same
+    /// diff_id. It is written only after the tar was verified against that diff_id, so a later
+    /// expansion loads the index and reads none of the layer's bytes: a second export reads each
+    /// layer's bytes once, for the file data. Get-OciCache -Verify re-checks the tar itself.
+    /// </summary>
+    public static class LayerIndex
+    {
+        private const string Magic = "InitramfsPS layer index 1";
+
+        /// <summary>Where the index of the layer with <paramref name="diffId"/> lives.</summary>
+        public static string PathFor(BlobStore cache, Digest diffId) => Path.Combine(cache.Root, "index", diffId.Algorithm, diffId.Hex);
+
+        /// <summary>
+        /// Loads the index, or null when it is missing, damaged, or does not match the tar it
+        /// describes (missing, or another length). Every path is checked again to be normalised,
+        /// so an edited index cannot place an entry outside the root.
+        /// </summary>
+        public static ParsedLayer? TryRead(BlobStore cache, Digest diffId)
+        {
+            string path = PathFor(cache, diffId);
+            string backing = cache.PathOf(diffId);
+            if (!File.Exists(path) || !File.Exists(backing))
+            {
+                return null;
+            }
+            try
+            {
+                using var reader = new BinaryReader(File.OpenRead(path), Encoding.UTF8);
+                if (reader.ReadString() != Magic)
+                {
+                    return null;
+                }
+                long length = reader.ReadInt64();
+                if (length != new FileInfo(backing).Length)
+                {
+                    return null;
+                }
+                var parsed = new ParsedLayer { BackingPath = backing, BackingLength = length };
+                if (!ReadPaths(reader, parsed.Whiteouts) || !ReadPaths(reader, parsed.OpaqueDirectories))
+                {
+                    return null;
+                }
+                int count = reader.ReadInt32();
+                for (int i = 0; i < count; i++)
+                {
+                    string entryPath = reader.ReadString();
+                    var type = (EntryType)reader.ReadByte();
+                    string? hardlink = reader.ReadBoolean() ? reader.ReadString() : null;
+                    var header = new TarHeader
+                    {
+                        Name = entryPath,
+                        LinkName = reader.ReadString(),
+                        TypeFlag = reader.ReadChar(),
+                        Mode = reader.ReadInt32(),
+                        Uid = reader.ReadInt64(),
+                        Gid = reader.ReadInt64(),
+                        MTime = reader.ReadInt64(),
+                        Size = reader.ReadInt64(),
+                        DevMajor = reader.ReadInt32(),
+                        DevMinor = reader.ReadInt32(),
+                        DataOffset = reader.ReadInt64(),
+                    };
+                    if (!IsNormalized(entryPath) || (hardlink is not null && !IsNormalized(hardlink))
+                        || !Enum.IsDefined(type) || header.Size < 0 || header.DataOffset < 0 || header.DataOffset + header.Size > length)
+                    {
+                        return null;
+                    }
+                    parsed.Entries.Add(new LayerEntry { Path = entryPath, Type = type, HardlinkTarget = hardlink, Header = header });
+                }
+                return parsed;
+            }
+            catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException or ArgumentException or UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+
+        /// <summary>Writes the index atomically; failing to write it only costs a slower next expansion.</summary>
+        public static void Write(BlobStore cache, Digest diffId, ParsedLayer parsed)
+        {
+            string path = PathFor(cache, diffId);
+            string temp = path + "." + Guid.NewGuid().ToString("N") + ".partial";
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                using (var writer = new BinaryWriter(File.Create(temp), Encoding.UTF8))
+                {
+                    writer.Write(Magic);
+                    writer.Write(parsed.BackingLength);
+                    WritePaths(writer, parsed.Whiteouts);
+                    WritePaths(writer, parsed.OpaqueDirectories);
+                    writer.Write(parsed.Entries.Count);
+                    foreach (var e in parsed.Entries)
+                    {
+                        var h = e.Header;
+                        writer.Write(e.Path);
+                        writer.Write((byte)e.Type);
+                        writer.Write(e.HardlinkTarget is not null);
+                        if (e.HardlinkTarget is not null)
+                        {
+                            writer.Write(e.HardlinkTarget);
+                        }
+                        writer.Write(h.LinkName);
+                        writer.Write(h.TypeFlag);
+                        writer.Write(h.Mode);
+                        writer.Write(h.Uid);
+                        writer.Write(h.Gid);
+                        writer.Write(h.MTime);
+                        writer.Write(h.Size);
+                        writer.Write(h.DevMajor);
+                        writer.Write(h.DevMinor);
+                        writer.Write(h.DataOffset);
+                    }
+                }
+                File.Move(temp, path, overwrite: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Files.TryDelete(temp);
+            }
+        }
+
+        private static bool IsNormalized(string path) => RootfsPath.TryNormalize(path, out string normalized, out _) && normalized == path;
+
+        private static void WritePaths(BinaryWriter writer, List<string> paths)
+        {
+            writer.Write(paths.Count);
+            foreach (string p in paths)
+            {
+                writer.Write(p);
+            }
+        }
+
+        private static bool ReadPaths(BinaryReader reader, List<string> into)
+        {
+            int count = reader.ReadInt32();
+            for (int i = 0; i < count; i++)
+            {
+                string p = reader.ReadString();
+                if (!IsNormalized(p))
+                {
+                    return false;
+                }
+                into.Add(p);
+            }
+            return true;
+        }
+    }
+}
