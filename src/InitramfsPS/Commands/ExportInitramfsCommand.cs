@@ -84,7 +84,7 @@ namespace InitramfsPS.Commands
                 {
                     Compression = compression,
                     Level = level,
-                    Workers = MyInvocation.BoundParameters.ContainsKey(nameof(Workers)) ? Workers : Environment.ProcessorCount,
+                    Workers = MyInvocation.BoundParameters.ContainsKey(nameof(Workers)) ? Workers : ExportOptions.DefaultWorkers,
                     AddDefaultEntries = !NoDefaultEntries,
                     AllowUnbootable = Force,
                     Overwrite = !NoClobber,

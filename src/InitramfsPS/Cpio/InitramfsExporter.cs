@@ -22,7 +22,13 @@ namespace InitramfsPS.Cpio
         public int Level { get; init; }
 
         /// <summary>Threads compressing parts at once; the bytes written do not depend on it.</summary>
-        public int Workers { get; init; } = Environment.ProcessorCount;
+        public int Workers { get; init; } = DefaultWorkers;
+
+        /// <summary>
+        /// One compressor per core, at most 8: each holds about 16 MB of parts in flight, so more
+        /// would cost memory for little gain. The bytes written do not depend on the count.
+        /// </summary>
+        public static int DefaultWorkers => Math.Clamp(Environment.ProcessorCount, 1, 8);
 
         /// <summary>Add /dev, /dev/console, /proc, /sys, /tmp and /run when missing.</summary>
         public bool AddDefaultEntries { get; init; } = true;
