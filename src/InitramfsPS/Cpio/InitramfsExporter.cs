@@ -258,7 +258,7 @@ namespace InitramfsPS.Cpio
                 var e = entries[i];
                 string archiveName = RootfsPath.ArchiveName(e.Path);
                 byte[] name = Encoding.UTF8.GetBytes(archiveName);
-                if (name.Length + 1 > RootfsPath.PathMax)
+                if (!RootfsPath.FitsPathMax(name.Length))
                 {
                     throw new InitramfsException("EntryNameTooLong", FailureKind.LimitExceeded,
                         $"The name '{RootfsPath.Printable(e.Path)}' is {name.Length} bytes; the kernel drops names of PATH_MAX ({RootfsPath.PathMax}) bytes or more.", e.Path);
@@ -275,7 +275,7 @@ namespace InitramfsPS.Cpio
                 switch (e.Type)
                 {
                     case EntryType.File:
-                        if (e.Size >= 1L << 32)
+                        if (e.Size > RootfsPath.MaxArchiveFileSize)
                         {
                             throw new InitramfsException("EntryTooLarge", FailureKind.LimitExceeded,
                                 $"'{RootfsPath.Printable(e.Path)}' is {e.Size} bytes; a newc archive cannot hold a file of 4 GiB or more.", e.Path);
@@ -301,7 +301,7 @@ namespace InitramfsPS.Cpio
                         break;
                     case EntryType.Symlink:
                         int targetLength = Encoding.UTF8.GetByteCount(e.LinkTarget ?? string.Empty);
-                        if (targetLength + 1 > RootfsPath.PathMax)
+                        if (!RootfsPath.FitsPathMax(targetLength))
                         {
                             throw new InitramfsException("SymlinkTargetTooLong", FailureKind.LimitExceeded,
                                 $"The symlink '{RootfsPath.Printable(e.Path)}' has a target of {targetLength} bytes; the kernel drops targets of PATH_MAX or more.", e.Path);

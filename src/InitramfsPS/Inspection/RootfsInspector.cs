@@ -376,17 +376,17 @@ namespace InitramfsPS.Inspection
                 foreach (var e in rootfs.GetEntries())
                 {
                     int nameBytes = Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path));
-                    if (nameBytes + 1 > RootfsPath.PathMax)
+                    if (!RootfsPath.FitsPathMax(nameBytes))
                     {
                         findings.Add(new Finding(FindingSeverity.Error, "NameTooLong", e.Path,
                             $"The name is {nameBytes} bytes; the kernel drops names of PATH_MAX ({RootfsPath.PathMax}) bytes or more, and Export-Initramfs refuses them."));
                     }
-                    if (e.Type == EntryType.Symlink && Encoding.UTF8.GetByteCount(e.LinkTarget ?? string.Empty) + 1 > RootfsPath.PathMax)
+                    if (e.Type == EntryType.Symlink && !RootfsPath.FitsPathMax(Encoding.UTF8.GetByteCount(e.LinkTarget ?? string.Empty)))
                     {
                         findings.Add(new Finding(FindingSeverity.Error, "NameTooLong", e.Path,
                             $"The symlink's target is {Encoding.UTF8.GetByteCount(e.LinkTarget!)} bytes; the kernel drops targets of PATH_MAX ({RootfsPath.PathMax}) bytes or more."));
                     }
-                    if (e.Type == EntryType.File && e.Size >= 1L << 32)
+                    if (e.Type == EntryType.File && e.Size > RootfsPath.MaxArchiveFileSize)
                     {
                         findings.Add(new Finding(FindingSeverity.Error, "FileTooLarge", e.Path,
                             $"The file is {e.Size} bytes; a newc archive cannot hold a file of 4 GiB or more."));

@@ -15,6 +15,12 @@ namespace InitramfsPS
         /// <summary>PATH_MAX on Linux, counting the terminating NUL.</summary>
         public const int PathMax = 4096;
 
+        /// <summary>Whether a name or link target of <paramref name="utf8Bytes"/> bytes fits: the kernel drops those of PATH_MAX or more with their NUL.</summary>
+        public static bool FitsPathMax(int utf8Bytes) => utf8Bytes + 1 <= PathMax;
+
+        /// <summary>The largest file a newc archive can hold: its size field is 32 bits.</summary>
+        public const long MaxArchiveFileSize = uint.MaxValue;
+
         /// <summary>The root path.</summary>
         public const string Root = "/";
 
