@@ -6,8 +6,12 @@
 #  - the parts decompress, concatenated, to exactly the plain .cpio export, so Import-Initramfs and
 #    GNU cpio read the same entries as from a single-part archive of those bytes;
 #  - the names of a hardlink group stay in one part;
+#  - a zstd part is one frame written in one pass (its header carries its size) unless its last
+#    entry outgrows the part buffer (1.5 x the part size), when that part is streamed; which form a
+#    part takes is content, so the bytes still do not depend on the worker count;
 #  - multi-part gzip and zstd archives boot under QEMU (two boots of about 6 s) and the guest sees
-#    the contents of the last part.
+#    the contents of the streamed part and of the last part;
+#  - Ctrl+C while several parts are being compressed stops every thread and leaves no file.
 
 Describe 'Export-Initramfs with parallel compression' -Tag Parallel {
     BeforeAll {
@@ -20,14 +24,20 @@ Describe 'Export-Initramfs with parallel compression' -Tag Parallel {
         $env:INITRAMFSPS_CACHE = New-TestDirectory -Parent $Work -Prefix 'cache'
 
         # Six 3 MiB files, each with a hardlink beside it (f1, f1.link, f2, ...): with 4 and 8 MiB
-        # parts a boundary is due right after some fN, where a group is half written.
+        # parts a boundary is due right after some fN, where a group is half written. Before them
+        # (names sort first) data/big, 20 MiB: the first zstd part cannot hold it in its 12 MiB
+        # buffer and is streamed.
         $rng = [Random]::new(20261125)
         $text = [Text.Encoding]::ASCII.GetBytes(('initramfs parallel part ' * 65536).Substring(0, 1572864))
         $script:Guid = [guid]::NewGuid().ToString('N')
-        $init = "#!/bin/sh`necho `"PARALLEL-$Guid-`$((6*7))`"`nmd5sum /data/f6.link`necho `"nlink=`$(stat -c %h /data/f6)`"`npoweroff -f`n"
+        $init = "#!/bin/sh`necho `"PARALLEL-$Guid-`$((6*7))`"`nmd5sum /data/big /data/f6.link`necho `"nlink=`$(stat -c %h /data/f6)`"`npoweroff -f`n"
         $layer = New-BusyboxLayer -Init $init -Applet md5sum, stat
         $entries = [Collections.Generic.List[hashtable]]::new()
         $entries.Add(@{ Name = 'data/'; Type = 'Dir' })
+        $script:BigData = [byte[]]::new(20MB)
+        $rng.NextBytes($BigData)
+        for ($at = 0; $at + $text.Length -le $BigData.Length; $at += 2 * $text.Length) { [Array]::Copy($text, 0, $BigData, $at, $text.Length) }
+        $entries.Add(@{ Name = 'data/big'; Data = $BigData })
         $script:LastData = $null
         foreach ($i in 1..6) {
             $bytes = [byte[]]::new(3MB)
@@ -146,19 +156,83 @@ Describe 'Export-Initramfs with parallel compression' -Tag Parallel {
             $boot.Output | Should -Match ([regex]::Escape("PARALLEL-$Guid-42")) -Because $why
             $md5 = [Convert]::ToHexString([Security.Cryptography.MD5]::HashData($LastData)).ToLowerInvariant()
             $boot.Output | Should -Match ([regex]::Escape("$md5  /data/f6.link")) -Because $why
+            $bigMd5 = [Convert]::ToHexString([Security.Cryptography.MD5]::HashData($BigData)).ToLowerInvariant()
+            $boot.Output | Should -Match ([regex]::Escape("$bigMd5  /data/big")) -Because $why
             $boot.Output | Should -Match 'nlink=2' -Because $why
             $boot.Output | Should -Match 'reboot: Power down' -Because $why
             $boot.Output | Should -Not -Match 'Kernel panic' -Because $why
         }
     }
 
+    Context 'a zstd part whose last entry outgrows the part buffer' {
+        BeforeAll {
+            $script:One = $Rootfs | Export-Initramfs (Join-Path $Work 'frames-w1.cpio.zst') -Workers 1
+            $script:Three = $Rootfs | Export-Initramfs (Join-Path $Work 'frames-w3.cpio.zst') -Workers 3
+            $script:Frames = @(Get-ZstdFrame ([IO.File]::ReadAllBytes($One.Path)))
+        }
+
+        It 'is streamed as a frame of unknown size while every other part is one frame that records its size' {
+            $Frames.Count | Should -Be $One.PartCount
+            $Frames.Count | Should -BeGreaterThan 3
+            # The first part holds busybox and data/big (20 MiB): more than its 12 MiB buffer.
+            $Frames[0].ContentSize | Should -BeNullOrEmpty
+            foreach ($f in $Frames[1..($Frames.Count - 1)]) {
+                $f.ContentSize | Should -BeGreaterThan 0 -Because "the part at offset $($f.Offset) fits its buffer"
+                # Parts end at the first entry boundary after 8 MiB; none of these overflowed 12 MiB.
+                $f.ContentSize | Should -BeLessOrEqual 12MB
+            }
+            $streamed = $One.UncompressedSize - ($Frames[1..($Frames.Count - 1)] | Measure-Object ContentSize -Sum).Sum
+            $streamed | Should -BeGreaterThan 20MB
+        }
+
+        It 'writes the same bytes whatever the worker count, and decompresses to the plain export' {
+            $Three.Sha256 | Should -Be $One.Sha256
+            $joined = Join-Path $Work 'frames-joined.cpio'
+            & bash -c "zstd -dcq < '$($One.Path)' > '$joined'"
+            $LASTEXITCODE | Should -Be 0
+            (Get-FileHash -LiteralPath $joined -Algorithm SHA256).Hash.ToLowerInvariant() | Should -Be $PlainSha
+        }
+    }
+
     Context 'failures and defaults' {
-        It 'leaves no file behind when stopped by an error while parts are in flight' {
-            $target = Join-Path $Work 'stopped.cpio.gz'
-            # A -Workers value outside 1..256 is refused before anything is written.
+        It 'refuses -Workers outside 1..256 before writing anything' {
+            $target = Join-Path $Work 'refused.cpio.gz'
             { $Rootfs | Export-Initramfs $target -Workers 0 -ErrorAction Stop } | Should -Throw
             Test-Path -LiteralPath $target | Should -BeFalse
-            @(Get-ChildItem -LiteralPath $Work -Filter '*.partial' -Force).Count | Should -Be 0
+            @(Get-ChildItem -LiteralPath $Work -Filter '.refused*' -Force).Count | Should -Be 0
+        }
+
+        It 'stops every thread and leaves no file when Ctrl+C comes while parts are being compressed' {
+            # 160 files of 1 MiB of random bytes: 20 zstd parts, about a second of compressing on 2 cores.
+            $payload = New-TestDirectory -Parent $Work -Prefix 'payload'
+            $noise = [byte[]]::new(1MB)
+            foreach ($i in 1..160) { $rng.NextBytes($noise); [IO.File]::WriteAllBytes((Join-Path $payload ("p{0:D3}" -f $i)), $noise) }
+            $r = $Rootfs | Add-InitramfsFile $payload /payload -Recurse
+            $out = Join-Path $Work 'inflight.cpio.zst'
+            $ps = [PowerShell]::Create()
+            $null = $ps.AddCommand('Import-Module').AddArgument($modulePath).AddStatement()
+            $null = $ps.AddCommand('Export-Initramfs').AddParameter('Path', $out).AddParameter('InputObject', $r).AddParameter('Workers', 2)
+            $async = $ps.BeginInvoke()
+            # Stop once compressed parts reach the temporary file: later parts are still in flight.
+            $deadline = [DateTime]::UtcNow.AddSeconds(30)
+            $partial = $null
+            while (-not $async.IsCompleted -and [DateTime]::UtcNow -lt $deadline) {
+                $partial = Get-ChildItem -LiteralPath $Work -Filter '.inflight*' -Force | Where-Object Length -GT 0
+                if ($partial) { break }
+                Start-Sleep -Milliseconds 5
+            }
+            $partial | Should -Not -BeNullOrEmpty -Because 'the export must have written its first part'
+            $sw = [Diagnostics.Stopwatch]::StartNew()
+            $ps.Stop()
+            try { $null = $ps.EndInvoke($async) } catch { }
+            $sw.Elapsed.TotalSeconds | Should -BeLessThan 5 -Because 'Ctrl+C stops an export promptly'
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+            $ps.Dispose()
+            Test-Path -LiteralPath $out | Should -BeFalse
+            @(Get-ChildItem -LiteralPath $Work -Filter '.inflight*' -Force).Count | Should -Be 0
+            # Thread names are cut to 15 characters in /proc: "InitramfsPS com" and "InitramfsPS wri".
+            $threads = @(Get-ChildItem "/proc/$PID/task" | ForEach-Object { (Get-Content -LiteralPath "$($_.FullName)/comm" -ErrorAction SilentlyContinue) } | Where-Object { $_ -like 'InitramfsPS*' })
+            $threads | Should -BeNullOrEmpty -Because 'no compressor or writer thread outlives a stopped export'
         }
 
         It 'writes a plain archive as one part, the same bytes as before parallel compression' {

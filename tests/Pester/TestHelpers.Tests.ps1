@@ -499,6 +499,28 @@ chmod 0755 etc bin dev
     }
 }
 
+Describe 'Get-ZstdFrame' {
+    It 'finds each frame of a concatenation, with the content size zstd wrote from a file and none from a pipe' {
+        $a = [byte[]]::new(300000); [Random]::new(1).NextBytes($a)
+        $b = [Text.Encoding]::ASCII.GetBytes('zstd frame walker ' * 5000)
+        $pa = Save-Bytes $a 'a.bin'; $pb = Save-Bytes $b 'b.bin'
+        $out = Join-Path $TestDrive 'frames.zst'
+        # From a file zstd records the size; from a pipe it cannot, so the second frame has none.
+        Invoke-Sh "zstd -q -c '$pa' > '$out' && cat '$pb' | zstd -q -c >> '$out' && printf 'tail' >> '$out'"
+        $bytes = [IO.File]::ReadAllBytes($out)
+        $frames = @(Get-ZstdFrame $bytes)
+        $frames.Count | Should -Be 2
+        $frames[0].Offset | Should -Be 0
+        $frames[0].ContentSize | Should -Be $a.Length
+        $frames[1].Offset | Should -Be ($frames[0].Length)
+        $frames[1].ContentSize | Should -BeNullOrEmpty
+        # The walk ends exactly where the plain tail begins, and each frame decodes alone.
+        $frames[1].Offset + $frames[1].Length | Should -Be ($bytes.Length - 4)
+        $first = Save-Bytes ([byte[]]$bytes[0..($frames[0].Length - 1)]) 'first.zst'
+        (Invoke-Sh "zstd -dcq '$first' | sha256sum | cut -c1-64").Trim() | Should -Be (Get-Sha256OfBytes $a)
+    }
+}
+
 Describe 'Get-TreeListing' {
     It 'lists a known tree without following symlinks' {
         $root = Join-Path $TestDrive 'tree'

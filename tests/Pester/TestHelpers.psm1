@@ -674,19 +674,29 @@ function Expand-GzipSegment {
     @{ Content = $out.ToArray(); Consumed = $ms.Position - $availIn }
 }
 
-function Get-ZstdSegmentEnd {
-    # Walks zstd frames (and skippable frames) from $Pos without decoding them; returns the end offset.
-    param([byte[]] $Buf, [long] $Pos)
-    $p = $Pos
+function Get-ZstdFrame {
+    <#
+    .SYNOPSIS
+    Walks the zstd frames (and skippable frames) of $Bytes from -Offset without decoding them.
+    .OUTPUTS
+    One object per frame: Offset, Length, Skippable, ContentSize (the Frame_Content_Size field, or
+    $null when the header has none, as in a frame written by a streaming compressor of unknown size).
+    Stops at the first byte that is not a frame magic.
+    #>
+    [CmdletBinding(PositionalBinding = $false)]
+    param([Parameter(Mandatory, Position = 0)][byte[]] $Bytes, [long] $Offset = 0)
+    $Buf = $Bytes
+    $p = $Offset
     while (Test-ZstdMagic $Buf $p) {
+        $start = $p
         if ($Buf[$p] -ne 0x28) {
             # skippable frame: magic, 4-byte LE size, data
             if ($p + 8 -gt $Buf.Length) { throw "Truncated zstd skippable frame at offset $p." }
             $p += 8 + [System.BitConverter]::ToUInt32($Buf, [int]($p + 4))
             if ($p -gt $Buf.Length) { throw 'Truncated zstd skippable frame.' }
+            [pscustomobject]@{ Offset = $start; Length = $p - $start; Skippable = $true; ContentSize = $null }
             continue
         }
-        $start = $p
         $p += 4
         if ($p -ge $Buf.Length) { throw "Truncated zstd frame header at offset $start." }
         $fhd = $Buf[$p]; $p++
@@ -694,7 +704,16 @@ function Get-ZstdSegmentEnd {
         if ($fhd -band 0x08) { throw "zstd frame at offset $start has the reserved bit set." }
         if (-not $single) { $p++ }
         $p += @(0, 1, 2, 4)[$dictFlag]
-        $p += if ($fcsFlag -eq 0) { if ($single) { 1 } else { 0 } } else { @(0, 2, 4, 8)[$fcsFlag] }
+        $fcsBytes = if ($fcsFlag -eq 0) { if ($single) { 1 } else { 0 } } else { @(0, 2, 4, 8)[$fcsFlag] }
+        if ($p + $fcsBytes -gt $Buf.Length) { throw "Truncated zstd frame header at offset $start." }
+        $contentSize = switch ($fcsBytes) {
+            0 { $null }
+            1 { [long]$Buf[$p] }
+            2 { [long][System.BitConverter]::ToUInt16($Buf, [int]$p) + 256 }
+            4 { [long][System.BitConverter]::ToUInt32($Buf, [int]$p) }
+            8 { [long][System.BitConverter]::ToUInt64($Buf, [int]$p) }
+        }
+        $p += $fcsBytes
         while ($true) {
             if ($p + 3 -gt $Buf.Length) { throw "Truncated zstd frame starting at offset $start." }
             $bh = [int]$Buf[$p] -bor ([int]$Buf[$p + 1] -shl 8) -bor ([int]$Buf[$p + 2] -shl 16)
@@ -707,8 +726,15 @@ function Get-ZstdSegmentEnd {
         }
         if ($checksum) { $p += 4 }
         if ($p -gt $Buf.Length) { throw "Truncated zstd frame starting at offset $start." }
+        [pscustomobject]@{ Offset = $start; Length = $p - $start; Skippable = $false; ContentSize = $contentSize }
     }
-    $p
+}
+
+function Get-ZstdSegmentEnd {
+    # The end offset of the run of zstd frames that starts at $Pos.
+    param([byte[]] $Buf, [long] $Pos)
+    $last = Get-ZstdFrame $Buf -Offset $Pos | Select-Object -Last 1
+    if ($last) { $last.Offset + $last.Length } else { $Pos }
 }
 
 function Expand-ZstdSegment {
@@ -1094,5 +1120,5 @@ function New-TestDirectory {
 }
 
 Export-ModuleMember -Function New-TestTar, New-TestOciLayout, New-TestOciIndex, New-TestDockerArchive,
-    Get-CpioListing, Expand-TestCpioArchive, Expand-TestCompressedBytes, Get-TreeListing, Invoke-QemuBoot,
+    Get-CpioListing, Expand-TestCpioArchive, Expand-TestCompressedBytes, Get-ZstdFrame, Get-TreeListing, Invoke-QemuBoot,
     New-BusyboxLayer, Get-FreeTcpPort, New-TestDirectory

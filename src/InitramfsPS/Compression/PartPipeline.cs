@@ -24,11 +24,16 @@ namespace InitramfsPS.Compression
     /// concatenation is exactly the cpio stream a single-part archive holds, which the kernel
     /// (init/initramfs.c: one state machine across all parts), GNU cpio behind zcat/zstdcat and
     /// Import-Initramfs all read as one archive.</para>
-    /// <para>Memory is bounded whatever the entry sizes: the producer hands over 1 MiB chunks
-    /// through a queue of at most <see cref="InputDepth"/> chunks per part, at most workers + 1
-    /// parts are open, and a part whose turn to be written has not come stops compressing once it
-    /// holds <see cref="PartSize"/> + 2 MiB of output; the part being written streams straight to
-    /// the file.</para>
+    /// <para>A zstd part is collected whole in a pinned buffer of 1.5 × <see cref="PartSize"/> and
+    /// compressed in one pass once it ends (see <see cref="ZstdFrameCompressor"/> for why). A part
+    /// whose last entry does not fit in that buffer, and every gzip or plain part, streams instead:
+    /// the producer hands over 1 MiB chunks through a queue of at most <see cref="InputDepth"/>
+    /// chunks, which the compressor takes as they come. Which form a part takes depends only on the
+    /// byte counts, so it is part of the content, not of the timing.</para>
+    /// <para>Memory is bounded whatever the entry sizes: at most workers + 1 parts are open, each
+    /// holding at most one part buffer or <see cref="InputDepth"/> chunks of input, and a part whose
+    /// turn to be written has not come stops compressing once it holds <see cref="PartSize"/> +
+    /// 2 MiB of output; the part being written streams straight to the file.</para>
     /// </remarks>
     public sealed class PartPipeline : WriteOnlyStream
     {
@@ -44,6 +49,7 @@ namespace InitramfsPS.Compression
         private readonly object gate = new();
         private readonly Queue<Part> unassigned = new();
         private readonly Queue<Part> unwritten = new();
+        private readonly Stack<byte[]> freeBuffers = new();
         private readonly InitramfsCompression compression;
         private readonly int level;
         private readonly FileStream file;
@@ -52,6 +58,7 @@ namespace InitramfsPS.Compression
         private readonly Thread[] threads;
         private readonly int maxOpenParts;
         private readonly long outputLimit;
+        private readonly int partBufferSize;
         private Part current;
         private byte[] chunk;
         private int chunkUsed;
@@ -76,8 +83,9 @@ namespace InitramfsPS.Compression
             int compressors = compression == InitramfsCompression.None ? 1 : Math.Clamp(workers, 1, 256);
             maxOpenParts = compressors + 1;
             outputLimit = PartSize + 2L * ChunkSize;
+            partBufferSize = compression == InitramfsCompression.Zstd ? (int)(PartSize + PartSize / 2) : 0;
             chunk = ArrayPool<byte>.Shared.Rent(ChunkSize);
-            current = new Part();
+            current = NewPart();
             unassigned.Enqueue(current);
             unwritten.Enqueue(current);
             PartCount = 1;
@@ -127,23 +135,38 @@ namespace InitramfsPS.Compression
             partBytes += buffer.Length;
             while (buffer.Length > 0)
             {
-                int n = Math.Min(buffer.Length, ChunkSize - chunkUsed);
-                buffer[..n].CopyTo(chunk.AsSpan(chunkUsed));
-                chunkUsed += n;
+                var room = Room();
+                int n = Math.Min(buffer.Length, room.Length);
+                buffer[..n].CopyTo(room);
+                Commit(n);
                 buffer = buffer[n..];
-                if (chunkUsed == ChunkSize)
-                {
-                    HandOver();
-                }
             }
         }
 
         /// <summary>
-        /// Room in the current chunk, for a caller that reads file data straight into it (no copy);
-        /// it then calls <see cref="Advance"/> with what it wrote.
+        /// Room in the current part buffer or chunk, for a caller that reads file data straight into
+        /// it (no copy); it then calls <see cref="Advance"/> with what it wrote.
         /// </summary>
-        public Span<byte> GetSpan()
+        public Span<byte> GetSpan() => Room();
+
+        /// <summary>Takes <paramref name="count"/> bytes written into <see cref="GetSpan"/>.</summary>
+        public void Advance(int count)
         {
+            UncompressedBytes += count;
+            partBytes += count;
+            Commit(count);
+        }
+
+        private Span<byte> Room()
+        {
+            if (!current.Streaming)
+            {
+                if (current.Used < current.Buffer!.Length)
+                {
+                    return current.Buffer.AsSpan(current.Used);
+                }
+                Overflow();
+            }
             if (chunkUsed == ChunkSize)
             {
                 HandOver();
@@ -151,15 +174,29 @@ namespace InitramfsPS.Compression
             return chunk.AsSpan(chunkUsed);
         }
 
-        /// <summary>Takes <paramref name="count"/> bytes written into <see cref="GetSpan"/>.</summary>
-        public void Advance(int count)
+        private void Commit(int count)
         {
+            if (!current.Streaming)
+            {
+                current.Used += count;
+                return;
+            }
             chunkUsed += count;
-            UncompressedBytes += count;
-            partBytes += count;
             if (chunkUsed == ChunkSize)
             {
                 HandOver();
+            }
+        }
+
+        /// <summary>The current part outgrew its buffer (an entry larger than the slack): it streams from here on.</summary>
+        private void Overflow()
+        {
+            lock (gate)
+            {
+                ThrowIfFailed();
+                current.Input.Enqueue(new Segment(current.Buffer!, current.Used));
+                current.Streaming = true;
+                Monitor.PulseAll(gate);
             }
         }
 
@@ -173,7 +210,7 @@ namespace InitramfsPS.Compression
             {
                 return;
             }
-            if (chunkUsed > 0)
+            if (current.Streaming && chunkUsed > 0)
             {
                 HandOver();
             }
@@ -186,7 +223,7 @@ namespace InitramfsPS.Compression
                     WaitAsProducer();
                 }
                 ThrowIfFailed();
-                current = new Part();
+                current = NewPart();
                 unassigned.Enqueue(current);
                 unwritten.Enqueue(current);
                 PartCount++;
@@ -197,7 +234,7 @@ namespace InitramfsPS.Compression
         /// <summary>Ends the input, waits for every part to be written and rethrows what failed on the way.</summary>
         public void Complete()
         {
-            if (chunkUsed > 0)
+            if (current.Streaming && chunkUsed > 0)
             {
                 HandOver();
             }
@@ -238,6 +275,36 @@ namespace InitramfsPS.Compression
                 hash.Dispose();
             }
             base.Dispose(disposing);
+        }
+
+        /// <summary>A new part: contiguous in a part buffer for zstd, streamed in chunks otherwise. Called with the gate held, or before the threads start.</summary>
+        private Part NewPart()
+        {
+            if (partBufferSize == 0)
+            {
+                return new Part { Streaming = true };
+            }
+            // Pinned: zstd keeps pointers into the buffer between calls (stableInBuffer). At most
+            // one buffer per open part exists, so the pool never holds more than workers + 1.
+            var buffer = freeBuffers.Count > 0 ? freeBuffers.Pop() : GC.AllocateUninitializedArray<byte>(partBufferSize, pinned: true);
+            return new Part { Buffer = buffer };
+        }
+
+        /// <summary>Gives back a segment's array: the part buffer to the pool of part buffers, a chunk to the array pool.</summary>
+        private void Release(Part part, byte[] buffer)
+        {
+            if (ReferenceEquals(buffer, part.Buffer))
+            {
+                lock (gate)
+                {
+                    freeBuffers.Push(buffer);
+                    part.Buffer = null;
+                }
+            }
+            else
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
 
         private void Join()
@@ -294,8 +361,7 @@ namespace InitramfsPS.Compression
         {
             // zstd: one compression context per worker, reset between parts (no allocation per
             // part) and writing straight into the output chunks.
-            using var zstd = compression == InitramfsCompression.Zstd ? new ZstdSharp.Compressor(level) : null;
-            zstd?.SetParameter(ZstdSharp.Unsafe.ZSTD_cParameter.ZSTD_c_checksumFlag, 1);
+            using var zstd = compression == InitramfsCompression.Zstd ? new ZstdFrameCompressor(level) : null;
             try
             {
                 while (true)
@@ -361,55 +427,42 @@ namespace InitramfsPS.Compression
             sink.Push();
         }
 
-        /// <summary>One part as one zstd frame (with the content checksum the kernel checks).</summary>
-        private void CompressZstdPart(Part part, ZstdSharp.Compressor zstd)
+        /// <summary>
+        /// One part as one zstd frame: in one pass over the part buffer once the part is whole, or,
+        /// when the part outgrew its buffer, streamed from the buffer and the chunks that follow.
+        /// </summary>
+        private void CompressZstdPart(Part part, ZstdFrameCompressor zstd)
         {
-            byte[] output = ArrayPool<byte>.Shared.Rent(ChunkSize);
-            int used = 0;
-            void Room()
+            bool streaming;
+            lock (gate)
             {
-                if (used == output.Length)
+                while (!part.InputDone && !part.Streaming && failure is null)
                 {
-                    PushOutput(part, new Segment(output, used));
-                    output = ArrayPool<byte>.Shared.Rent(ChunkSize);
-                    used = 0;
+                    Monitor.Wait(gate);
                 }
-            }
-            while (TakeInput(part, out var segment))
-            {
-                var source = new ReadOnlySpan<byte>(segment.Buffer, 0, segment.Count);
-                while (source.Length > 0)
+                if (failure is not null)
                 {
-                    Room();
-                    zstd.WrapStream(source, output.AsSpan(used), out int consumed, out int written, false);
-                    source = source[consumed..];
-                    used += written;
-                    if (consumed == 0 && written == 0 && used < output.Length)
-                    {
-                        throw new InvalidOperationException("zstd made no progress.");
-                    }
+                    throw new PipelineStoppedException();
                 }
-                ArrayPool<byte>.Shared.Return(segment.Buffer);
+                streaming = part.Streaming;
             }
-            while (true)
+            using var sink = new PartSink(this, part);
+            if (!streaming)
             {
-                Room();
-                var status = zstd.WrapStream(ReadOnlySpan<byte>.Empty, output.AsSpan(used), out _, out int written, true);
-                used += written;
-                if (status == OperationStatus.Done)
-                {
-                    break;
-                }
-            }
-            if (used > 0)
-            {
-                PushOutput(part, new Segment(output, used));
+                zstd.CompressFrame(part.Buffer.AsSpan(0, part.Used), sink);
+                Release(part, part.Buffer!);
             }
             else
             {
-                ArrayPool<byte>.Shared.Return(output);
+                zstd.BeginFrame();
+                while (TakeInput(part, out var segment))
+                {
+                    zstd.Continue(segment.Buffer.AsSpan(0, segment.Count), sink);
+                    Release(part, segment.Buffer);
+                }
+                zstd.EndFrame(sink);
             }
-            zstd.ResetStream();
+            sink.Push();
         }
 
         private bool TakeInput(Part part, out Segment segment)
@@ -523,6 +576,12 @@ namespace InitramfsPS.Compression
 
         private sealed class Part
         {
+            /// <summary>The whole part while it is contiguous (zstd); null once given back.</summary>
+            public byte[]? Buffer;
+            /// <summary>Bytes of cpio in <see cref="Buffer"/>.</summary>
+            public int Used;
+            /// <summary>Input comes through <see cref="Input"/> (gzip, plain, or a zstd part that outgrew its buffer).</summary>
+            public bool Streaming;
             public readonly Queue<Segment> Input = new();
             public readonly Queue<Segment> Output = new();
             public bool InputDone;
@@ -532,7 +591,7 @@ namespace InitramfsPS.Compression
         }
 
         /// <summary>Collects a compressor's output into chunks and queues them for the writer.</summary>
-        private sealed class PartSink : WriteOnlyStream
+        private sealed class PartSink : WriteOnlyStream, IBufferWriter<byte>
         {
             private readonly PartPipeline pipeline;
             private readonly Part part;
@@ -559,6 +618,22 @@ namespace InitramfsPS.Compression
                     }
                 }
             }
+
+            /// <inheritdoc/>
+            public Span<byte> GetSpan(int sizeHint = 0)
+            {
+                if (used == ChunkSize)
+                {
+                    Push();
+                }
+                return buffer.AsSpan(used, ChunkSize - used);
+            }
+
+            /// <inheritdoc/>
+            public Memory<byte> GetMemory(int sizeHint = 0) => throw new NotSupportedException();
+
+            /// <inheritdoc/>
+            public void Advance(int count) => used += count;
 
             /// <summary>Queues what is collected.</summary>
             public void Push()
