@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO;
-using System.IO.Compression;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
@@ -223,16 +222,8 @@ namespace InitramfsPS.Fuzz
                     ApplyTar(new MemoryStream(input, false), input.Length, cancellationToken);
                     break;
                 case "gzip":
-                    using (var gz = new GZipStream(new MemoryStream(input, false), CompressionMode.Decompress))
-                    {
-                        ApplyTar(Limited(gz), input.Length, cancellationToken);
-                    }
-                    break;
                 case "zstd":
-                    using (var zs = new ZstdSharp.DecompressionStream(new MemoryStream(input, false), 1 << 17, checkEndOfStream: true, leaveOpen: false))
-                    {
-                        ApplyTar(Limited(zs), input.Length, cancellationToken);
-                    }
+                    Unpack(input, target == "gzip" ? LayerCompression.Gzip : LayerCompression.Zstd, work, cancellationToken);
                     break;
                 case "cpio":
                     string dir = Path.Combine(work, Guid.NewGuid().ToString("N"));
@@ -285,8 +276,25 @@ namespace InitramfsPS.Fuzz
             }
         }
 
-        private static HashingReadStream Limited(Stream s) =>
-            new(s, null, Limit, limit => new InitramfsException("LayerTooLarge", FailureKind.LimitExceeded, $"past {limit}", null));
+        /// <summary>A compressed layer through the module's own unpacker: its three threads, the cache write and the tar parse.</summary>
+        private static void Unpack(byte[] input, LayerCompression compression, string work, CancellationToken cancellationToken)
+        {
+            string dir = Path.Combine(work, Guid.NewGuid().ToString("N"));
+            try
+            {
+                var layer = new ParsedLayer { BackingPath = "/nonexistent/layer.tar", BackingLength = input.Length };
+                using var unpacked = LayerUnpacker.Unpack(new MemoryStream(input, false), compression, Digest.Compute("sha256", input), new BlobStore(dir),
+                    Limit, limit => new InitramfsException("LayerTooLarge", FailureKind.LimitExceeded, $"past {limit}", null),
+                    header => LayerApplier.Classify(header, layer, "fuzz layer"), null, cancellationToken);
+            }
+            finally
+            {
+                if (Directory.Exists(dir))
+                {
+                    Directory.Delete(dir, true);
+                }
+            }
+        }
 
         private static void ApplyTar(Stream tar, long length, CancellationToken cancellationToken)
         {

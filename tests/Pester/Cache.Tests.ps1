@@ -106,6 +106,16 @@ Describe 'Expanding a cached layer again' {
         $b.Sha256 | Should -Be $a.Sha256
     }
 
+    It 'still refuses a cached layer larger than -MaxLayerSize, and keeps it for a larger limit' {
+        $null = Get-OciImage $indexed.Reference | Expand-OciLayers
+        $err = $null
+        $r = Get-OciImage $indexed.Reference | Expand-OciLayers -MaxLayerSize 1MB -ErrorVariable err -ErrorAction SilentlyContinue
+        $r | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'LayerTooLarge,*'
+        $err[0].CategoryInfo.Category | Should -Be 'LimitsExceeded'
+        (Get-OciImage $indexed.Reference | Expand-OciLayers -MaxLayerSize 32MB).GetEntry('/blob.bin').Size | Should -Be 16MB
+    }
+
     It 'ignores an index edited to point outside the root, and reads the verified tar instead' {
         $diff = $indexed.DiffIds[0].Substring(7)
         $index = Join-Path $env:INITRAMFSPS_CACHE "index/sha256/$diff"

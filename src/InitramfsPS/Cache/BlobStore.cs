@@ -205,6 +205,19 @@ namespace InitramfsPS.Cache
             }
         }
 
+        /// <summary>Flushes what was written so far to disk (fsync), so that the one at <see cref="Commit"/> has little left.</summary>
+        public void Sync()
+        {
+            try
+            {
+                Stream.Flush(true);
+            }
+            catch (IOException ex)
+            {
+                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{store.Root}': {ex.Message}", store.Root, ex);
+            }
+        }
+
         /// <summary>
         /// Flushes to disk and renames the temporary file to the blob's path. If another process
         /// committed the same digest first, its file stays and ours is dropped: the bytes are equal.

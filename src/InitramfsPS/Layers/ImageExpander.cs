@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Threading;
 using InitramfsPS.Cache;
@@ -59,6 +58,13 @@ namespace InitramfsPS.Layers
             // hashes to it is the verified layer, and the compressed blob need not be read again.
             if (layer.Compression != LayerCompression.None && layer.DiffId is { } known && cache.Has(known))
             {
+                // A pull unpacks layers as they arrive, under the default limit: a smaller
+                // -MaxLayerSize still refuses the layer here, whoever unpacked it.
+                long cachedLength = new FileInfo(cache.PathOf(known)).Length;
+                if (cachedLength > options.MaxLayerSize)
+                {
+                    throw TooLarge(name, layer, options.MaxLayerSize);
+                }
                 var indexed = LayerIndex.TryRead(cache, known);
                 if (indexed is not null)
                 {
@@ -103,29 +109,52 @@ namespace InitramfsPS.Layers
                 return parsed;
             }
 
-            using var rawHash = layer.Digest.CreateHash();
-            var rawStream = new HashingReadStream(raw, rawHash);
-            using var writer = cache.CreateWriter();
-            using var tarHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             var result = new ParsedLayer();
-            using (var decompressed = Decompress(rawStream, layer.Compression))
+            UnpackedLayer unpacked;
+            try
             {
-                var tar = new HashingReadStream(decompressed, tarHash, options.MaxLayerSize,
-                    limit => new InitramfsException("LayerTooLarge", FailureKind.LimitExceeded,
-                        $"{name}: the layer expands past {limit} bytes (a decompression bomb?); raise -MaxLayerSize if it is genuine.", layer.Digest.ToString()),
-                    new TeeTarget(writer));
-                ParseChecked(tar, result, name, layer, rawStream, rawHash, () => Progress(options, layer, image, rawStream.BytesRead), cancellationToken);
+                unpacked = LayerUnpacker.Unpack(raw, layer.Compression, layer.Digest, cache, options.MaxLayerSize,
+                    limit => TooLarge(name, layer, limit),
+                    header => LayerApplier.Classify(header, result, name),
+                    read => options.Progress?.Invoke(layer.Index, image.Layers.Count, read, layer.Size),
+                    cancellationToken);
             }
-            var computed = Digest.FromSha256(tarHash.GetHashAndReset());
-            if (layer.DiffId is { } expected && expected != computed)
+            catch (Exception ex) when (IsDataError(ex))
             {
-                throw new InitramfsException("LayerDiffIdMismatch", FailureKind.InvalidData,
-                    $"{name}: the uncompressed layer hashes to {computed}, but the config's diff_id is {expected}.", layer.Digest.ToString());
+                // Bytes that do not match their digest are the likelier cause of anything else.
+                raw.Position = 0;
+                if (!StoredBytesMatch(raw, layer))
+                {
+                    throw DigestMismatch(name, layer, ex);
+                }
+                throw ex as InitramfsException ?? new InitramfsException("LayerCorrupt", FailureKind.InvalidData,
+                    $"{name}: the {layer.Compression} data is corrupt: {ex.Message}", layer.Digest.ToString(), ex);
             }
-            result.BackingPath = writer.Commit(computed);
-            result.BackingLength = new FileInfo(result.BackingPath).Length;
+            var computed = unpacked.TarDigest;
+            using (unpacked)
+            {
+                if (unpacked.RawLength != layer.Size || !layer.Digest.Matches(unpacked.RawHash))
+                {
+                    throw DigestMismatch(name, layer, null);
+                }
+                if (layer.DiffId is { } expected && expected != computed)
+                {
+                    throw new InitramfsException("LayerDiffIdMismatch", FailureKind.InvalidData,
+                        $"{name}: the uncompressed layer hashes to {computed}, but the config's diff_id is {expected}.", layer.Digest.ToString());
+                }
+                result.BackingPath = unpacked.Writer.Commit(computed);
+                result.BackingLength = new FileInfo(result.BackingPath).Length;
+            }
             LayerIndex.Write(cache, computed, result);
             return result;
+        }
+
+        /// <summary>Whether the stored bytes from here to the end have the layer's size and digest.</summary>
+        private static bool StoredBytesMatch(Stream raw, LayerDescriptor layer)
+        {
+            using var hash = layer.Digest.CreateHash();
+            var counted = new HashingReadStream(raw, hash);
+            return TryDrain(counted) && counted.BytesRead == layer.Size && layer.Digest.Matches(hash.GetHashAndReset());
         }
 
         /// <summary>
@@ -206,13 +235,6 @@ namespace InitramfsPS.Layers
             return null;
         }
 
-        private static Stream Decompress(Stream raw, LayerCompression compression) => compression switch
-        {
-            LayerCompression.Gzip => new GZipStream(raw, CompressionMode.Decompress, leaveOpen: true),
-            LayerCompression.Zstd => new ZstdSharp.DecompressionStream(raw, 1 << 17, checkEndOfStream: true, leaveOpen: true),
-            _ => raw,
-        };
-
         private static bool IsDataError(Exception ex) =>
             ex is InitramfsException { Kind: FailureKind.InvalidData or FailureKind.Security or FailureKind.NotImplemented or FailureKind.LimitExceeded }
             || ex is InvalidDataException || ex is EndOfStreamException || ex is ZstdSharp.ZstdException;
@@ -229,6 +251,10 @@ namespace InitramfsPS.Layers
                 return false;
             }
         }
+
+        private static InitramfsException TooLarge(string name, LayerDescriptor layer, long limit) =>
+            new("LayerTooLarge", FailureKind.LimitExceeded,
+                $"{name}: the layer expands past {limit} bytes (a decompression bomb?); raise -MaxLayerSize if it is genuine.", layer.Digest.ToString());
 
         private static InitramfsException DigestMismatch(string name, LayerDescriptor layer, Exception? inner) =>
             new("DigestMismatch", FailureKind.InvalidData,
