@@ -531,6 +531,23 @@ Describe 'The cache' {
         }
     }
 
+    It 'unpacks each layer while pulling, so that the expansion reads no layer again' {
+        $env:INITRAMFSPS_CACHE = $CountCache
+        foreach ($diff in $App.DiffIds) {
+            $hex = $diff.Substring(7)
+            Get-FileSha256 (Join-Path $CountCache "blobs/sha256/$hex") | Should -Be $diff
+            Test-Path (Join-Path $CountCache "index/sha256/$hex") | Should -BeTrue -Because "the pull indexed layer $diff"
+        }
+        $rchar = { [long]((@(Get-Content /proc/self/io) -match '^rchar:')[0] -replace '\D', '') }
+        $layerBytes = ($App.DiffIds | ForEach-Object { (Get-Item (Join-Path $CountCache "blobs/sha256/$($_.Substring(7))")).Length } | Measure-Object -Sum).Sum
+        $layerBytes | Should -BeGreaterThan 200KB
+        $before = & $rchar
+        $rootfs = $First | Expand-OciLayers
+        ((& $rchar) - $before) | Should -BeLessThan ($layerBytes / 4) -Because "the layers ($layerBytes bytes) were read while pulling, not again"
+        $fromLayout = Get-OciImage $AppLayoutRef | Expand-OciLayers
+        ($rootfs.GetEntries() | ForEach-Object ToString) | Should -Be ($fromLayout.GetEntries() | ForEach-Object ToString)
+    }
+
     It 'a second pull re-resolves the tag and downloads no blob' {
         $env:INITRAMFSPS_CACHE = $CountCache
         Reset-FaultProxy $Counter
@@ -644,10 +661,11 @@ catch { [Console]::Error.WriteLine(`$_.ToString()); exit 1 }
         foreach ($d in @($Big.ConfigDigest) + $Big.LayerDigests) {
             @($log | Where-Object Digest -eq $d).Count | Should -Be 1 -Because "four processes share one cache, so blob $d is downloaded once"
         }
-        # the cache holds exactly the image's blobs (and maybe its manifest), each valid
+        # the cache holds exactly the image's blobs (and maybe its manifest) and each layer unpacked
+        # under its diff_id (by whichever process downloaded it), each valid
         $files = @(Get-ChildItem (Join-Path $cache 'blobs/sha256') -File | ForEach-Object { "sha256:$($_.Name)" })
-        foreach ($d in @($Big.ConfigDigest) + $Big.LayerDigests) { $files | Should -Contain $d }
-        @($files | Where-Object { $_ -notin (@($Big.ConfigDigest, $PushBig.Digest) + $Big.LayerDigests) }) | Should -BeNullOrEmpty
+        foreach ($d in @($Big.ConfigDigest) + $Big.LayerDigests + $Big.DiffIds) { $files | Should -Contain $d }
+        @($files | Where-Object { $_ -notin (@($Big.ConfigDigest, $PushBig.Digest) + $Big.LayerDigests + $Big.DiffIds) }) | Should -BeNullOrEmpty
         foreach ($f in Get-ChildItem (Join-Path $cache 'blobs/sha256') -File) { Get-FileSha256 $f.FullName | Should -Be "sha256:$($f.Name)" }
         @(Get-ChildItem (Join-Path $cache 'tmp') -Recurse -File -Force -ErrorAction SilentlyContinue) | Should -BeNullOrEmpty
         Stop-Server $px
@@ -839,6 +857,8 @@ Describe 'Network faults' {
         $resumes[0].Status | Should -Be 206
         [long]($resumes[0].Range -replace '^bytes=(\d+)-.*$', '$1') | Should -BeLessOrEqual $gets[0].Bytes
         Get-FileSha256 (Get-BlobFile $bigLayer) | Should -Be $bigLayer
+        # The layer was unpacked while it downloaded, across the resume, to the right tar.
+        Get-FileSha256 (Get-BlobFile $Big.DiffIds[0]) | Should -Be $Big.DiffIds[0]
         @(Get-OciCache -Verify | Where-Object { -not $_.Valid }) | Should -BeNullOrEmpty
         ($img | Expand-OciLayers).GetEntry('/big.bin').Size | Should -Be 3MB
         Stop-Server $px
@@ -853,6 +873,11 @@ Describe 'Network faults' {
         $hex = $layer.Substring(7)
         @(Get-ChildItem (Join-Path $FaultCache 'blobs/sha256') -File -ErrorAction SilentlyContinue | Where-Object Name -eq $hex) | Should -BeNullOrEmpty
         @(Get-OciCache | Where-Object { "$($_.Digest)" -eq $layer }) | Should -BeNullOrEmpty
+        # Nor was it unpacked: the bytes the unpacker saw were never verified.
+        $diffHex = $App.DiffIds[2].Substring(7)
+        Test-Path (Join-Path $FaultCache "blobs/sha256/$diffHex") | Should -BeFalse
+        Test-Path (Join-Path $FaultCache "index/sha256/$diffHex") | Should -BeFalse
+        @(Get-ChildItem (Join-Path $FaultCache 'tmp') -File -Force -ErrorAction SilentlyContinue) | Should -BeNullOrEmpty
         Stop-Server $px
         # the same cache then pulls the image right from the registry itself
         (Get-OciImage "$($Registry.Url)/team/app:1.0" -ErrorAction Stop).Digest.ToString() | Should -Be $PushApp.Digest

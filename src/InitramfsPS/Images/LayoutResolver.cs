@@ -65,28 +65,39 @@ namespace InitramfsPS.Images
                     continue;
                 }
                 var configDescriptor = document.Config!;
-                var configBytes = store.ReadVerified(configDescriptor, "image config", 64 << 20);
-                using var configDoc = Parse(configBytes, $"image config {configDescriptor.Digest}");
-                var config = ImageConfig.Parse(configDoc.RootElement);
-                var layers = new List<LayerDescriptor>();
-                for (int i = 0; i < document.Layers.Count; i++)
-                {
-                    var d = document.Layers[i];
-                    layers.Add(new LayerDescriptor
-                    {
-                        Index = i + 1,
-                        MediaType = d.MediaType,
-                        Digest = d.Digest,
-                        Size = d.Size,
-                        DiffId = i < config.DiffIds.Count ? config.DiffIds[i] : null,
-                        Compression = MediaTypes.LayerCompressionOf(d.MediaType)!.Value,
-                    });
-                }
-                CheckDiffIds(config, layers, descriptor.Digest.ToString());
+                var (config, layers) = ReadLayers(store, document, descriptor.Digest);
                 var imagePlatform = Platform.Normalize(config.Os, string.IsNullOrEmpty(config.Architecture) ? platform.Architecture : config.Architecture, config.Variant);
                 return new OciImage(reference, descriptor.Digest, document.MediaType, imagePlatform, configDescriptor.Digest, config, layers, store);
             }
             throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData, "Indexes are nested more than 4 deep.", descriptor.Digest.ToString());
+        }
+
+        /// <summary>
+        /// Reads the config of an image manifest (verified, from <paramref name="store"/>) and pairs
+        /// each layer with its diff_id.
+        /// </summary>
+        internal static (ImageConfig Config, List<LayerDescriptor> Layers) ReadLayers(BlobStore store, ManifestDocument document, Digest manifest)
+        {
+            var configDescriptor = document.Config!;
+            var configBytes = store.ReadVerified(configDescriptor, "image config", 64 << 20);
+            using var configDoc = Parse(configBytes, $"image config {configDescriptor.Digest}");
+            var config = ImageConfig.Parse(configDoc.RootElement);
+            var layers = new List<LayerDescriptor>();
+            for (int i = 0; i < document.Layers.Count; i++)
+            {
+                var d = document.Layers[i];
+                layers.Add(new LayerDescriptor
+                {
+                    Index = i + 1,
+                    MediaType = d.MediaType,
+                    Digest = d.Digest,
+                    Size = d.Size,
+                    DiffId = i < config.DiffIds.Count ? config.DiffIds[i] : null,
+                    Compression = MediaTypes.LayerCompressionOf(d.MediaType)!.Value,
+                });
+            }
+            CheckDiffIds(config, layers, manifest.ToString());
+            return (config, layers);
         }
 
         /// <summary>An index (its entries) or an image manifest (its config and layers).</summary>

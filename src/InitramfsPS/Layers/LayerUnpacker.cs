@@ -33,15 +33,20 @@ namespace InitramfsPS.Layers
 
         /// <summary>
         /// Reads <paramref name="raw"/> (the stored bytes) to its end, hashing it in the algorithm of
-        /// <paramref name="storedDigest"/> (the caller compares). <paramref name="onEntry"/>
+        /// <paramref name="storedDigest"/> for the caller to compare (null: the caller verifies the
+        /// stored bytes itself, as a download does). <paramref name="onEntry"/>
         /// sees every tar header, on the calling thread; <paramref name="progress"/> is called now and
-        /// then there too, with the stored bytes read so far.
+        /// then there too, with the stored bytes read so far. <paramref name="releaseReader"/>, when
+        /// given, is called if the unpacking stops early, to end a read of <paramref name="raw"/>
+        /// that may be waiting for bytes (a stream fed by a download).
         /// </summary>
-        public static UnpackedLayer Unpack(Stream raw, LayerCompression compression, Digest storedDigest, BlobStore cache,
-            long maxSize, Func<long, Exception> tooLarge, Action<TarHeader> onEntry, Action<long>? progress, CancellationToken cancellationToken)
+        public static UnpackedLayer Unpack(Stream raw, LayerCompression compression, Digest? storedDigest, BlobStore cache,
+            long maxSize, Func<long, Exception> tooLarge, Action<TarHeader> onEntry, Action<long>? progress, CancellationToken cancellationToken,
+            Action? releaseReader = null)
         {
             var result = new UnpackedLayer(cache.CreateWriter());
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var release = releaseReader is null ? default : stop.Token.Register(releaseReader);
             using var toParser = new BlockingCollection<Chunk>(4);
             using var toWriter = new BlockingCollection<Chunk>(8);
             Exception? failure = null;
@@ -58,7 +63,7 @@ namespace InitramfsPS.Layers
             {
                 try
                 {
-                    using var rawHash = storedDigest.CreateHash();
+                    using var rawHash = storedDigest?.CreateHash();
                     var counted = new HashingReadStream(raw, rawHash);
                     using (var decompressed = Decompress(counted, compression))
                     {
@@ -84,7 +89,7 @@ namespace InitramfsPS.Layers
                     }
                     // Bytes after the compressed stream's end (padding, a second member) are part of the digest.
                     counted.Drain();
-                    result.RawHash = rawHash.GetHashAndReset();
+                    result.RawHash = rawHash?.GetHashAndReset() ?? Array.Empty<byte>();
                     result.RawLength = counted.BytesRead;
                     Interlocked.Exchange(ref rawRead, counted.BytesRead);
                     toParser.CompleteAdding();
@@ -275,7 +280,7 @@ namespace InitramfsPS.Layers
         /// <summary>The uncompressed tar being written; commit it under <see cref="TarDigest"/> once checked.</summary>
         public BlobWriter Writer { get; }
 
-        /// <summary>Hash of the stored bytes, in the layer digest's algorithm.</summary>
+        /// <summary>Hash of the stored bytes, in the layer digest's algorithm (empty when none was asked for).</summary>
         public byte[] RawHash { get; set; } = Array.Empty<byte>();
 
         /// <summary>Number of stored bytes read.</summary>

@@ -256,9 +256,12 @@ namespace InitramfsPS.Registry
         /// <summary>
         /// Downloads a blob into the cache unless it is there. The bytes are hashed as they arrive;
         /// a dropped connection resumes with a Range request; the blob is committed only when its
-        /// size and digest match, so a damaged download never lands under a digest.
+        /// size and digest match, so a damaged download never lands under a digest. <paramref name="sink"/>,
+        /// when given, sees the same bytes in the same order as they arrive (and is told when the
+        /// download starts over), to begin work on a blob before it is whole; it is not called when the
+        /// blob is cached already.
         /// </summary>
-        public async Task DownloadBlobAsync(Descriptor blob, BlobStore cache, Action<long>? progress, CancellationToken cancellationToken)
+        public async Task DownloadBlobAsync(Descriptor blob, BlobStore cache, Action<long>? progress, CancellationToken cancellationToken, IBlobSink? sink = null)
         {
             if (cache.Has(blob.Digest))
             {
@@ -300,6 +303,7 @@ namespace InitramfsPS.Registry
                         hash.Dispose();
                         hash = blob.Digest.CreateHash();
                         written = 0;
+                        sink?.Restart();
                     }
                     try
                     {
@@ -316,6 +320,10 @@ namespace InitramfsPS.Registry
                             writer.Write(buffer, n);
                             written += n;
                             progress?.Invoke(written);
+                            if (sink is not null)
+                            {
+                                await sink.WriteAsync(buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
+                            }
                         }
                         break;
                     }

@@ -8,6 +8,7 @@ using System.Threading.Tasks;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
+using InitramfsPS.Layers;
 
 namespace InitramfsPS.Registry
 {
@@ -70,7 +71,7 @@ namespace InitramfsPS.Registry
                     descriptor = chosen with { MediaType = chosen.MediaType };
                     continue;
                 }
-                await DownloadAllAsync(client, document, cache, options, cancellationToken).ConfigureAwait(false);
+                await DownloadAllAsync(client, document, descriptor.Digest, cache, options, cancellationToken).ConfigureAwait(false);
                 break;
             }
             if (reference.Digest is null && reference.Tag is { } tag)
@@ -80,19 +81,27 @@ namespace InitramfsPS.Registry
             return LayoutResolver.Resolve(reference, cache, top, platform);
         }
 
-        private static async Task DownloadAllAsync(RegistryClient client, LayoutResolver.ManifestDocument manifest, BlobStore cache, PullOptions options, CancellationToken cancellationToken)
+        private static async Task DownloadAllAsync(RegistryClient client, LayoutResolver.ManifestDocument manifest, Digest manifestDigest, BlobStore cache, PullOptions options, CancellationToken cancellationToken)
         {
             await client.DownloadBlobAsync(manifest.Config!, cache, null, cancellationToken).ConfigureAwait(false);
+            // The config names each layer's diff_id: a compressed layer not yet unpacked in the cache
+            // is unpacked while it downloads (Layers/LayerPrefetch), so Expand-OciLayers need not read it again.
+            var (_, layers) = LayoutResolver.ReadLayers(cache, manifest, manifestDigest);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             using var slots = new SemaphoreSlim(Math.Max(1, options.MaxParallelDownloads));
-            var tasks = manifest.Layers.Select(async layer =>
+            var tasks = layers.Select(async layer =>
             {
                 await slots.WaitAsync(linked.Token).ConfigureAwait(false);
                 try
                 {
                     string key = layer.Digest.ToString();
+                    var descriptor = manifest.Layers[layer.Index - 1];
                     options.Progress?.TryAdd(key, (0, layer.Size));
-                    await client.DownloadBlobAsync(layer, cache, done => options.Progress?.AddOrUpdate(key, (done, layer.Size), (_, _) => (done, layer.Size)), linked.Token).ConfigureAwait(false);
+                    using var prefetch = layer.Compression != LayerCompression.None && layer.DiffId is { } diffId && !cache.Has(diffId)
+                        ? new LayerPrefetch(layer, cache, options.Registry.Verbose)
+                        : null;
+                    await client.DownloadBlobAsync(descriptor, cache, done => options.Progress?.AddOrUpdate(key, (done, layer.Size), (_, _) => (done, layer.Size)), linked.Token, prefetch).ConfigureAwait(false);
+                    prefetch?.Finish();
                 }
                 catch
                 {
