@@ -177,3 +177,66 @@ Describe 'Presets and their help' {
         }
     }
 }
+
+Describe 'Copies of a rootfs' {
+    BeforeAll {
+        function script:Table($r) { @($r.GetEntries() | ForEach-Object { "$($_.Path) $($_.Type) $($_.Size)" }) }
+        $script:hostFile = Join-Path $work 'agent'
+        Set-Content -LiteralPath $hostFile -Value 'agent'
+    }
+
+    It 'a copy and its original change independently, however deep the change' {
+        $before = Table $rootfs
+        $added = $rootfs | Add-InitramfsFile $hostFile /usr/share/doc/bash/agent
+        $trimmed = $rootfs | Remove-InitramfsItem /usr/share/locale -Recurse
+        # Two changes on the same copy: the second must not reach the first's source either.
+        $both = $added | Remove-InitramfsItem /usr/share/doc/bash/README
+        Table $rootfs | Should -Be $before -Because 'the piped rootfs is never changed'
+        $added.GetEntry('/usr/share/doc/bash/agent') | Should -Not -BeNullOrEmpty
+        $added.GetEntry('/usr/share/doc/bash/README') | Should -Not -BeNullOrEmpty -Because 'the removal was made on a copy of it'
+        $added.GetEntry('/usr/share/locale/locale.alias') | Should -Not -BeNullOrEmpty
+        $trimmed.GetEntry('/usr/share/locale') | Should -BeNullOrEmpty
+        $trimmed.GetEntry('/usr/share/doc/bash/agent') | Should -BeNullOrEmpty
+        $both.GetEntry('/usr/share/doc/bash/README') | Should -BeNullOrEmpty
+        $both.GetEntry('/usr/share/doc/bash/agent') | Should -Not -BeNullOrEmpty
+        $rootfs.Count | Should -Be $before.Count
+        $added.Count | Should -Be ($before.Count + 1)
+        $both.Count | Should -Be $before.Count
+    }
+
+    It 'a change to the original after copying does not reach the copy, nor an emptied directory' {
+        $original = $rootfs.Clone()
+        $copy = $original.Clone()
+        $null = $original.Remove('/bin/bash')
+        $null = $original.ClearDirectory('/usr/share')
+        $copy.GetEntry('/bin/bash') | Should -Not -BeNullOrEmpty
+        @($copy.GetChildren('/usr/share')).Count | Should -Be 3
+        $original.GetEntry('/bin/bash') | Should -BeNullOrEmpty
+        @($original.GetChildren('/usr/share')).Count | Should -Be 0
+        Table $copy | Should -Be (Table $rootfs)
+    }
+
+    It 'costs next to nothing for 20k entries, and a change copies only the directories on its path' {
+        $big = [InitramfsPS.Rootfs]::new()
+        $template = [InitramfsPS.RootfsEntry]@{ Path = '/'; Type = 'Directory'; Mode = 0x1ED }
+        foreach ($d in 1..20) {
+            foreach ($f in 1..1000) {
+                $big.Set([InitramfsPS.RootfsEntry]@{ Path = "/d$d/f$f"; Type = 'File'; Mode = 0x1A4 }, $template)
+            }
+        }
+        $big.Count | Should -Be 20021
+        $start = [GC]::GetAllocatedBytesForCurrentThread()
+        $copy = $big.Clone()
+        $cloned = [GC]::GetAllocatedBytesForCurrentThread() - $start
+        $start = [GC]::GetAllocatedBytesForCurrentThread()
+        $copy.Set([InitramfsPS.RootfsEntry]@{ Path = '/d7/new'; Type = 'File'; Mode = 0x1A4 }, $null)
+        $changed = [GC]::GetAllocatedBytesForCurrentThread() - $start
+        # A deep copy of 20k nodes would allocate well over 1 MB.
+        $cloned | Should -BeLessThan 64KB
+        $changed | Should -BeLessThan 256KB -Because 'only / (20 children) and /d7 (1000 children) are copied'
+        $big.GetEntry('/d7/new') | Should -BeNullOrEmpty
+        $copy.GetEntry('/d7/new') | Should -Not -BeNullOrEmpty
+        $copy.Count | Should -Be 20022
+        $big.Count | Should -Be 20021
+    }
+}

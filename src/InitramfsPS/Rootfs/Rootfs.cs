@@ -15,35 +15,40 @@ namespace InitramfsPS
     /// </summary>
     public sealed class Rootfs
     {
+        /// <summary>
+        /// A tree node. Nodes are shared between a rootfs and its clones: <see cref="Owner"/> is the
+        /// token of the one rootfs that may change this node in place; any other copies the node
+        /// (and its parents) first, so a clone costs O(1) and a change O(path × siblings).
+        /// </summary>
         private sealed class Node
         {
-            public Node(RootfsEntry entry) => Entry = entry;
+            public Node(RootfsEntry entry, object owner)
+            {
+                Entry = entry;
+                Owner = owner;
+            }
 
             public RootfsEntry Entry;
             public Dictionary<string, Node>? Children;
+            public readonly object Owner;
 
-            public Node DeepCopy()
+            /// <summary>A copy owned by <paramref name="owner"/> with the same entry and the same (shared) children.</summary>
+            public Node CopyFor(object owner) => new(Entry, owner)
             {
-                var copy = new Node(Entry);
-                if (Children is not null)
-                {
-                    copy.Children = new Dictionary<string, Node>(Children.Count, StringComparer.Ordinal);
-                    foreach (var (name, child) in Children)
-                    {
-                        copy.Children[name] = child.DeepCopy();
-                    }
-                }
-                return copy;
-            }
+                Children = Children is null ? null : new Dictionary<string, Node>(Children, StringComparer.Ordinal),
+            };
         }
 
         private Node root;
+
+        /// <summary>Identifies the nodes this rootfs may change in place; replaced when the tree becomes shared.</summary>
+        private object token = new();
 
         /// <summary>An empty rootfs: just "/" (0755, root-owned).</summary>
         public Rootfs(OciImage? image = null)
         {
             Image = image;
-            root = new Node(new RootfsEntry { Path = RootfsPath.Root, Type = EntryType.Directory, Mode = 0x1ED, Source = "generated" })
+            root = new Node(new RootfsEntry { Path = RootfsPath.Root, Type = EntryType.Directory, Mode = 0x1ED, Source = "generated" }, token)
             {
                 Children = new Dictionary<string, Node>(StringComparer.Ordinal),
             };
@@ -54,7 +59,9 @@ namespace InitramfsPS
         {
             Image = other.Image;
             Origin = other.Origin;
-            root = other.root.DeepCopy();
+            // Both now share every node: neither may change one in place any more.
+            other.token = new object();
+            root = other.root;
             Count = other.Count;
             Changes = new List<string>(other.Changes);
         }
@@ -93,9 +100,10 @@ namespace InitramfsPS
         }
 
         /// <summary>
-        /// A copy sharing the immutable entries and content references: O(entries) in metadata, no
-        /// bytes copied. The cmdlets that change a rootfs change a copy, so one expanded image can
-        /// feed several variants.
+        /// A copy sharing the tree, the immutable entries and the content references: O(1), no bytes
+        /// copied. A change to either copies only the nodes on the path to what changes (and the
+        /// child tables of those directories). The cmdlets that change a rootfs change a copy, so one
+        /// expanded image can feed several variants.
         /// </summary>
         public Rootfs Clone() => new(this);
 
@@ -184,7 +192,7 @@ namespace InitramfsPS
                 {
                     throw new InitramfsException("RootNotDirectory", FailureKind.InvalidData, "The root of a rootfs can only be a directory.", entry.Path);
                 }
-                root.Entry = entry;
+                WritableRoot().Entry = entry;
                 return;
             }
             Node parent = EnsureParent(entry.Path, parentTemplate);
@@ -192,6 +200,7 @@ namespace InitramfsPS
             parent.Children ??= new Dictionary<string, Node>(StringComparer.Ordinal);
             if (parent.Children.TryGetValue(name, out var existing))
             {
+                existing = Writable(parent, name, existing);
                 existing.Entry = entry;
                 if (entry.Type != EntryType.Directory && existing.Children is not null)
                 {
@@ -204,7 +213,7 @@ namespace InitramfsPS
                 }
                 return;
             }
-            var node = new Node(entry);
+            var node = new Node(entry, token);
             if (entry.Type == EntryType.Directory)
             {
                 node.Children = new Dictionary<string, Node>(StringComparer.Ordinal);
@@ -221,14 +230,13 @@ namespace InitramfsPS
             {
                 throw new InitramfsException("RootNotRemovable", FailureKind.InvalidArgument, "The root of a rootfs cannot be removed.", path);
             }
-            var parent = Find(RootfsPath.Parent(normalized));
             string name = RootfsPath.Name(normalized);
-            if (parent?.Children is null || !parent.Children.TryGetValue(name, out var node))
+            if (Find(RootfsPath.Parent(normalized))?.Children is not { } children || !children.TryGetValue(name, out var node))
             {
                 return Array.Empty<RootfsEntry>();
             }
             var removed = Walk(node).ToList();
-            parent.Children.Remove(name);
+            FindWritable(RootfsPath.Parent(normalized))!.Children!.Remove(name);
             Count -= removed.Count;
             return removed;
         }
@@ -236,13 +244,14 @@ namespace InitramfsPS
         /// <summary>Empties a directory (an opaque whiteout); returns how many entries went.</summary>
         public int ClearDirectory(string path)
         {
-            var node = Find(RootfsPath.Normalize(path));
+            string normalized = RootfsPath.Normalize(path);
+            var node = Find(normalized);
             if (node?.Children is null || node.Children.Count == 0)
             {
                 return 0;
             }
             int removed = CountBelow(node);
-            node.Children.Clear();
+            FindWritable(normalized)!.Children!.Clear();
             Count -= removed;
             return removed;
         }
@@ -257,7 +266,7 @@ namespace InitramfsPS
 
         private Node EnsureParent(string path, RootfsEntry? template)
         {
-            Node node = root;
+            Node node = WritableRoot();
             string walked = RootfsPath.Root;
             string[] parts = RootfsPath.Split(RootfsPath.Parent(path));
             foreach (string part in parts)
@@ -271,7 +280,7 @@ namespace InitramfsPS
                         throw new InitramfsException("ParentMissing", FailureKind.NotFound,
                             $"The directory '{RootfsPath.Printable(next)}' does not exist in the rootfs.", next);
                     }
-                    child = new Node(template with { Path = next, Type = EntryType.Directory, Content = null, Size = 0, LinkTarget = null, Hardlink = null })
+                    child = new Node(template with { Path = next, Type = EntryType.Directory, Content = null, Size = 0, LinkTarget = null, Hardlink = null }, token)
                     {
                         Children = new Dictionary<string, Node>(StringComparer.Ordinal),
                     };
@@ -284,6 +293,10 @@ namespace InitramfsPS
                     throw new InitramfsException(child.Entry.Type == EntryType.Symlink ? "ParentIsSymlink" : "ParentNotDirectory",
                         child.Entry.Type == EntryType.Symlink ? FailureKind.Security : FailureKind.InvalidData,
                         $"Cannot put '{RootfsPath.Printable(path)}': its parent '{RootfsPath.Printable(next)}' is {what}.", path);
+                }
+                else
+                {
+                    child = Writable(node, part, child);
                 }
                 node = child;
                 walked = next;
@@ -303,6 +316,42 @@ namespace InitramfsPS
                 node = child;
             }
             return node;
+        }
+
+        /// <summary>Like <see cref="Find"/>, but copies every shared node on the way so the one found may be changed.</summary>
+        private Node? FindWritable(string normalizedPath)
+        {
+            Node node = WritableRoot();
+            foreach (string part in RootfsPath.Split(normalizedPath))
+            {
+                if (node.Children is null || !node.Children.TryGetValue(part, out var child))
+                {
+                    return null;
+                }
+                node = Writable(node, part, child);
+            }
+            return node;
+        }
+
+        private Node WritableRoot()
+        {
+            if (!ReferenceEquals(root.Owner, token))
+            {
+                root = root.CopyFor(token);
+            }
+            return root;
+        }
+
+        /// <summary><paramref name="child"/> (named <paramref name="name"/> in <paramref name="parent"/>, which this rootfs owns), copied first if shared.</summary>
+        private Node Writable(Node parent, string name, Node child)
+        {
+            if (ReferenceEquals(child.Owner, token))
+            {
+                return child;
+            }
+            var copy = child.CopyFor(token);
+            parent.Children![name] = copy;
+            return copy;
         }
 
         private static int CountBelow(Node node)
