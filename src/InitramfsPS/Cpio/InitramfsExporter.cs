@@ -168,9 +168,13 @@ namespace InitramfsPS.Cpio
             {
                 throw new InitramfsException("OutputExists", FailureKind.WriteFailed, $"'{fullPath}' exists and -NoClobber was given.", fullPath);
             }
-            foreach (var content in entries.Select(e => e.Content).OfType<Content>().Distinct())
+            var validated = new HashSet<(string, long)>();
+            foreach (var content in entries.Select(e => e.Content).OfType<Content>())
             {
-                content.Validate();
+                if (content.ValidationKey is not { } key || validated.Add(key))
+                {
+                    content.Validate();
+                }
             }
 
             // A kill -9 of an earlier export to this path leaves its temporary file; a live export
@@ -232,12 +236,11 @@ namespace InitramfsPS.Cpio
             }
         }
 
-        private sealed class Planned
-        {
-            public byte[] Name = Array.Empty<byte>();
-            public CpioHeader Header;
-            public bool WriteData;
-        }
+        /// <summary>
+        /// One entry's header as it will be written. The name is not kept: for 100k entries the
+        /// UTF-8 names would hold several MB for the whole export; they are encoded again as written.
+        /// </summary>
+        private readonly record struct Planned(CpioHeader Header, bool WriteData);
 
         /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
         private static Planned[] Plan(Rootfs rootfs, List<RootfsEntry> entries, ExportOptions options)
@@ -256,12 +259,11 @@ namespace InitramfsPS.Cpio
             for (int i = 0; i < entries.Count; i++)
             {
                 var e = entries[i];
-                string archiveName = RootfsPath.ArchiveName(e.Path);
-                byte[] name = Encoding.UTF8.GetBytes(archiveName);
-                if (!RootfsPath.FitsPathMax(name.Length))
+                int nameLength = Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path));
+                if (!RootfsPath.FitsPathMax(nameLength))
                 {
                     throw new InitramfsException("EntryNameTooLong", FailureKind.LimitExceeded,
-                        $"The name '{RootfsPath.Printable(e.Path)}' is {name.Length} bytes; the kernel drops names of PATH_MAX ({RootfsPath.PathMax}) bytes or more.", e.Path);
+                        $"The name '{RootfsPath.Printable(e.Path)}' is {nameLength} bytes; the kernel drops names of PATH_MAX ({RootfsPath.PathMax}) bytes or more.", e.Path);
                 }
                 if (e.Uid is < 0 or > uint.MaxValue || e.Gid is < 0 or > uint.MaxValue)
                 {
@@ -325,11 +327,8 @@ namespace InitramfsPS.Cpio
                 {
                     mtime = clamp;
                 }
-                plan[i] = new Planned
-                {
-                    Name = name,
-                    WriteData = writeData,
-                    Header = new CpioHeader
+                plan[i] = new Planned(
+                    new CpioHeader
                     {
                         Ino = ino,
                         Mode = TypeBits(e.Type) | (uint)(e.Mode & 0xFFF),
@@ -341,7 +340,7 @@ namespace InitramfsPS.Cpio
                         RDevMajor = (uint)e.DevMajor,
                         RDevMinor = (uint)e.DevMinor,
                     },
-                };
+                    writeData);
             }
             return plan;
         }
@@ -362,6 +361,7 @@ namespace InitramfsPS.Cpio
                 }
             }
             int openGroups = 0;
+            byte[] name = new byte[1024];
 
             // Progress at most every 200 ms: a host's WriteProgress costs more than a thousand entries.
             var clock = Stopwatch.StartNew();
@@ -380,7 +380,13 @@ namespace InitramfsPS.Cpio
                 var e = entries[i];
                 var p = plan[i];
                 pipeline.EntryBoundary(openGroups == 0);
-                writer.WriteHeader(p.Header, p.Name);
+                string archiveName = RootfsPath.ArchiveName(e.Path);
+                if (name.Length < Encoding.UTF8.GetMaxByteCount(archiveName.Length))
+                {
+                    name = new byte[Encoding.UTF8.GetMaxByteCount(archiveName.Length)];
+                }
+                int nameLength = Encoding.UTF8.GetBytes(archiveName, name);
+                writer.WriteHeader(p.Header, name.AsSpan(0, nameLength));
                 if (p.WriteData && p.Header.FileSize > 0)
                 {
                     if (e.Type == EntryType.Symlink)

@@ -22,6 +22,13 @@ namespace InitramfsPS
         /// <summary>Throws when the backing store is gone or changed since the reference was made.</summary>
         public abstract void Validate();
 
+        /// <summary>
+        /// The file and length <see cref="Validate"/> checks, when that is all it checks: contents
+        /// with the same key validate alike, so an export of 100k entries of one layer checks the
+        /// layer once. Null: validate this content itself.
+        /// </summary>
+        internal virtual (string Path, long Length)? ValidationKey => null;
+
         /// <summary>Reads up to <paramref name="buffer"/>.Length bytes at <paramref name="position"/>.</summary>
         internal abstract int Read(ContentReader reader, long position, Span<byte> buffer);
     }
@@ -52,6 +59,8 @@ namespace InitramfsPS
 
         /// <inheritdoc/>
         public override string ToString() => $"{FilePath}@{Offset}+{Length}";
+
+        internal override (string Path, long Length)? ValidationKey => (FilePath, FileLength);
 
         /// <inheritdoc/>
         public override void Validate()
@@ -86,6 +95,8 @@ namespace InitramfsPS
 
         /// <inheritdoc/>
         public override string ToString() => FilePath;
+
+        internal override (string Path, long Length)? ValidationKey => (FilePath, Length);
 
         /// <inheritdoc/>
         public override void Validate()
