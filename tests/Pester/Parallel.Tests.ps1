@@ -7,7 +7,7 @@
 #    GNU cpio read the same entries as from a single-part archive of those bytes;
 #  - the names of a hardlink group stay in one part;
 #  - a zstd part is one frame written in one pass (its header carries its size) unless its last
-#    entry outgrows the part buffer (1.5 x the part size), when that part is streamed; which form a
+#    entry outgrows the part buffer (2 x the part size), when that part is streamed; which form a
 #    part takes is content, so the bytes still do not depend on the worker count;
 #  - multi-part gzip and zstd archives boot under QEMU (two boots of about 6 s) and the guest sees
 #    the contents of the streamed part and of the last part;
@@ -25,7 +25,7 @@ Describe 'Export-Initramfs with parallel compression' -Tag Parallel {
 
         # Six 3 MiB files, each with a hardlink beside it (f1, f1.link, f2, ...): with 4 and 8 MiB
         # parts a boundary is due right after some fN, where a group is half written. Before them
-        # (names sort first) data/big, 20 MiB: the first zstd part cannot hold it in its 12 MiB
+        # (names sort first) data/big, 20 MiB: the first zstd part cannot hold it in its 8 MiB
         # buffer and is streamed.
         $rng = [Random]::new(20261125)
         $text = [Text.Encoding]::ASCII.GetBytes(('initramfs parallel part ' * 65536).Substring(0, 1572864))
@@ -174,12 +174,12 @@ Describe 'Export-Initramfs with parallel compression' -Tag Parallel {
         It 'is streamed as a frame of unknown size while every other part is one frame that records its size' {
             $Frames.Count | Should -Be $One.PartCount
             $Frames.Count | Should -BeGreaterThan 3
-            # The first part holds busybox and data/big (20 MiB): more than its 12 MiB buffer.
+            # The first part holds busybox and data/big (20 MiB): more than its 8 MiB buffer.
             $Frames[0].ContentSize | Should -BeNullOrEmpty
             foreach ($f in $Frames[1..($Frames.Count - 1)]) {
                 $f.ContentSize | Should -BeGreaterThan 0 -Because "the part at offset $($f.Offset) fits its buffer"
-                # Parts end at the first entry boundary after 8 MiB; none of these overflowed 12 MiB.
-                $f.ContentSize | Should -BeLessOrEqual 12MB
+                # Parts end at the first entry boundary after 4 MiB; none of these outgrew 8 MiB.
+                $f.ContentSize | Should -BeLessOrEqual 8MB
             }
             $streamed = $One.UncompressedSize - ($Frames[1..($Frames.Count - 1)] | Measure-Object ContentSize -Sum).Sum
             $streamed | Should -BeGreaterThan 20MB
@@ -191,6 +191,37 @@ Describe 'Export-Initramfs with parallel compression' -Tag Parallel {
             & bash -c "zstd -dcq < '$($One.Path)' > '$joined'"
             $LASTEXITCODE | Should -Be 0
             (Get-FileHash -LiteralPath $joined -Algorithm SHA256).Hash.ToLowerInvariant() | Should -Be $PlainSha
+        }
+    }
+
+    Context 'memory' {
+        BeforeAll {
+            # Sparse host files of 4 MiB (zeros: fast to read and to compress): 16 of them, and 128.
+            $script:Few = New-TestDirectory -Parent $Work -Prefix 'few'
+            $script:Many = New-TestDirectory -Parent $Work -Prefix 'many'
+            foreach ($i in 1..128) {
+                foreach ($dir in @(if ($i -le 16) { $Few }) + $Many) {
+                    $fs = [IO.File]::Create((Join-Path $dir ('z{0:D3}' -f $i))); $fs.SetLength(4MB); $fs.Dispose()
+                }
+            }
+            $script:FewRootfs = $Rootfs | Add-InitramfsFile $Few /zeros -Recurse
+            $script:ManyRootfs = $Rootfs | Add-InitramfsFile $Many /zeros -Recurse
+            function Get-ExportAllocation($r, [string] $Extension) {
+                $target = Join-Path $Work "alloc$Extension"
+                $null = $r | Export-Initramfs $target -Workers 2
+                $before = [GC]::GetTotalAllocatedBytes($true)
+                $null = $r | Export-Initramfs $target -Workers 2
+                [GC]::GetTotalAllocatedBytes($true) - $before
+            }
+        }
+
+        It 'allocates about the same for 8 times the bytes and parts (<Extension>)' -ForEach @(
+            @{ Extension = '.cpio.zst' }, @{ Extension = '.cpio.gz' }, @{ Extension = '.cpio' }
+        ) {
+            $few = Get-ExportAllocation $FewRootfs $Extension
+            $many = Get-ExportAllocation $ManyRootfs $Extension
+            # 448 MiB more data in 112 more files: buffers are reused, not allocated per part or per MiB.
+            ($many - $few) | Should -BeLessThan 16MB -Because "exporting 64 MiB allocated $([Math]::Round($few / 1MB)) MiB and 512 MiB $([Math]::Round($many / 1MB)) MiB"
         }
     }
 

@@ -33,6 +33,9 @@ namespace InitramfsPS.Compression
             Check(Methods.ZSTD_CCtx_setParameter(context, ZSTD_cParameter.ZSTD_c_checksumFlag, 1));
         }
 
+        /// <summary>log2 of the window zstd uses at <paramref name="level"/> for inputs of unknown, large size.</summary>
+        public static int WindowLog(int level) => (int)Methods.ZSTD_getCParams(level, 0, 0).windowLog;
+
         /// <summary>
         /// Compresses <paramref name="input"/> as one frame whose header records its size. The input
         /// must not move while this runs: a pinned array (zstd keeps pointers into it between calls).

@@ -1,5 +1,4 @@
 using System;
-using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO;
 using System.IO.Compression;
@@ -9,6 +8,7 @@ using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Layers
 {
@@ -45,6 +45,7 @@ namespace InitramfsPS.Layers
             Action? releaseReader = null)
         {
             var result = new UnpackedLayer(cache.CreateWriter());
+            var chunks = new ChunkPool(ChunkSize);
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             using var release = releaseReader is null ? default : stop.Token.Register(releaseReader);
             using var toParser = new BlockingCollection<Chunk>(4);
@@ -70,18 +71,18 @@ namespace InitramfsPS.Layers
                         long total = 0;
                         while (true)
                         {
-                            var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+                            var buffer = chunks.Rent();
                             int n = decompressed.ReadAtLeast(buffer.AsSpan(0, ChunkSize), ChunkSize, throwOnEndOfStream: false);
                             Interlocked.Exchange(ref rawRead, counted.BytesRead);
                             if (n == 0)
                             {
-                                ArrayPool<byte>.Shared.Return(buffer);
+                                chunks.Return(buffer);
                                 break;
                             }
                             total += n;
                             if (total > maxSize)
                             {
-                                ArrayPool<byte>.Shared.Return(buffer);
+                                chunks.Return(buffer);
                                 throw tooLarge(maxSize);
                             }
                             toParser.Add(new Chunk(buffer, n), stop.Token);
@@ -118,7 +119,7 @@ namespace InitramfsPS.Layers
                         result.Writer.Write(chunk.Buffer, chunk.Count);
                         result.TarLength += chunk.Count;
                         sinceSync += chunk.Count;
-                        ArrayPool<byte>.Shared.Return(chunk.Buffer);
+                        chunks.Return(chunk.Buffer);
                         if (sinceSync >= SyncEvery)
                         {
                             // Written back while decompression goes on: the fsync of the commit has little left.
