@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Threading;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace InitramfsPS.Compression
@@ -294,7 +295,7 @@ namespace InitramfsPS.Compression
     }
 
     /// <summary>A read-only stream over a byte range of a file, read by position (no shared seek state).</summary>
-    internal sealed class RangeReadStream : Stream
+    internal sealed class RangeReadStream : ReadOnlyStream
     {
         private readonly SafeFileHandle handle;
         private readonly long end;
@@ -306,8 +307,6 @@ namespace InitramfsPS.Compression
             position = start;
             this.end = end;
         }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
@@ -321,17 +320,7 @@ namespace InitramfsPS.Compression
             return n;
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
         public override long Position { get => position; set => throw new NotSupportedException(); }
-        public override void Flush()
-        {
-        }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>CRC-32 (IEEE 802.3, as gzip's trailer uses), table-driven.</summary>

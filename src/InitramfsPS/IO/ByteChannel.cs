@@ -94,7 +94,7 @@ namespace InitramfsPS.IO
 
         private readonly record struct Chunk(byte[] Buffer, int Count);
 
-        private sealed class ReadStream : Stream
+        private sealed class ReadStream : ReadOnlyStream
         {
             private readonly ByteChannel owner;
             private Chunk current;
@@ -102,8 +102,6 @@ namespace InitramfsPS.IO
             private bool hasCurrent;
 
             public ReadStream(ByteChannel owner) => this.owner = owner;
-
-            public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
             public override int Read(Span<byte> buffer)
             {
@@ -138,18 +136,6 @@ namespace InitramfsPS.IO
                 offset += n;
                 return n;
             }
-
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush()
-            {
-            }
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 }

@@ -60,40 +60,12 @@ namespace InitramfsPS.Layers
             }
             long rawRead = 0;
 
-            var inflater = new Thread(() =>
+            // A stage's failure stops the others; a stage stopped by another one ends quietly.
+            Thread Stage(string name, Action body) => new(() =>
             {
                 try
                 {
-                    using var rawHash = storedDigest?.CreateHash();
-                    var counted = new HashingReadStream(raw, rawHash);
-                    using (var decompressed = Decompress(counted, compression))
-                    {
-                        long total = 0;
-                        while (true)
-                        {
-                            var buffer = chunks.Rent();
-                            int n = decompressed.ReadAtLeast(buffer.AsSpan(0, ChunkSize), ChunkSize, throwOnEndOfStream: false);
-                            Interlocked.Exchange(ref rawRead, counted.BytesRead);
-                            if (n == 0)
-                            {
-                                chunks.Return(buffer);
-                                break;
-                            }
-                            total += n;
-                            if (total > maxSize)
-                            {
-                                chunks.Return(buffer);
-                                throw tooLarge(maxSize);
-                            }
-                            toParser.Add(new Chunk(buffer, n), stop.Token);
-                        }
-                    }
-                    // Bytes after the compressed stream's end (padding, a second member) are part of the digest.
-                    counted.Drain();
-                    result.RawHash = rawHash?.GetHashAndReset() ?? Array.Empty<byte>();
-                    result.RawLength = counted.BytesRead;
-                    Interlocked.Exchange(ref rawRead, counted.BytesRead);
-                    toParser.CompleteAdding();
+                    body();
                 }
                 catch (OperationCanceledException) when (stop.IsCancellationRequested)
                 {
@@ -104,41 +76,63 @@ namespace InitramfsPS.Layers
                 {
                     Fail(ex);
                 }
-            }) { IsBackground = true, Name = "InitramfsPS inflate" };
+            }) { IsBackground = true, Name = name };
 
-            var writerThread = new Thread(() =>
+            var inflater = Stage("InitramfsPS inflate", () =>
             {
-                try
+                using var rawHash = storedDigest?.CreateHash();
+                var counted = new HashingReadStream(raw, rawHash);
+                using (var decompressed = Decompress(counted, compression))
                 {
-                    using var tarHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                    long sinceSync = 0;
-                    foreach (var chunk in toWriter.GetConsumingEnumerable(stop.Token))
+                    long total = 0;
+                    while (true)
                     {
-                        var bytes = chunk.Buffer.AsSpan(0, chunk.Count);
-                        tarHash.AppendData(bytes);
-                        result.Writer.Write(chunk.Buffer, chunk.Count);
-                        result.TarLength += chunk.Count;
-                        sinceSync += chunk.Count;
-                        chunks.Return(chunk.Buffer);
-                        if (sinceSync >= SyncEvery)
+                        var buffer = chunks.Rent();
+                        int n = decompressed.ReadAtLeast(buffer.AsSpan(0, ChunkSize), ChunkSize, throwOnEndOfStream: false);
+                        Interlocked.Exchange(ref rawRead, counted.BytesRead);
+                        if (n == 0)
                         {
-                            // Written back while decompression goes on: the fsync of the commit has little left.
-                            result.Writer.Sync();
-                            sinceSync = 0;
+                            chunks.Return(buffer);
+                            break;
                         }
+                        total += n;
+                        if (total > maxSize)
+                        {
+                            chunks.Return(buffer);
+                            throw tooLarge(maxSize);
+                        }
+                        toParser.Add(new Chunk(buffer, n), stop.Token);
                     }
-                    result.TarDigest = Digest.FromSha256(tarHash.GetHashAndReset());
                 }
-                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                // Bytes after the compressed stream's end (padding, a second member) are part of the digest.
+                counted.Drain();
+                result.RawHash = rawHash?.GetHashAndReset() ?? Array.Empty<byte>();
+                result.RawLength = counted.BytesRead;
+                Interlocked.Exchange(ref rawRead, counted.BytesRead);
+                toParser.CompleteAdding();
+            });
+
+            var writerThread = Stage("InitramfsPS cache write", () =>
+            {
+                using var tarHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                long sinceSync = 0;
+                foreach (var chunk in toWriter.GetConsumingEnumerable(stop.Token))
                 {
+                    var bytes = chunk.Buffer.AsSpan(0, chunk.Count);
+                    tarHash.AppendData(bytes);
+                    result.Writer.Write(chunk.Buffer, chunk.Count);
+                    result.TarLength += chunk.Count;
+                    sinceSync += chunk.Count;
+                    chunks.Return(chunk.Buffer);
+                    if (sinceSync >= SyncEvery)
+                    {
+                        // Written back while decompression goes on: the fsync of the commit has little left.
+                        result.Writer.Sync();
+                        sinceSync = 0;
+                    }
                 }
-#pragma warning disable CA1031 // handed to the caller's thread, which rethrows it
-                catch (Exception ex)
-#pragma warning restore CA1031
-                {
-                    Fail(ex);
-                }
-            }) { IsBackground = true, Name = "InitramfsPS cache write" };
+                result.TarDigest = Digest.FromSha256(tarHash.GetHashAndReset());
+            });
 
             inflater.Start();
             writerThread.Start();
@@ -198,7 +192,7 @@ namespace InitramfsPS.Layers
         /// The decompressed chunks as a stream for the tar reader; each chunk it has read past goes on
         /// to the writer, in order, so the tar in the cache is exactly the bytes parsed.
         /// </summary>
-        private sealed class ChunkReadStream : Stream
+        private sealed class ChunkReadStream : ReadOnlyStream
         {
             private readonly BlockingCollection<Chunk> source;
             private readonly BlockingCollection<Chunk> next;
@@ -213,8 +207,6 @@ namespace InitramfsPS.Layers
                 this.next = next;
                 this.stop = stop;
             }
-
-            public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
             public override int Read(Span<byte> buffer)
             {
@@ -258,18 +250,6 @@ namespace InitramfsPS.Layers
                 offset = 0;
                 return true;
             }
-
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush()
-            {
-            }
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 

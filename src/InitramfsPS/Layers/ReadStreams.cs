@@ -1,13 +1,12 @@
 using System;
 using System.IO;
 using System.Security.Cryptography;
-using InitramfsPS.Cache;
-using InitramfsPS.Errors;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Layers
 {
     /// <summary>A read-only pass-through stream that hashes and counts what is read.</summary>
-    public sealed class HashingReadStream : Stream
+    public sealed class HashingReadStream : ReadOnlyStream
     {
         private readonly Stream inner;
         private readonly IncrementalHash? hash;
@@ -21,9 +20,6 @@ namespace InitramfsPS.Layers
 
         /// <summary>Bytes read so far.</summary>
         public long BytesRead { get; private set; }
-
-        /// <inheritdoc/>
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         /// <inheritdoc/>
         public override int Read(Span<byte> buffer)
@@ -47,24 +43,6 @@ namespace InitramfsPS.Layers
         }
 
         /// <inheritdoc/>
-        public override bool CanRead => true;
-        /// <inheritdoc/>
-        public override bool CanSeek => false;
-        /// <inheritdoc/>
-        public override bool CanWrite => false;
-        /// <inheritdoc/>
-        public override long Length => throw new NotSupportedException();
-        /// <inheritdoc/>
         public override long Position { get => BytesRead; set => throw new NotSupportedException(); }
-        /// <inheritdoc/>
-        public override void Flush()
-        {
-        }
-        /// <inheritdoc/>
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        /// <inheritdoc/>
-        public override void SetLength(long value) => throw new NotSupportedException();
-        /// <inheritdoc/>
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
