@@ -5,10 +5,16 @@ Benchmarks Export-Initramfs against native compressors and the skopeo/umoci/cpio
 Called by `build.ps1 -Task Bench [-Quick]`. Builds (and caches under out/bench-cache) a Debian
 minbase image and a synthetic image of about 1 GB in 100k entries, pushes them to a local
 registry, then, per image and over -Runs runs (medians printed):
-  - warm export (image cached, expanded once) to .cpio, .cpio.zst and .cpio.gz at default levels,
-    against `zstd -3 -T0` and `pigz -6` on the very bytes of the .cpio export;
-  - end to end from the registry with an empty cache (a new pwsh process, its start included)
-    against `skopeo copy` -> `umoci unpack` -> `find | cpio -o -H newc` -> `zstd -3 -T0`;
+  - warm export (image cached, expanded once, the JIT warmed by two exports of each kind) to
+    .cpio, .cpio.zst and .cpio.gz at default levels, each run timed right after `zstd -3 -T0` and
+    `pigz -6` on the very bytes of the .cpio export, in the same process, so that both sides of a
+    ratio see the same machine; the ratio is the median of the per-run ratios. The first .cpio.zst
+    export of the process (the JIT still cold) is printed too;
+  - end to end from the registry with an empty cache in a new pwsh process, its start included,
+    against `skopeo copy` -> `umoci unpack` -> `find | cpio -o -H newc` -> `zstd -3 -T0`. pwsh is
+    started as an installed pwsh starts ($PSHOME/pwsh); `dotnet pwsh` would add the local tool's
+    shim, a .NET process of its own (about 0.3 s here) that no installed pwsh has. Also printed:
+    the same pull and export inside one session with the module loaded (what the prompt sees);
   - peak RSS (`/usr/bin/time -v`) of a pwsh process doing a warm export;
   - the bytes a second export of the unchanged image reads (/proc/self/io rchar) against the
     bytes of its decompressed layers.
@@ -54,14 +60,16 @@ function Invoke-Timed([string] $File, [string[]] $Arguments) {
     [pscustomobject]@{ Seconds = $wall; PeakMB = $rss; Output = ($out -join "`n") }
 }
 
-# `dotnet pwsh` finds its tool manifest from the repository.
+# The pwsh this script runs in, started directly as an installed pwsh is (see the description).
+$pwshExe = Join-Path $PSHOME 'pwsh'
+if (-not (Test-Path -LiteralPath $pwshExe)) { $pwshExe = (Get-Process -Id $PID).Path }
 function Invoke-Pwsh([string] $Script, [hashtable] $Environment = @{}) {
     $path = Join-Path $work "child-$([guid]::NewGuid().ToString('N')).ps1"
     Set-Content -LiteralPath $path -Value $Script
     $saved = @{}
     foreach ($k in $Environment.Keys) { $saved[$k] = [Environment]::GetEnvironmentVariable($k); [Environment]::SetEnvironmentVariable($k, $Environment[$k]) }
     Push-Location $repo
-    try { Invoke-Timed 'dotnet' @('pwsh', '-NoProfile', '-NonInteractive', '-File', $path) }
+    try { Invoke-Timed $pwshExe @('-NoProfile', '-NonInteractive', '-File', $path) }
     finally {
         Pop-Location
         foreach ($k in $saved.Keys) { [Environment]::SetEnvironmentVariable($k, $saved[$k]) }
@@ -112,42 +120,52 @@ try {
         $dir = Join-Path $work $img.Name
         [void][IO.Directory]::CreateDirectory($dir)
 
-        # Warm export, in a process of its own; also the reads of a second export.
+        # Warm export, in a process of its own, timed beside the native compressors; also the reads
+        # of a second export and the first .cpio.zst export of a process.
         $child = @"
 `$ErrorActionPreference = 'Stop'
 Import-Module '$ModulePath'
+function Measure-Native([string] `$Command) {
+    `$sw = [Diagnostics.Stopwatch]::StartNew()
+    & bash -c `$Command
+    if (`$LASTEXITCODE) { throw "failed: `$Command" }
+    `$sw.Elapsed.TotalSeconds
+}
+function Measure-Export([string] `$Path) {
+    `$sw = [Diagnostics.Stopwatch]::StartNew()
+    `$null = `$r | Export-Initramfs `$Path -Force -WarningAction SilentlyContinue
+    `$sw.Elapsed.TotalSeconds
+}
 `$r = Get-OciImage '$ref' | Expand-OciLayers
 `$null = `$r | Export-Initramfs '$dir/warm.cpio' -Force -WarningAction SilentlyContinue
 function Get-Rchar { [long]((Get-Content /proc/self/io | Where-Object { `$_ -like 'rchar:*' } | Select-Object -First 1) -split '\s+')[1] }
 `$before = Get-Rchar
+`$sw = [Diagnostics.Stopwatch]::StartNew()
 `$null = Get-OciImage '$ref' | Export-Initramfs '$dir/second.cpio.zst' -Force -WarningAction SilentlyContinue
+`$coldZst = `$sw.Elapsed.TotalSeconds
 `$second = (Get-Rchar) - `$before
-`$times = @{ cpio = @(); zst = @(); gz = @() }
+foreach (`$i in 1..2) { foreach (`$x in '.cpio.zst', '.cpio.gz', '.cpio') { `$null = Measure-Export "$dir/ours`$x" } }
+`$t = @{ cpio = @(); zst = @(); gz = @(); zstd = @(); pigz = @() }
 foreach (`$i in 1..$Runs) {
-    foreach (`$e in 'cpio', 'zst', 'gz') {
-        `$x = if (`$e -eq 'cpio') { '.cpio' } else { ".cpio.`$e" }
-        `$sw = [Diagnostics.Stopwatch]::StartNew()
-        `$null = `$r | Export-Initramfs "$dir/ours`$x" -Force -WarningAction SilentlyContinue
-        `$times[`$e] += `$sw.Elapsed.TotalSeconds
-    }
+    `$t.cpio += Measure-Export '$dir/ours.cpio'
+    `$t.zstd += Measure-Native "zstd -3 -T0 -q -f '$dir/warm.cpio' -o '$dir/native.cpio.zst'"
+    `$t.zst += Measure-Export '$dir/ours.cpio.zst'
+    `$t.pigz += Measure-Native "pigz -6 -c '$dir/warm.cpio' > '$dir/native.cpio.gz'"
+    `$t.gz += Measure-Export '$dir/ours.cpio.gz'
 }
-@{ Times = `$times; SecondReads = `$second } | ConvertTo-Json -Compress -Depth 4
+@{ Times = `$t; SecondReads = `$second; ColdZst = `$coldZst } | ConvertTo-Json -Compress -Depth 4
 "@
         $warm = Invoke-Pwsh $child @{ INITRAMFSPS_CACHE = $cache }
         $data = ($warm.Output -split "`n" | Where-Object { $_.StartsWith('{') } | Select-Object -Last 1) | ConvertFrom-Json
         $cpioBytes = (Get-Item "$dir/warm.cpio").Length
-
-        $native = @{ zstd = @(); pigz = @() }
-        foreach ($i in 1..$Runs) {
-            $native.zstd += (Invoke-Timed 'zstd' @('-3', '-T0', '-q', '-f', "$dir/warm.cpio", '-o', "$dir/native.cpio.zst")).Seconds
-            $native.pigz += (Invoke-Timed 'bash' @('-c', "pigz -6 -c '$dir/warm.cpio' > '$dir/native.cpio.gz'")).Seconds
-        }
+        $zstRatios = for ($i = 0; $i -lt $Runs; $i++) { $data.Times.zst[$i] / $data.Times.zstd[$i] }
+        $gzRatios = for ($i = 0; $i -lt $Runs; $i++) { $data.Times.gz[$i] / $data.Times.pigz[$i] }
 
         # Peak RSS of a warm export to .cpio.zst (module load and expansion from the cache included).
         $rssScript = "Import-Module '$ModulePath'; `$null = Get-OciImage '$ref' | Export-Initramfs '$dir/rss.cpio.zst' -Force -WarningAction SilentlyContinue"
         $rss = Invoke-Pwsh $rssScript @{ INITRAMFSPS_CACHE = $cache }
 
-        # End to end with an empty cache: ours (process start included) and the peer pipeline.
+        # End to end with an empty cache: ours (process start included) and the peer pipeline, in turn.
         $e2e = @(); $peer = @()
         foreach ($i in 1..$Runs) {
             $fresh = Join-Path $work "fresh-$i"
@@ -158,12 +176,28 @@ foreach (`$i in 1..$Runs) {
             $peer += (Invoke-Timed 'bash' @('-c', $cmd)).Seconds
             Remove-Item -LiteralPath $p -Recurse -Force -ErrorAction SilentlyContinue
         }
+        # The same inside one session (module loaded, a new cache each time; the first run has the JIT cold).
+        $session = Invoke-Pwsh @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$ModulePath'
+`$times = foreach (`$i in 1..$Runs) {
+    `$env:INITRAMFSPS_CACHE = '$work/session-' + `$i
+    `$sw = [Diagnostics.Stopwatch]::StartNew()
+    `$null = Get-OciImage '$ref' | Export-Initramfs '$dir/session.cpio.zst' -Force -WarningAction SilentlyContinue
+    `$sw.Elapsed.TotalSeconds
+    Remove-Item -LiteralPath `$env:INITRAMFSPS_CACHE -Recurse -Force
+}
+@{ Times = @(`$times) } | ConvertTo-Json -Compress
+"@
+        $sessionTimes = @((($session.Output -split "`n" | Where-Object { $_.StartsWith('{') } | Select-Object -Last 1) | ConvertFrom-Json).Times)
 
         $m = [ordered]@{
             Image = $img.Name; CpioMB = [Math]::Round($cpioBytes / 1MB, 1)
             ExportCpio = Get-Median $data.Times.cpio; ExportZst = Get-Median $data.Times.zst; ExportGz = Get-Median $data.Times.gz
-            NativeZstd = Get-Median $native.zstd; NativePigz = Get-Median $native.pigz
+            NativeZstd = Get-Median $data.Times.zstd; NativePigz = Get-Median $data.Times.pigz
+            ZstRatio = Get-Median $zstRatios; GzRatio = Get-Median $gzRatios; FirstZstInProcess = [Math]::Round($data.ColdZst, 3)
             EndToEnd = Get-Median $e2e; Peer = Get-Median $peer
+            InSession = Get-Median $sessionTimes; InSessionFirst = [Math]::Round($sessionTimes[0], 3)
             PeakRssMB = [Math]::Round($rss.PeakMB); SecondReadMB = [Math]::Round($data.SecondReads / 1MB, 1); LayerMB = [Math]::Round($layerBytes / 1MB, 1)
             ZstSizeMB = [Math]::Round((Get-Item "$dir/ours.cpio.zst").Length / 1MB, 1); NativeZstSizeMB = [Math]::Round((Get-Item "$dir/native.cpio.zst").Length / 1MB, 1)
             GzSizeMB = [Math]::Round((Get-Item "$dir/ours.cpio.gz").Length / 1MB, 1); PigzSizeMB = [Math]::Round((Get-Item "$dir/native.cpio.gz").Length / 1MB, 1)
@@ -178,10 +212,14 @@ finally {
 }
 
 Write-Host '==> Targets (issue 6)'
+# The issue sets the warm-export targets for the Debian minbase image; the synthetic image's warm
+# ratios are printed below, without a verdict.
 $verdicts = foreach ($r in $results) {
-    $zr = $r.ExportZst / $r.NativeZstd; $gr = $r.ExportGz / $r.NativePigz; $er = $r.Peer / $r.EndToEnd
-    [pscustomobject]@{ Image = $r.Image; Target = 'warm .cpio.zst <= 1.15 x zstd -3 -T0'; Value = '{0:N3}s / {1:N3}s = {2:N2}x' -f $r.ExportZst, $r.NativeZstd, $zr; Pass = $zr -le 1.15 }
-    [pscustomobject]@{ Image = $r.Image; Target = 'warm .cpio.gz <= pigz -6'; Value = '{0:N3}s / {1:N3}s = {2:N2}x' -f $r.ExportGz, $r.NativePigz, $gr; Pass = $gr -le 1.0 }
+    $er = $r.Peer / $r.EndToEnd
+    if ($r.Image -notlike 'synthetic*' -or $Quick) {
+        [pscustomobject]@{ Image = $r.Image; Target = 'warm .cpio.zst <= 1.15 x zstd -3 -T0'; Value = '{0:N3}s / {1:N3}s, median ratio {2:N2}x' -f $r.ExportZst, $r.NativeZstd, $r.ZstRatio; Pass = $r.ZstRatio -le 1.15 }
+        [pscustomobject]@{ Image = $r.Image; Target = 'warm .cpio.gz <= pigz -6'; Value = '{0:N3}s / {1:N3}s, median ratio {2:N2}x' -f $r.ExportGz, $r.NativePigz, $r.GzRatio; Pass = $r.GzRatio -le 1.0 }
+    }
     [pscustomobject]@{ Image = $r.Image; Target = 'end to end >= 3 x faster than skopeo+umoci+cpio+zstd'; Value = '{0:N2}s vs {1:N2}s = {2:N2}x faster' -f $r.EndToEnd, $r.Peer, $er; Pass = $er -ge 3 }
     [pscustomobject]@{ Image = $r.Image; Target = 'second export reads each layer byte at most once'; Value = "$($r.SecondReadMB) MB read, layers $($r.LayerMB) MB"; Pass = $r.SecondReadMB -le $r.LayerMB }
     if ($r.Image -like 'synthetic*') {
@@ -190,4 +228,14 @@ $verdicts = foreach ($r in $results) {
 }
 $verdicts | ForEach-Object { $_ | Add-Member -PassThru NoteProperty Result $(if ($_.Pass) { 'PASS' } else { 'FAIL' }) } |
     Format-Table Image, Result, Target, Value -AutoSize -Wrap | Out-String -Width 200 | Write-Host
+Write-Host '==> Also measured (no target)'
+$results | ForEach-Object {
+    [pscustomobject]@{
+        Image                      = $_.Image
+        'warm .zst / .gz vs native' = '{0:N2}x / {1:N2}x (median per-run ratios)' -f $_.ZstRatio, $_.GzRatio
+        'first .zst in a process'  = '{0:N2}s ({1:N2}x native; the JIT still cold)' -f $_.FirstZstInProcess, ($_.FirstZstInProcess / $_.NativeZstd)
+        'end to end in a session'  = '{0:N2}s median, {1:N2}s the first ({2:N1}x / {3:N1}x faster than the peer)' -f $_.InSession, $_.InSessionFirst, ($_.Peer / $_.InSession), ($_.Peer / $_.InSessionFirst)
+        'zst / gz size vs native'  = '{0} / {1} MB vs {2} / {3} MB' -f $_.ZstSizeMB, $_.GzSizeMB, $_.NativeZstSizeMB, $_.PigzSizeMB
+    }
+} | Format-List | Out-String -Width 200 | Write-Host
 if ($Quick) { Write-Host '(quick mode: a small image and one run; the verdicts are informative only)' }
