@@ -234,6 +234,26 @@ Describe 'Writing the file' {
         (Get-CpioListing $out).Count | Should -BeGreaterThan 5
     }
 
+    It 'writes progress at most every 100 ms, however many entries' {
+        $many = [InitramfsPS.Rootfs]::new()
+        $template = [InitramfsPS.RootfsEntry]@{ Path = '/'; Type = 'Directory'; Mode = 0x1ED }
+        foreach ($i in 1..10000) {
+            $many.Set([InitramfsPS.RootfsEntry]@{ Path = "/d$($i % 50)/f$i"; Type = 'Symlink'; Mode = 0x1FF; LinkTarget = "target-$i" }, $template)
+        }
+        $ps = [PowerShell]::Create()
+        $null = $ps.AddCommand('Import-Module').AddArgument($env:INITRAMFSPS_MODULE ?? "$PSScriptRoot/../../out/InitramfsPS/InitramfsPS.psd1").AddStatement()
+        $null = $ps.AddCommand('Export-Initramfs').AddParameter('Path', (Join-Path $work 'progress.cpio.zst')).AddParameter('InputObject', $many).AddParameter('Force').AddParameter('WarningAction', 'SilentlyContinue')
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        $report = $ps.Invoke()
+        $elapsed = $sw.Elapsed.TotalMilliseconds
+        $records = @($ps.Streams.Progress)
+        $ps.Dispose()
+        $report[0].EntryCount | Should -BeGreaterThan 10000
+        $records.Count | Should -BeGreaterThan 0
+        # One record per 100 ms at most, plus the final one and the one that completes the bar.
+        $records.Count | Should -BeLessOrEqual ([Math]::Ceiling($elapsed / 100) + 2) -Because "$($records.Count) records in $([int]$elapsed) ms"
+    }
+
     It 'leaves no partial file when content vanished before the export' {
         $hostFile = Join-Path $work 'vanishing.bin'
         Set-Content $hostFile 'soon gone'
