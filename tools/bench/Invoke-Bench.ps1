@@ -221,7 +221,9 @@ $verdicts = foreach ($r in $results) {
         [pscustomobject]@{ Image = $r.Image; Target = 'warm .cpio.zst <= 1.15 x zstd -3 -T0'; Value = '{0:N3}s / {1:N3}s, median ratio {2:N2}x' -f $r.ExportZst, $r.NativeZstd, $r.ZstRatio; Pass = $r.ZstRatio -le 1.15 }
         [pscustomobject]@{ Image = $r.Image; Target = 'warm .cpio.gz <= pigz -6'; Value = '{0:N3}s / {1:N3}s, median ratio {2:N2}x' -f $r.ExportGz, $r.NativePigz, $r.GzRatio; Pass = $r.GzRatio -le 1.0 }
     }
-    [pscustomobject]@{ Image = $r.Image; Target = 'end to end >= 3 x faster than skopeo+umoci+cpio+zstd'; Value = '{0:N2}s vs {1:N2}s = {2:N2}x faster' -f $r.EndToEnd, $r.Peer, $er; Pass = $er -ge 3 }
+    [pscustomobject]@{ Image = $r.Image; Target = 'end to end, new pwsh process (its start included) >= 3 x faster than skopeo+umoci+cpio+zstd'; Value = '{0:N2}s vs {1:N2}s = {2:N2}x faster' -f $r.EndToEnd, $r.Peer, $er; Pass = $er -ge 3 }
+    $sr = $r.Peer / $r.InSessionFirst
+    [pscustomobject]@{ Image = $r.Image; Target = 'end to end, first run in a pwsh session (module loaded, JIT cold) >= 3 x faster than the same'; Value = '{0:N2}s vs {1:N2}s = {2:N2}x faster' -f $r.InSessionFirst, $r.Peer, $sr; Pass = $sr -ge 3 }
     [pscustomobject]@{ Image = $r.Image; Target = 'second export reads each layer byte at most once'; Value = "$($r.SecondReadMB) MB read, layers $($r.LayerMB) MB"; Pass = $r.SecondReadMB -le $r.LayerMB }
     if ($r.Image -like 'synthetic*') {
         [pscustomobject]@{ Image = $r.Image; Target = 'peak RSS < 256 MB'; Value = "$($r.PeakRssMB) MB"; Pass = $r.PeakRssMB -lt 256 }
@@ -235,7 +237,7 @@ $results | ForEach-Object {
         Image                      = $_.Image
         'warm .zst / .gz vs native (median per-run ratios)' = '{0:N2}x / {1:N2}x' -f $_.ZstRatio, $_.GzRatio
         'first cached Get-OciImage | Export-Initramfs .zst in a process' = '{0:N2}s (warm export alone: {1:N2}s; the JIT still cold)' -f $_.FirstZstInProcess, $_.ExportZst
-        'end to end in a session'  = '{0:N2}s median, {1:N2}s the first ({2:N1}x / {3:N1}x faster than the peer)' -f $_.InSession, $_.InSessionFirst, ($_.Peer / $_.InSession), ($_.Peer / $_.InSessionFirst)
+        'end to end in a session, all runs' = '{0:N2}s median ({1:N1}x faster than the peer)' -f $_.InSession, ($_.Peer / $_.InSession)
         'zst / gz size vs native'  = '{0} / {1} MB vs {2} / {3} MB' -f $_.ZstSizeMB, $_.GzSizeMB, $_.NativeZstSizeMB, $_.PigzSizeMB
     }
 } | Format-List | Out-String -Width 200 | Write-Host
