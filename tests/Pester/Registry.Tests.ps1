@@ -672,6 +672,35 @@ catch { [Console]::Error.WriteLine(`$_.ToString()); exit 1 }
     }
 }
 
+Describe 'A layer that expands far past its size' {
+    BeforeAll {
+        # 80 MiB of zeros: the gzip layer is about 80 KB, a thousand times smaller.
+        $zeroTar = New-TestTar -Entry @(@{ Name = 'init'; Mode = '0755'; Data = "#!/bin/sh`n" }, @{ Name = 'zeros.bin'; Data = [byte[]]::new(80MB) })
+        $script:Zeros = New-TestOciLayout -Path (Join-Path $Work 'zeros') -Tag zeros -Layer @(, $zeroTar)
+        $script:PushZeros = Push-TestImage -Layout $Zeros.Path -Tag zeros -Registry $Registry.Url -Repository team/zeros -DestinationTag '1.0'
+        $script:ZerosCache = Use-FreshCache
+        $script:ZerosVerbose = @(Get-OciImage $PushZeros.Reference -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] })
+    }
+
+    It 'is not unpacked while pulling (past 20 times its size), and says so' {
+        $hex = $Zeros.DiffIds[0].Substring(7)
+        Test-Path (Join-Path $ZerosCache "blobs/sha256/$hex") | Should -BeFalse
+        Test-Path (Join-Path $ZerosCache "index/sha256/$hex") | Should -BeFalse
+        @(Get-ChildItem (Join-Path $ZerosCache 'tmp') -File -Force -ErrorAction SilentlyContinue) | Should -BeNullOrEmpty
+        ($ZerosVerbose.Message -join "`n") | Should -Match 'not unpacked while pulling \(it expands past \d+ bytes\); Expand-OciLayers will unpack it'
+    }
+
+    It 'is then refused by Expand-OciLayers -MaxLayerSize, and expanded within the default limit' {
+        $env:INITRAMFSPS_CACHE = $ZerosCache
+        $err = $null
+        $r = Get-OciImage $PushZeros.Reference -Offline | Expand-OciLayers -MaxLayerSize 16MB -ErrorVariable err -ErrorAction SilentlyContinue
+        $r | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'LayerTooLarge,*'
+        (Get-OciImage $PushZeros.Reference -Offline | Expand-OciLayers).GetEntry('/zeros.bin').Size | Should -Be 80MB
+        Get-FileSha256 (Get-BlobFile $Zeros.DiffIds[0]) | Should -Be $Zeros.DiffIds[0]
+    }
+}
+
 Describe 'Basic auth (htpasswd)' {
     BeforeAll {
         $script:PrivRef = "$($BasicRegistry.Url)/priv/app:1.0"
