@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Security.Cryptography;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
@@ -99,7 +98,21 @@ namespace InitramfsPS.Layers
                 var parsed = new ParsedLayer { BackingPath = image.Blobs.PathOf(layer.Digest), BackingLength = raw.Length };
                 using var hash = layer.Digest.CreateHash();
                 var counted = new HashingReadStream(raw, hash);
-                ParseChecked(counted, parsed, name, layer, counted, hash, () => Progress(options, layer, image, counted.BytesRead), cancellationToken);
+                try
+                {
+                    ClassifyAll(counted, parsed, name, () => Progress(options, layer, image, counted.BytesRead), cancellationToken);
+                    // Padding after the end blocks is part of the digest too.
+                    counted.Drain();
+                    Progress(options, layer, image, counted.BytesRead);
+                }
+                catch (Exception ex) when (IsDataError(ex))
+                {
+                    throw DataError(ex, name, layer, raw);
+                }
+                if (!IsStored(layer, counted.BytesRead, hash.GetHashAndReset()))
+                {
+                    throw DigestMismatch(name, layer, null);
+                }
                 var digest = layer.Digest;
                 if (layer.DiffId is { } diffId && diffId != digest)
                 {
@@ -121,19 +134,12 @@ namespace InitramfsPS.Layers
             }
             catch (Exception ex) when (IsDataError(ex))
             {
-                // Bytes that do not match their digest are the likelier cause of anything else.
-                raw.Position = 0;
-                if (!StoredBytesMatch(raw, layer))
-                {
-                    throw DigestMismatch(name, layer, ex);
-                }
-                throw ex as InitramfsException ?? new InitramfsException("LayerCorrupt", FailureKind.InvalidData,
-                    $"{name}: the {layer.Compression} data is corrupt: {ex.Message}", layer.Digest.ToString(), ex);
+                throw DataError(ex, name, layer, raw);
             }
             var computed = unpacked.TarDigest;
             using (unpacked)
             {
-                if (unpacked.RawLength != layer.Size || !layer.Digest.Matches(unpacked.RawHash))
+                if (!IsStored(layer, unpacked.RawLength, unpacked.RawHash))
                 {
                     throw DigestMismatch(name, layer, null);
                 }
@@ -149,46 +155,26 @@ namespace InitramfsPS.Layers
             return result;
         }
 
-        /// <summary>Whether the stored bytes from here to the end have the layer's size and digest.</summary>
-        private static bool StoredBytesMatch(Stream raw, LayerDescriptor layer)
+        /// <summary>
+        /// The error for a parse or decompression failure of a layer: bytes that do not match their
+        /// digest are reported as that, since a damaged or tampered blob is the likelier cause; the
+        /// stored bytes in <paramref name="raw"/> are hashed again from the start to tell.
+        /// </summary>
+        private static InitramfsException DataError(Exception ex, string name, LayerDescriptor layer, Stream raw)
         {
+            raw.Position = 0;
             using var hash = layer.Digest.CreateHash();
             var counted = new HashingReadStream(raw, hash);
-            return TryDrain(counted) && counted.BytesRead == layer.Size && layer.Digest.Matches(hash.GetHashAndReset());
+            if (!TryDrain(counted) || !IsStored(layer, counted.BytesRead, hash.GetHashAndReset()))
+            {
+                return DigestMismatch(name, layer, ex);
+            }
+            return ex as InitramfsException ?? new InitramfsException("LayerCorrupt", FailureKind.InvalidData,
+                $"{name}: the {layer.Compression} data is corrupt: {ex.Message}", layer.Digest.ToString(), ex);
         }
 
-        /// <summary>
-        /// Parses a layer's tar and checks the stored bytes' digest and size. When parsing or
-        /// decompression fails, the digest is checked first: bytes that do not match their digest
-        /// are reported as that, since a tampered or damaged blob is the likelier cause.
-        /// </summary>
-        private static void ParseChecked(Stream tar, ParsedLayer parsed, string name, LayerDescriptor layer,
-            HashingReadStream raw, IncrementalHash rawHash, Action progress, CancellationToken cancellationToken)
-        {
-            try
-            {
-                ClassifyAll(tar, parsed, name, progress, cancellationToken);
-                if (tar is HashingReadStream h)
-                {
-                    h.Drain();
-                }
-                raw.Drain();
-                progress();
-            }
-            catch (Exception ex) when (IsDataError(ex))
-            {
-                if (!TryDrain(raw) || raw.BytesRead != layer.Size || !layer.Digest.Matches(rawHash.GetHashAndReset()))
-                {
-                    throw DigestMismatch(name, layer, ex);
-                }
-                throw ex as InitramfsException ?? new InitramfsException("LayerCorrupt", FailureKind.InvalidData,
-                    $"{name}: the {layer.Compression} data is corrupt: {ex.Message}", layer.Digest.ToString(), ex);
-            }
-            if (raw.BytesRead != layer.Size || !layer.Digest.Matches(rawHash.GetHashAndReset()))
-            {
-                throw DigestMismatch(name, layer, null);
-            }
-        }
+        /// <summary>Whether stored bytes of <paramref name="length"/> that hash to <paramref name="hash"/> are the layer's.</summary>
+        private static bool IsStored(LayerDescriptor layer, long length, byte[] hash) => length == layer.Size && layer.Digest.Matches(hash);
 
         /// <summary>Reads every tar header of a layer into <paramref name="parsed"/>, checking for Ctrl+C as it goes.</summary>
         private static void ClassifyAll(Stream tar, ParsedLayer parsed, string name, Action? progress, CancellationToken cancellationToken)
