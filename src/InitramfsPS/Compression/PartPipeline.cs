@@ -52,8 +52,8 @@ namespace InitramfsPS.Compression
         private readonly object gate = new();
         private readonly Queue<Part> unassigned = new();
         private readonly Queue<Part> unwritten = new();
-        private readonly Stack<byte[]> freeBuffers = new();
         private readonly ChunkPool chunks = new(ChunkSize);
+        private readonly ChunkPool? partBuffers;
         private readonly InitramfsCompression compression;
         private readonly int level;
         private readonly FileStream file;
@@ -62,7 +62,6 @@ namespace InitramfsPS.Compression
         private readonly Thread[] threads;
         private readonly int maxOpenParts;
         private readonly long outputLimit;
-        private readonly int partBufferSize;
         private Part current;
         private byte[] chunk;
         private int chunkUsed;
@@ -89,7 +88,9 @@ namespace InitramfsPS.Compression
             outputLimit = PartSize + 2L * ChunkSize;
             // Twice the part size: a part outgrows it only when one entry larger than a part crosses
             // its end (with 1.5x, two 3 MiB libraries after a 4 MiB mark already did).
-            partBufferSize = compression == InitramfsCompression.Zstd ? (int)(2 * PartSize) : 0;
+            // Pinned: zstd keeps pointers into a part buffer between calls (stableInBuffer). At most one
+            // buffer per open part exists, so the pool never holds more than workers + 1.
+            partBuffers = compression == InitramfsCompression.Zstd ? new ChunkPool((int)(2 * PartSize), pinned: true) : null;
             chunk = chunks.Rent();
             current = NewPart();
             unassigned.Enqueue(current);
@@ -291,28 +292,16 @@ namespace InitramfsPS.Compression
         }
 
         /// <summary>A new part: contiguous in a part buffer for zstd, streamed in chunks otherwise. Called with the gate held, or before the threads start.</summary>
-        private Part NewPart()
-        {
-            if (partBufferSize == 0)
-            {
-                return new Part { Streaming = true };
-            }
-            // Pinned: zstd keeps pointers into the buffer between calls (stableInBuffer). At most
-            // one buffer per open part exists, so the pool never holds more than workers + 1.
-            var buffer = freeBuffers.Count > 0 ? freeBuffers.Pop() : GC.AllocateUninitializedArray<byte>(partBufferSize, pinned: true);
-            return new Part { Buffer = buffer };
-        }
+        private Part NewPart() => partBuffers is null ? new Part { Streaming = true } : new Part { Buffer = partBuffers.Rent() };
 
-        /// <summary>Gives back a segment's array: the part buffer to the pool of part buffers, a chunk to the array pool.</summary>
+        /// <summary>Gives back a segment's array to its pool: the part's buffer, or a chunk.</summary>
         private void Release(Part part, byte[] buffer)
         {
             if (ReferenceEquals(buffer, part.Buffer))
             {
-                lock (gate)
-                {
-                    freeBuffers.Push(buffer);
-                    part.Buffer = null;
-                }
+                // Only this part's compressor still holds the part: the producer has moved on.
+                part.Buffer = null;
+                partBuffers!.Return(buffer);
             }
             else
             {

@@ -18,8 +18,17 @@ namespace InitramfsPS.IO
     {
         private readonly Stack<byte[]> free = new();
 
-        /// <summary>A pool of buffers of <paramref name="size"/> bytes.</summary>
-        public ChunkPool(int size) => Size = size;
+        private readonly bool pinned;
+
+        /// <summary>
+        /// A pool of buffers of <paramref name="size"/> bytes; <paramref name="pinned"/> buffers never
+        /// move (native code may keep pointers into them between calls).
+        /// </summary>
+        public ChunkPool(int size, bool pinned = false)
+        {
+            Size = size;
+            this.pinned = pinned;
+        }
 
         /// <summary>Length of every buffer.</summary>
         public int Size { get; }
@@ -34,7 +43,7 @@ namespace InitramfsPS.IO
                     return free.Pop();
                 }
             }
-            return GC.AllocateUninitializedArray<byte>(Size);
+            return GC.AllocateUninitializedArray<byte>(Size, pinned);
         }
 
         /// <summary>Gives a buffer of this pool back.</summary>
