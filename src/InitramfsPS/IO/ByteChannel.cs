@@ -12,12 +12,12 @@ namespace InitramfsPS.IO
     /// stream, with back-pressure: at most <c>capacity</c> chunks wait, then the writer waits.
     /// Either side can stop the other: the writer by <see cref="Complete"/> (with an error, the
     /// reader's next read throws it), the reader by <see cref="StopReading"/> (the writer's wait
-    /// ends and later writes are dropped).
+    /// ends and later writes are dropped). Both close the channel, so both can be called in any
+    /// order, and more than once.
     /// </summary>
     internal sealed class ByteChannel : IDisposable
     {
         private readonly Channel<Chunk> channel;
-        private readonly CancellationTokenSource readerGone = new();
 
         /// <summary>A channel holding at most <paramref name="capacity"/> chunks (one per write).</summary>
         public ByteChannel(int capacity)
@@ -35,25 +35,17 @@ namespace InitramfsPS.IO
         /// <summary>The bytes written, as a stream for the reading thread. Its reads block.</summary>
         public Stream Reader { get; }
 
-        /// <summary>Whether the reader stopped (<see cref="StopReading"/>): writes are dropped.</summary>
-        public bool ReaderStopped => readerGone.IsCancellationRequested;
-
-        /// <summary>Copies <paramref name="data"/> in; waits while the channel is full. Returns false once the reader stopped.</summary>
+        /// <summary>Copies <paramref name="data"/> in; waits while the channel is full. Returns false once the channel is closed.</summary>
         public async ValueTask<bool> WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
         {
-            if (ReaderStopped)
-            {
-                return false;
-            }
             var buffer = ArrayPool<byte>.Shared.Rent(data.Length);
             data.CopyTo(buffer);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, readerGone.Token);
             try
             {
-                await channel.Writer.WriteAsync(new Chunk(buffer, data.Length), linked.Token).ConfigureAwait(false);
+                await channel.Writer.WriteAsync(new Chunk(buffer, data.Length), cancellationToken).ConfigureAwait(false);
                 return true;
             }
-            catch (Exception ex) when (ex is ChannelClosedException || (ex is OperationCanceledException && ReaderStopped && !cancellationToken.IsCancellationRequested))
+            catch (ChannelClosedException)
             {
                 ArrayPool<byte>.Shared.Return(buffer);
                 return false;
@@ -63,14 +55,13 @@ namespace InitramfsPS.IO
         /// <summary>No more bytes: the reader sees the end, or <paramref name="error"/> thrown from its next read.</summary>
         public void Complete(Exception? error = null) => channel.Writer.TryComplete(error);
 
-        /// <summary>The reader stops: a waiting writer is released and later writes are dropped.</summary>
+        /// <summary>
+        /// The reader stops: closing the channel releases a waiting writer (its later writes are
+        /// dropped) and ends a read waiting for bytes; what was queued goes back to the pool.
+        /// </summary>
         public void StopReading()
         {
-            if (disposed)
-            {
-                return;
-            }
-            readerGone.Cancel();
+            channel.Writer.TryComplete();
             while (channel.Reader.TryRead(out var chunk))
             {
                 ArrayPool<byte>.Shared.Return(chunk.Buffer);
@@ -78,19 +69,7 @@ namespace InitramfsPS.IO
         }
 
         /// <inheritdoc/>
-        public void Dispose()
-        {
-            if (disposed)
-            {
-                return;
-            }
-            disposed = true;
-            Complete();
-            StopReading();
-            readerGone.Dispose();
-        }
-
-        private bool disposed;
+        public void Dispose() => StopReading();
 
         private readonly record struct Chunk(byte[] Buffer, int Count);
 
@@ -121,8 +100,8 @@ namespace InitramfsPS.IO
                     while (!reader.TryRead(out next))
                     {
                         // A dedicated thread: blocking here is what it is for. A completion with an
-                        // error rethrows that error; StopReading ends the wait with a cancellation.
-                        if (!reader.WaitToReadAsync(owner.readerGone.Token).AsTask().GetAwaiter().GetResult())
+                        // error rethrows that error; StopReading ends the wait as an end of stream.
+                        if (!reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
                         {
                             return 0;
                         }

@@ -97,7 +97,8 @@ namespace InitramfsPS.Layers
             if (abandoned || failure is not null || result is null || parsed is null)
             {
                 result?.Dispose();
-                if (failure is not null && failure is not OperationCanceledException)
+                // When Abandon stopped it, it said why; what the stopped unpacker threw is no news.
+                if (failure is not null && failure is not OperationCanceledException && !stop.IsCancellationRequested)
                 {
                     verbose?.Invoke($"{layer.DisplayName}: not unpacked while pulling ({failure.Message}); Expand-OciLayers will unpack it.");
                 }
