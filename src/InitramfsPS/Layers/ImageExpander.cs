@@ -178,20 +178,7 @@ namespace InitramfsPS.Layers
 
         /// <summary>Reads every tar header of a layer into <paramref name="parsed"/>, checking for Ctrl+C as it goes.</summary>
         private static void ClassifyAll(Stream tar, ParsedLayer parsed, string name, Action? progress, CancellationToken cancellationToken)
-        {
-            var reader = new TarReader(tar);
-            long entries = 0;
-            TarHeader? header;
-            while ((header = reader.Next()) is not null)
-            {
-                if ((++entries & 1023) == 0)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    progress?.Invoke();
-                }
-                LayerApplier.Classify(header, parsed, name);
-            }
-        }
+            => TarReader.ReadAll(tar, header => LayerApplier.Classify(header, parsed, name), progress, cancellationToken);
 
         private static ParsedLayer? TryReadCached(BlobStore cache, Digest diffId, string name, CancellationToken cancellationToken)
         {

@@ -139,18 +139,7 @@ namespace InitramfsPS.Layers
             try
             {
                 var tar = new ChunkReadStream(toParser, toWriter, stop.Token);
-                var reader = new TarReader(tar);
-                long entries = 0;
-                TarHeader? header;
-                while ((header = reader.Next()) is not null)
-                {
-                    if ((++entries & 1023) == 0)
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        progress?.Invoke(Interlocked.Read(ref rawRead));
-                    }
-                    onEntry(header);
-                }
+                TarReader.ReadAll(tar, onEntry, progress is null ? null : () => progress(Interlocked.Read(ref rawRead)), cancellationToken);
                 // The tar may end before the stream does (end blocks, padding): all of it is hashed and kept.
                 tar.Drain();
                 toWriter.CompleteAdding();

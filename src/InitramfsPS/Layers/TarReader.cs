@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Text;
+using System.Threading;
 using InitramfsPS.Errors;
 
 namespace InitramfsPS.Layers
@@ -67,6 +68,26 @@ namespace InitramfsPS.Layers
 
         /// <summary>Reads tar headers from <paramref name="stream"/>, which need not be seekable.</summary>
         public TarReader(Stream stream) => this.stream = stream;
+
+        /// <summary>
+        /// Hands every header of the tar in <paramref name="stream"/> to <paramref name="onEntry"/>,
+        /// checking for Ctrl+C and calling <paramref name="progress"/> every 1024 entries.
+        /// </summary>
+        public static void ReadAll(Stream stream, Action<TarHeader> onEntry, Action? progress, CancellationToken cancellationToken)
+        {
+            var reader = new TarReader(stream);
+            long entries = 0;
+            TarHeader? header;
+            while ((header = reader.Next()) is not null)
+            {
+                if ((++entries & 1023) == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    progress?.Invoke();
+                }
+                onEntry(header);
+            }
+        }
 
         /// <summary>Bytes consumed so far.</summary>
         public long Position { get; private set; }
