@@ -8,8 +8,9 @@
     runs once.
 
       Clean         removes out/ and the build folders.
-      Build         publishes src/InitramfsPS, assembles the module in out/InitramfsPS/, and
-                    runs Help.
+      Build         publishes src/InitramfsPS, assembles the module in out/InitramfsPS/ (its
+                    ZstdSharp.dll with methods marked for full optimisation, see
+                    tools/build/Set-AggressiveOptimization.ps1), and runs Help.
       Help          writes the module's help from docs/help/*.md and the built cmdlets:
                     out/InitramfsPS/en-US/InitramfsPS.dll-Help.xml (MAML) and
                     about_InitramfsPS.help.txt; then checks Get-Help reads it.
@@ -113,6 +114,10 @@ function Invoke-Build {
         Where-Object { $_.Extension -in '.dll', '.pdb' -and $_.BaseName -ne 'System.Management.Automation' }
     if ('InitramfsPS.dll' -notin $binaries.Name) { throw "dotnet publish produced no InitramfsPS.dll in '$publishDir'." }
     $binaries | Copy-Item -Destination $moduleDir
+    # ZstdSharp's compressor, fully optimised from its first call: the first .cpio.zst export of
+    # a process otherwise runs it as tier-0 code (tools/build/Set-AggressiveOptimization.ps1).
+    $marked = & (Join-Path $root 'tools/build/Set-AggressiveOptimization.ps1') -Path (Join-Path $publishDir 'ZstdSharp.dll') -Destination (Join-Path $moduleDir 'ZstdSharp.dll')
+    Write-Host "ZstdSharp.dll: $($marked.MethodsMarked) methods marked AggressiveOptimization"
     Copy-Item -LiteralPath (Join-Path $root 'InitramfsPS.psd1') -Destination $moduleDir
     $formatFile = Join-Path $root 'src/InitramfsPS/InitramfsPS.Format.ps1xml'
     if (-not (Test-Path -LiteralPath $formatFile)) { throw "Format file '$formatFile' is missing." }
