@@ -11,10 +11,13 @@
     two workers sit in them, then tier 1: the first .cpio.zst export of a process took about
     1.6 s against 0.8 s for later ones, half a second of every `pwsh -c ... | Export-Initramfs`.
     AggressiveOptimization makes the JIT compile a method fully optimised on its first call.
-    Steady-state speed stays the same only if inlining does: a method marked this way is not
-    inlined into its callers, so methods marked AggressiveInlining (ZstdSharp's many small
-    helpers, MEM_read64 and the like) are left alone; marking them too made warm exports
-    12–24% slower in a loop of compressions.
+    Methods marked AggressiveInlining are left to tiering. Most are small helpers (MEM_read64
+    and the like), and a method marked AggressiveOptimization is not inlined into its callers:
+    marking them too made a loop of compressions 12-24% slower. A few are big bodies the JIT
+    never inlines (more than 32 locals, MAX_INL_LCLS in its inline.h), the hottest of them
+    ZSTD_compressBlock_doubleFast_noDict_generic; marked, they start fast but stay about 12%
+    slower than the tier-1 code with profile data they otherwise end as, which would cost the
+    warm export its target. Unmarked, they reach that code within the first export's parts.
 
     Also skipped: methods with no IL body (abstract, extern, runtime-implemented) and methods
     marked NoOptimization. The CLI header's StrongNameSigned flag is cleared: the strong-name
