@@ -14,8 +14,10 @@ registry, then, per image and over -Runs runs (medians printed):
   - end to end from the registry with an empty cache in a new pwsh process, its start included,
     against `skopeo copy` -> `umoci unpack` -> `find | cpio -o -H newc` -> `zstd -3 -T0`. pwsh is
     started as an installed pwsh starts ($PSHOME/pwsh); `dotnet pwsh` would add the local tool's
-    shim, a .NET process of its own (about 0.3 s here) that no installed pwsh has. Also printed:
-    the same pull and export inside one session with the module loaded (what the prompt sees);
+    shim, a .NET process of its own (about 0.3 s here) that no installed pwsh has. Each run starts
+    after an untimed `sync`, so that no run pays for the writeback of the one before. Also
+    printed: the same pull and export inside one session with the module loaded (what the prompt
+    sees);
   - peak RSS (`/usr/bin/time -v`) of a pwsh process doing a warm export;
   - the bytes a second export of the unchanged image reads (/proc/self/io rchar) against the
     bytes of its decompressed layers.
@@ -167,16 +169,21 @@ foreach (`$i in 1..$Runs) {
         $rss = Invoke-Pwsh $rssScript @{ INITRAMFSPS_CACHE = $cache }
 
         # End to end with an empty cache: ours (process start included) and the peer pipeline, in turn.
+        # Each starts after `sync`, untimed: the peer leaves ~170 MB of extracted files dirty, and
+        # their writeback (and that of the deletes) otherwise lands on whichever run comes next.
         $e2e = @(); $peer = @()
         foreach ($i in 1..$Runs) {
             $fresh = Join-Path $work "fresh-$i"
+            & sync
             $e2e += (Invoke-Pwsh "Import-Module '$ModulePath'; `$null = Get-OciImage '$ref' | Export-Initramfs '$dir/e2e.cpio.zst' -Force -WarningAction SilentlyContinue" @{ INITRAMFSPS_CACHE = $fresh }).Seconds
             Remove-Item -LiteralPath $fresh -Recurse -Force -ErrorAction SilentlyContinue
             $p = Join-Path $work "peer-$i"
             $cmd = "set -e; mkdir -p $p; skopeo copy -q --src-tls-verify=false docker://$ref oci:$p/oci:bench; umoci unpack --image $p/oci:bench $p/bundle >/dev/null; (cd $p/bundle/rootfs && find . | cpio -o -H newc --quiet) | zstd -3 -T0 -q > $dir/peer.cpio.zst"
+            & sync
             $peer += (Invoke-Timed 'bash' @('-c', $cmd)).Seconds
             Remove-Item -LiteralPath $p -Recurse -Force -ErrorAction SilentlyContinue
         }
+        & sync
         # The same inside one session (module loaded, a new cache each time; the first run has the JIT cold).
         $session = Invoke-Pwsh @"
 `$ErrorActionPreference = 'Stop'
@@ -187,6 +194,7 @@ Import-Module '$ModulePath'
     `$null = Get-OciImage '$ref' | Export-Initramfs '$dir/session.cpio.zst' -Force -WarningAction SilentlyContinue
     `$sw.Elapsed.TotalSeconds
     Remove-Item -LiteralPath `$env:INITRAMFSPS_CACHE -Recurse -Force
+    & sync
 }
 @{ Times = @(`$times) } | ConvertTo-Json -Compress
 "@
