@@ -114,8 +114,9 @@ function Invoke-Build {
         Where-Object { $_.Extension -in '.dll', '.pdb' -and $_.BaseName -ne 'System.Management.Automation' }
     if ('InitramfsPS.dll' -notin $binaries.Name) { throw "dotnet publish produced no InitramfsPS.dll in '$publishDir'." }
     $binaries | Copy-Item -Destination $moduleDir
-    # ZstdSharp's compressor, fully optimised from its first call: the first .cpio.zst export of
-    # a process otherwise runs it as tier-0 code (tools/build/Set-AggressiveOptimization.ps1).
+    # ZstdSharp's methods (bar its AggressiveInlining ones) fully optimised from their first call:
+    # the first .cpio.zst export of a process otherwise runs them as tier-0 code
+    # (tools/build/Set-AggressiveOptimization.ps1).
     $marked = & (Join-Path $root 'tools/build/Set-AggressiveOptimization.ps1') -Path (Join-Path $publishDir 'ZstdSharp.dll') -Destination (Join-Path $moduleDir 'ZstdSharp.dll')
     Write-Host "ZstdSharp.dll: $($marked.MethodsMarked) methods marked AggressiveOptimization"
     Copy-Item -LiteralPath (Join-Path $root 'InitramfsPS.psd1') -Destination $moduleDir
