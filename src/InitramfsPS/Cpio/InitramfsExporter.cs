@@ -381,9 +381,10 @@ namespace InitramfsPS.Cpio
                 var p = plan[i];
                 pipeline.EntryBoundary(openGroups == 0);
                 string archiveName = RootfsPath.ArchiveName(e.Path);
-                if (name.Length < Encoding.UTF8.GetMaxByteCount(archiveName.Length))
+                int maxNameLength = Encoding.UTF8.GetMaxByteCount(archiveName.Length);
+                if (name.Length < maxNameLength)
                 {
-                    name = new byte[Encoding.UTF8.GetMaxByteCount(archiveName.Length)];
+                    name = new byte[maxNameLength];
                 }
                 int nameLength = Encoding.UTF8.GetBytes(archiveName, name);
                 writer.WriteHeader(p.Header, name.AsSpan(0, nameLength));
