@@ -79,6 +79,11 @@ function Invoke-Pwsh([string] $Script, [hashtable] $Environment = @{}) {
     }
 }
 
+# The JSON object a child script printed last (its other output is the module's warnings and such).
+function Read-ChildResult($Child) {
+    ($Child.Output -split "`n" | Where-Object { $_.StartsWith('{') } | Select-Object -Last 1) | ConvertFrom-Json
+}
+
 function New-SyntheticLayout([string] $Name, [int] $Entries, [long] $Bytes) {
     $dir = Join-Path $CacheDirectory $Name
     $layout = Join-Path $dir 'layout'
@@ -159,7 +164,7 @@ foreach (`$i in 1..$Runs) {
 @{ Times = `$t; SecondReads = `$second; ColdZst = `$coldZst } | ConvertTo-Json -Compress -Depth 4
 "@
         $warm = Invoke-Pwsh $child @{ INITRAMFSPS_CACHE = $cache }
-        $data = ($warm.Output -split "`n" | Where-Object { $_.StartsWith('{') } | Select-Object -Last 1) | ConvertFrom-Json
+        $data = Read-ChildResult $warm
         $cpioBytes = (Get-Item "$dir/warm.cpio").Length
         $zstRatios = for ($i = 0; $i -lt $Runs; $i++) { $data.Times.zst[$i] / $data.Times.zstd[$i] }
         $gzRatios = for ($i = 0; $i -lt $Runs; $i++) { $data.Times.gz[$i] / $data.Times.pigz[$i] }
@@ -198,7 +203,7 @@ Import-Module '$ModulePath'
 }
 @{ Times = @(`$times) } | ConvertTo-Json -Compress
 "@
-        $sessionTimes = @((($session.Output -split "`n" | Where-Object { $_.StartsWith('{') } | Select-Object -Last 1) | ConvertFrom-Json).Times)
+        $sessionTimes = @((Read-ChildResult $session).Times)
 
         $m = [ordered]@{
             Image = $img.Name; CpioMB = [Math]::Round($cpioBytes / 1MB, 1)
