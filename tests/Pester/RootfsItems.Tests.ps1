@@ -99,10 +99,12 @@ Describe 'Remove-InitramfsItem' {
         $trimmed.Changes[-1] | Should -Match 'removed 3 entries \(310 B\)'
     }
 
-    It 'refuses a non-empty directory without -Recurse, and passes nothing on' {
+    It 'refuses a non-empty directory without -Recurse, and passes on the copy without removing it' {
         $err = $null
-        $rootfs | Remove-InitramfsItem /usr/share/doc -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $copy = $rootfs | Remove-InitramfsItem /usr/share/doc -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -BeLike 'DirectoryNotEmpty,*'
+        $copy.GetEntry('/usr/share/doc/bash/README') | Should -Not -BeNullOrEmpty
+        $copy.Count | Should -Be $rootfs.Count
         ($rootfs | Remove-InitramfsItem /usr/share/doc -Recurse).GetEntry('/usr/share/doc/bash/README') | Should -BeNullOrEmpty
     }
 

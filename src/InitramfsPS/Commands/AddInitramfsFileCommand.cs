@@ -32,7 +32,10 @@ namespace InitramfsPS.Commands
         [ValidateNotNullOrEmpty]
         public string Destination { get; set; } = null!;
 
-        /// <summary>Octal permission bits of the added files, e.g. 0755 or 4755.</summary>
+        /// <summary>
+        /// Octal permission bits of the added files, e.g. 0755 or 4755 (directories then get 0755).
+        /// Without it a file named on its own gets 0755, and -Recurse keeps the host's bits.
+        /// </summary>
         [Parameter]
         [ValidatePattern("^[0-7]{3,4}$")]
         public string Mode { get; set; } = "0755";
@@ -61,7 +64,7 @@ namespace InitramfsPS.Commands
                 string[] owner = Owner.Split(':');
                 var options = new AddFileOptions
                 {
-                    Mode = Convert.ToInt32(Mode, 8),
+                    Mode = MyInvocation.BoundParameters.ContainsKey(nameof(Mode)) ? Convert.ToInt32(Mode, 8) : null,
                     Uid = long.Parse(owner[0], CultureInfo.InvariantCulture),
                     Gid = long.Parse(owner[1], CultureInfo.InvariantCulture),
                     Recurse = Recurse,

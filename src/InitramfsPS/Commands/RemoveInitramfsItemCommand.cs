@@ -50,7 +50,7 @@ namespace InitramfsPS.Commands
                 {
                     return;
                 }
-                var below = top.Type == EntryType.Directory ? RootfsQuery.Below(rootfs, top.Path).ToList() : new List<RootfsEntry>();
+                var below = top.Type == EntryType.Directory ? rootfs.GetEntriesBelow(top.Path).ToList() : new List<RootfsEntry>();
                 long size = top.Size + below.Sum(e => e.Type == EntryType.File ? e.Size : 0);
                 string detail = below.Count == 0
                     ? $"{top.Path} ({Units.Bytes(size)})"
@@ -66,10 +66,10 @@ namespace InitramfsPS.Commands
                 WriteVerbose("Removed " + detail + ".");
             }
 
-            bool failed = false;
             foreach (string path in Path ?? System.Array.Empty<string>())
             {
-                failed |= !Guard(path, () =>
+                // As Remove-Item: a path that fails is one error, and the others are still removed.
+                Guard(path, () =>
                 {
                     var found = RootfsQuery.Find(rootfs, path, recurse: false, listDirectory: false);
                     if (found is null || (found.Count == 0 && !RootfsGlob.HasWildcards(path)))
@@ -101,10 +101,11 @@ namespace InitramfsPS.Commands
                 }
                 what.Add("preset " + preset.Name);
             }
-            if (declined || failed)
+            if (declined)
             {
-                // -WhatIf, a "no" at -Confirm, or a path that could not be removed: the rootfs was not
-                // trimmed as asked, so nothing flows on to be exported by mistake.
+                // -WhatIf or a "no" at -Confirm: the rootfs was not trimmed as asked, so nothing flows
+                // on to be exported by mistake. A path that failed wrote its error (which stops the
+                // pipeline under -ErrorAction Stop); the copy trimmed of the others flows on.
                 return;
             }
             string summary = string.Create(CultureInfo.InvariantCulture, $"removed {entries} entries ({Units.Bytes(bytes)}) for {string.Join(", ", what)}");

@@ -34,15 +34,23 @@ namespace InitramfsPS.Commands
             int slash = word.LastIndexOf('/');
             string directory = slash <= 0 ? "/" : word[..slash];
             string prefix = word[(slash + 1)..];
-            if (!RootfsPath.TryNormalize(directory, out string normalized, out _))
+            string real;
+            try
+            {
+                // Through links as the kernel goes (merged /usr: /lib/ lists /usr/lib), keeping what was typed.
+                real = rootfs.RealPath(directory, followLast: true);
+            }
+            catch (Errors.InitramfsException)
             {
                 return Enumerable.Empty<CompletionResult>();
             }
-            return rootfs.GetChildren(normalized)
+            return rootfs.GetChildren(real)
                 .Where(e => e.Name.StartsWith(prefix, StringComparison.Ordinal))
                 .Select(e =>
                 {
-                    string text = (directory == "/" ? "/" : directory + "/") + e.Name + (e.Type == EntryType.Directory ? "/" : string.Empty);
+                    bool isDirectory = e.Type == EntryType.Directory
+                        || (e.Type == EntryType.Symlink && rootfs.Resolve(e.Path)?.Type == EntryType.Directory);
+                    string text = (directory == "/" ? "/" : directory + "/") + e.Name + (isDirectory ? "/" : string.Empty);
                     string quoted = text.AsSpan().IndexOfAny(NeedsQuotes) >= 0 ? "'" + text.Replace("'", "''", StringComparison.Ordinal) + "'" : text;
                     return new CompletionResult(quoted, e.Name, CompletionResultType.ParameterValue, e.ToString());
                 })

@@ -8,8 +8,13 @@ namespace InitramfsPS
     /// <summary>Options for <see cref="HostFiles.Add"/>.</summary>
     public sealed class AddFileOptions
     {
-        /// <summary>Permission bits of added files (default 0755, as the seed tool made injected files executable).</summary>
-        public int Mode { get; init; } = 0x1ED;
+        /// <summary>
+        /// Permission bits of added files (directories then get 0755). Null:
+        /// files and directories inside an added directory keep their host permission bits (rwx for
+        /// owner, group and others; setuid, setgid and sticky are not carried over), and a file named
+        /// on its own gets 0755, as the seed tool made injected files executable.
+        /// </summary>
+        public int? Mode { get; init; }
 
         /// <summary>Owner uid of added entries.</summary>
         public long Uid { get; init; }
@@ -25,6 +30,7 @@ namespace InitramfsPS
     public static class HostFiles
     {
         private const int DirectoryMode = 0x1ED;
+        private const int FileMode = 0x1ED;
 
         /// <summary>
         /// Adds <paramref name="hostPaths"/> at <paramref name="destination"/>. A single file lands at
@@ -36,8 +42,16 @@ namespace InitramfsPS
         /// </summary>
         public static List<string> Add(Rootfs rootfs, IReadOnlyList<string> hostPaths, string destination, AddFileOptions options)
         {
-            string dest = RootfsPath.Normalize(destination, "Destination");
-            bool intoDirectory = hostPaths.Count > 1 || destination.EndsWith('/') || rootfs.GetEntry(dest)?.Type == EntryType.Directory;
+            // Where the destination really is (/bin/x is /usr/bin/x under merged /usr); as cp, a
+            // destination that is a directory or a link to one receives the files inside it, and
+            // any other link there is replaced, never written through.
+            string dest = rootfs.RealPath(destination, errorIdPrefix: "Destination");
+            var followed = rootfs.GetRealEntry(dest, followLast: true);
+            if (followed?.Type == EntryType.Directory)
+            {
+                dest = followed.Path;
+            }
+            bool intoDirectory = hostPaths.Count > 1 || destination.EndsWith('/') || followed?.Type == EntryType.Directory;
             var written = new List<string>();
             foreach (string hostPath in hostPaths)
             {
@@ -60,7 +74,7 @@ namespace InitramfsPS
                     {
                         throw new InitramfsException("DestinationIsRoot", FailureKind.InvalidArgument, "A file cannot replace the root directory; name a path below it.", destination);
                     }
-                    AddOne(rootfs, info, target, options, written);
+                    AddOne(rootfs, info, target, options.Mode ?? FileMode, options, written);
                 }
                 else
                 {
@@ -72,13 +86,21 @@ namespace InitramfsPS
 
         private static void AddDirectory(Rootfs rootfs, DirectoryInfo directory, string target, AddFileOptions options, List<string> written)
         {
-            if (target != RootfsPath.Root)
+            // As cp -r into an existing tree: a directory (or a link to one, as /bin under merged
+            // /usr) that is already there receives the contents and keeps its own metadata.
+            var existing = rootfs.GetRealEntry(target, followLast: true);
+            if (existing?.Type == EntryType.Directory)
+            {
+                target = existing.Path;
+            }
+            else if (target != RootfsPath.Root)
             {
                 Put(rootfs, new RootfsEntry
                 {
                     Path = target,
                     Type = EntryType.Directory,
-                    Mode = DirectoryMode,
+                    // -Mode names file bits (0644 would make a directory untraversable): directories keep 0755 then.
+                    Mode = options.Mode is null ? HostPermissions(directory) : DirectoryMode,
                     Uid = options.Uid,
                     Gid = options.Gid,
                     MTime = directory.LastWriteTimeUtc.ToUnixSeconds(),
@@ -96,12 +118,16 @@ namespace InitramfsPS
                 }
                 else
                 {
-                    AddOne(rootfs, new FileInfo(child.FullName), childTarget, options, written);
+                    AddOne(rootfs, new FileInfo(child.FullName), childTarget, options.Mode ?? HostPermissions(child), options, written);
                 }
             }
         }
 
-        private static void AddOne(Rootfs rootfs, FileInfo info, string target, AddFileOptions options, List<string> written)
+        /// <summary>The rwx bits of a host file or directory (0755 where the platform has none).</summary>
+        private static int HostPermissions(FileSystemInfo info) =>
+            OperatingSystem.IsWindows() ? DirectoryMode : (int)info.UnixFileMode & 0x1FF;
+
+        private static void AddOne(Rootfs rootfs, FileInfo info, string target, int mode, AddFileOptions options, List<string> written)
         {
             long mtime = info.LastWriteTimeUtc.ToUnixSeconds();
             RootfsEntry entry;
@@ -127,7 +153,7 @@ namespace InitramfsPS
                 {
                     Path = target,
                     Type = EntryType.File,
-                    Mode = options.Mode,
+                    Mode = mode,
                     Uid = options.Uid,
                     Gid = options.Gid,
                     MTime = mtime,

@@ -133,49 +133,158 @@ namespace InitramfsPS
             return node?.Children?.Values.Count(c => c.Entry.Type == EntryType.Directory) ?? 0;
         }
 
+        /// <summary>Symlinks followed in one path at most, as the kernel's MAXSYMLINKS.</summary>
+        public const int MaxSymlinks = 40;
+
         /// <summary>
         /// Follows symlinks inside the rootfs (never outside it) to the entry a path finally names,
-        /// as the kernel would after switching into this root. Null when a link dangles or loops.
+        /// as the kernel would after switching into this root. Null when it does not exist, a link
+        /// dangles, or more than <see cref="MaxSymlinks"/> links are followed.
         /// </summary>
-        public RootfsEntry? Resolve(string path, int maxLinks = 40)
+        public RootfsEntry? Resolve(string path)
         {
-            string current = RootfsPath.Normalize(path);
-            for (int hops = 0; hops <= maxLinks; hops++)
+            if (!TryNormalize(path, out string normalized))
             {
-                string[] parts = RootfsPath.Split(current);
-                Node node = root;
-                string walked = RootfsPath.Root;
-                bool restarted = false;
-                for (int i = 0; i < parts.Length; i++)
-                {
-                    if (node.Children is null || !node.Children.TryGetValue(parts[i], out var child))
-                    {
-                        return null;
-                    }
-                    string childPath = RootfsPath.Combine(walked, parts[i]);
-                    if (child.Entry.Type == EntryType.Symlink)
-                    {
-                        string target = child.Entry.LinkTarget ?? string.Empty;
-                        string rest = string.Join('/', parts.Skip(i + 1));
-                        string joined = target.StartsWith('/') ? target : walked + "/" + target;
-                        if (rest.Length > 0)
-                        {
-                            joined += "/" + rest;
-                        }
-                        // A link that climbs above "/" stays at "/", as it would inside a chroot.
-                        current = RootfsPath.Confine(joined);
-                        restarted = true;
-                        break;
-                    }
-                    node = child;
-                    walked = childPath;
-                }
-                if (!restarted)
-                {
-                    return node.Entry;
-                }
+                return null;
             }
-            return null;
+            var walk = WalkPath(normalized, followLast: true);
+            return walk.Loop ? null : walk.Node?.Entry;
+        }
+
+        /// <summary>
+        /// The path an entry named by <paramref name="path"/> really has, resolved as the kernel
+        /// resolves a path inside the VM: symlinks in the parent components are followed, an absolute
+        /// target starting at the root of the rootfs and <c>..</c> never climbing above it; the last
+        /// component is the name itself (as lstat, <c>ls -d</c> and <c>rm</c> take it) unless the
+        /// path ends in '/' or <paramref name="followLast"/> is set. Components that do not exist are
+        /// kept as written, so the result also says where a new entry would go
+        /// (<c>/bin/x</c> is <c>/usr/bin/x</c> when <c>/bin</c> links to <c>usr/bin</c>).
+        /// Throws SymlinkLoop after <see cref="MaxSymlinks"/> links; a typed path that is empty, holds
+        /// NUL or climbs above the root by its own <c>..</c> is refused as <see cref="RootfsPath.Normalize"/>
+        /// refuses it (<paramref name="errorIdPrefix"/>Invalid, <paramref name="errorIdPrefix"/>OutsideRoot).
+        /// </summary>
+        public string RealPath(string path, bool followLast = false, string errorIdPrefix = "Path")
+        {
+            RootfsPath.Normalize(path, errorIdPrefix);
+            TryNormalize(path, out string rooted);
+            var walk = WalkPath(rooted, followLast || path.EndsWith('/'));
+            if (walk.Loop)
+            {
+                throw new InitramfsException("SymlinkLoop", FailureKind.InvalidData,
+                    $"Resolving '{RootfsPath.Printable(path)}' in the rootfs followed more than {MaxSymlinks} symlinks; a link loops.", path);
+            }
+            return walk.Path;
+        }
+
+        /// <summary>The entry <see cref="RealPath"/> names, or null when none is there.</summary>
+        public RootfsEntry? GetRealEntry(string path, bool followLast = false) => GetEntry(RealPath(path, followLast));
+
+        /// <summary>Syntax only, with a leading '/': the walk reads '..' at the root as the root, as the kernel does inside the VM.</summary>
+        private static bool TryNormalize(string path, out string normalized)
+        {
+            normalized = RootfsPath.Root;
+            if (string.IsNullOrEmpty(path) || path.Contains('\0', StringComparison.Ordinal))
+            {
+                return false;
+            }
+            normalized = path.StartsWith('/') ? path : "/" + path;
+            return true;
+        }
+
+        private readonly record struct PathWalk(string Path, Node? Node, bool Loop);
+
+        /// <summary>
+        /// The walk behind <see cref="RealPath"/> and <see cref="Resolve"/>: one pass over the
+        /// components, with the target of each link followed pushed in front of what is left, so a
+        /// path costs O(components + link targets) whatever the depth. <c>..</c> is taken physically
+        /// (after a link, it leaves the link's target), as the kernel takes it.
+        /// </summary>
+        private PathWalk WalkPath(string path, bool followLast)
+        {
+            var pending = new Stack<string>();
+            PushComponents(pending, path);
+            var parts = new List<string>();
+            // nodes[i] is the node of the first i parts, for as long as they exist.
+            var nodes = new List<Node> { root };
+            int links = 0;
+            while (pending.Count > 0)
+            {
+                string part = pending.Pop();
+                if (part == ".")
+                {
+                    continue;
+                }
+                if (part == "..")
+                {
+                    if (parts.Count > 0)
+                    {
+                        parts.RemoveAt(parts.Count - 1);
+                        if (nodes.Count > parts.Count + 1)
+                        {
+                            nodes.RemoveAt(nodes.Count - 1);
+                        }
+                    }
+                    continue;
+                }
+                bool last = pending.Count == 0;
+                if (nodes.Count == parts.Count + 1 && nodes[^1].Children is { } children && children.TryGetValue(part, out var child))
+                {
+                    if (child.Entry.Type == EntryType.Symlink && (!last || followLast) && !string.IsNullOrEmpty(child.Entry.LinkTarget))
+                    {
+                        if (++links > MaxSymlinks)
+                        {
+                            return new PathWalk(Join(parts, part), null, Loop: true);
+                        }
+                        string target = child.Entry.LinkTarget!;
+                        if (target.StartsWith('/'))
+                        {
+                            parts.Clear();
+                            nodes.RemoveRange(1, nodes.Count - 1);
+                        }
+                        PushComponents(pending, target);
+                        continue;
+                    }
+                    parts.Add(part);
+                    nodes.Add(child);
+                    continue;
+                }
+                parts.Add(part);
+            }
+            return new PathWalk(Join(parts, null), nodes.Count == parts.Count + 1 ? nodes[^1] : null, Loop: false);
+        }
+
+        private static void PushComponents(Stack<string> pending, string path)
+        {
+            var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+            for (int i = parts.Length - 1; i >= 0; i--)
+            {
+                pending.Push(parts[i]);
+            }
+        }
+
+        private static string Join(List<string> parts, string? extra)
+        {
+            if (parts.Count == 0 && extra is null)
+            {
+                return RootfsPath.Root;
+            }
+            var sb = new StringBuilder();
+            foreach (string part in parts)
+            {
+                sb.Append('/').Append(part);
+            }
+            if (extra is not null)
+            {
+                sb.Append('/').Append(extra);
+            }
+            return sb.ToString();
+        }
+
+        /// <summary>Every entry below a directory (not the directory itself), in archive order; empty for anything else.</summary>
+        public IEnumerable<RootfsEntry> GetEntriesBelow(string path)
+        {
+            var node = Find(RootfsPath.Normalize(path));
+            return node?.Children is null ? Enumerable.Empty<RootfsEntry>() : Walk(node).Skip(1);
         }
 
         /// <summary>

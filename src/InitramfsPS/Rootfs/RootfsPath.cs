@@ -123,6 +123,24 @@ namespace InitramfsPS
         /// <summary>The components of a normalised path.</summary>
         public static string[] Split(string path) => path == Root ? Array.Empty<string>() : path[1..].Split('/');
 
+        /// <summary>
+        /// Orders normalised paths as <see cref="Rootfs.GetEntries"/> lists them: component by
+        /// component, each by its UTF-8 bytes, so a directory comes before everything below it.
+        /// </summary>
+        public static int CompareArchiveOrder(string a, string b)
+        {
+            string[] x = Split(a), y = Split(b);
+            for (int i = 0; i < Math.Min(x.Length, y.Length); i++)
+            {
+                int c = Utf8Order.Compare(x[i], y[i]);
+                if (c != 0)
+                {
+                    return c;
+                }
+            }
+            return x.Length.CompareTo(y.Length);
+        }
+
         /// <summary>The name as written into a cpio archive: relative, '.' for the root.</summary>
         public static string ArchiveName(string path) => path == Root ? "." : path[1..];
 

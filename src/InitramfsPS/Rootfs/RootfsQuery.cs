@@ -49,6 +49,9 @@ namespace InitramfsPS
         /// <summary>Whether a normalised rootfs path matches.</summary>
         public bool IsMatch(string path) => regex.IsMatch(path);
 
+        /// <summary>A matcher for one path component (<c>*</c>, <c>?</c>, <c>[...]</c>, no '/').</summary>
+        public static Regex Component(string glob) => new("^" + Segment(glob) + "$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+
         private static string Segment(string glob)
         {
             var sb = new StringBuilder();
@@ -83,7 +86,12 @@ namespace InitramfsPS
         }
     }
 
-    /// <summary>Finds entries of a rootfs by path or pattern, as Get-ChildItem finds files.</summary>
+    /// <summary>
+    /// Finds entries of a rootfs by path or pattern, as Get-ChildItem finds files, with paths
+    /// resolved as the kernel resolves them inside the VM (<see cref="Rootfs.RealPath"/>): symlinks in
+    /// parent components are followed (merged /usr: <c>/bin/bash</c> is <c>/usr/bin/bash</c>), the
+    /// last component is the entry itself unless the path ends in '/'.
+    /// </summary>
     public static class RootfsQuery
     {
         /// <summary>
@@ -97,19 +105,18 @@ namespace InitramfsPS
             IEnumerable<RootfsEntry> named;
             if (RootfsGlob.HasWildcards(pathOrPattern))
             {
-                var glob = new RootfsGlob(pathOrPattern);
-                named = rootfs.GetEntries().Where(e => glob.IsMatch(e.Path)).ToList();
+                named = Glob(rootfs, pathOrPattern);
             }
             else
             {
-                var entry = rootfs.GetEntry(pathOrPattern);
+                var entry = rootfs.GetRealEntry(pathOrPattern);
                 if (entry is null)
                 {
                     return null;
                 }
                 if (entry.Type == EntryType.Directory && listDirectory)
                 {
-                    return recurse ? Below(rootfs, entry.Path).ToList() : rootfs.GetChildren(entry.Path).ToList();
+                    return recurse ? rootfs.GetEntriesBelow(entry.Path).ToList() : rootfs.GetChildren(entry.Path).ToList();
                 }
                 named = new[] { entry };
             }
@@ -127,26 +134,79 @@ namespace InitramfsPS
                 }
                 if (e.Type == EntryType.Directory)
                 {
-                    result.AddRange(Below(rootfs, e.Path).Where(b => seen.Add(b.Path)));
+                    result.AddRange(rootfs.GetEntriesBelow(e.Path).Where(b => seen.Add(b.Path)));
                 }
             }
             return result;
         }
 
-        /// <summary>Everything below a directory, in archive order.</summary>
-        public static IEnumerable<RootfsEntry> Below(Rootfs rootfs, string directory)
+        /// <summary>
+        /// The entries a pattern matches, in archive order, each once. Matched component by component
+        /// from the root: a symlink is followed where more components come after it (or the pattern
+        /// ends in '/'), so <c>/lib/x86_64-linux-gnu/libc.so*</c> finds what <c>/usr/lib</c> holds;
+        /// <c>**</c> descends real directories only, as a shell's globstar does, so a link loop
+        /// cannot make it run on.
+        /// </summary>
+        public static IReadOnlyList<RootfsEntry> Glob(Rootfs rootfs, string pattern)
         {
-            foreach (var child in rootfs.GetChildren(directory))
+            var parts = pattern.Split('/', StringSplitOptions.RemoveEmptyEntries).Where(p => p != ".").ToList();
+            if (parts.Contains(".."))
             {
-                yield return child;
-                if (child.Type == EntryType.Directory)
+                throw new InitramfsException("PatternInvalid", FailureKind.InvalidArgument, $"The pattern '{RootfsPath.Printable(pattern)}' uses '..'; patterns are matched from the root.", pattern);
+            }
+            bool followLast = pattern.EndsWith('/');
+            // Directories reached so far, by their real path.
+            var current = new List<RootfsEntry> { rootfs.GetEntry(RootfsPath.Root)! };
+            for (int i = 0; i < parts.Count; i++)
+            {
+                bool last = i == parts.Count - 1;
+                bool follow = !last || followLast;
+                var next = new Dictionary<string, RootfsEntry>(StringComparer.Ordinal);
+                void Add(RootfsEntry? e)
                 {
-                    foreach (var below in Below(rootfs, child.Path))
+                    if (e is not null && (last || e.Type == EntryType.Directory))
                     {
-                        yield return below;
+                        next.TryAdd(e.Path, e);
                     }
                 }
+                foreach (var dir in current)
+                {
+                    if (parts[i] == "**")
+                    {
+                        Add(dir);
+                        foreach (var below in rootfs.GetEntriesBelow(dir.Path))
+                        {
+                            Add(below);
+                        }
+                    }
+                    else if (!RootfsGlob.HasWildcards(parts[i]))
+                    {
+                        Add(rootfs.GetRealEntry(RootfsPath.Combine(dir.Path, parts[i]), follow));
+                    }
+                    else
+                    {
+                        var segment = RootfsGlob.Component(parts[i]);
+                        foreach (var child in rootfs.GetChildren(dir.Path))
+                        {
+                            if (segment.IsMatch(child.Name))
+                            {
+                                Add(follow && child.Type == EntryType.Symlink ? rootfs.GetRealEntry(child.Path, followLast: true) : child);
+                            }
+                        }
+                    }
+                }
+                current = next.Values.ToList();
+                if (current.Count == 0)
+                {
+                    break;
+                }
             }
+            if (parts.Count == 0)
+            {
+                return current;
+            }
+            current.Sort((a, b) => RootfsPath.CompareArchiveOrder(a.Path, b.Path));
+            return current;
         }
     }
 }
