@@ -105,7 +105,7 @@ namespace InitramfsPS.Commands
         }
 
         /// <summary>Writes progress at most ten times a second, and always when <paramref name="force"/> is set.</summary>
-        protected void Progress(int activityId, string activity, string status, int percent, bool force = false)
+        protected void Progress(int activityId, string activity, string status, int percent, bool force = false, int secondsRemaining = -1)
         {
             long now = progressClock.ElapsedMilliseconds;
             if (!force && now - lastProgress < 100)
@@ -113,7 +113,7 @@ namespace InitramfsPS.Commands
                 return;
             }
             lastProgress = now;
-            WriteProgress(new ProgressRecord(activityId, activity, status) { PercentComplete = Math.Clamp(percent, 0, 100) });
+            WriteProgress(new ProgressRecord(activityId, activity, status) { PercentComplete = Math.Clamp(percent, 0, 100), SecondsRemaining = secondsRemaining });
         }
 
         /// <summary>Ends a progress bar.</summary>

@@ -70,6 +70,7 @@ namespace InitramfsPS.Compression
         private bool joined;
         private Exception? failure;
         private long sinceSync;
+        private long compressedInput;
 
         /// <summary>
         /// Starts the threads: <paramref name="workers"/> compressors (one for an uncompressed
@@ -136,8 +137,16 @@ namespace InitramfsPS.Compression
         /// <summary>Bytes of cpio written into the pipeline.</summary>
         public long UncompressedBytes { get; private set; }
 
-        /// <summary>Bytes written to the file (valid after <see cref="Complete"/>).</summary>
-        public long BytesWritten { get; private set; }
+        /// <summary>Bytes written to the file (final after <see cref="Complete"/>; read from another thread, it is a progress figure).</summary>
+        public long BytesWritten => Interlocked.Read(ref bytesWritten);
+
+        private long bytesWritten;
+
+        /// <summary>
+        /// Bytes of cpio the compressors have taken so far, for progress: a zstd part compressed in
+        /// one pass counts when its frame is done, streamed input as each chunk is taken.
+        /// </summary>
+        public long CompressedInputBytes => Interlocked.Read(ref compressedInput);
 
         /// <summary>sha256 of the file, lower-case hex (valid after <see cref="Complete"/>).</summary>
         public string Sha256Hex() => Convert.ToHexString(hash.GetCurrentHash()).ToLowerInvariant();
@@ -451,7 +460,7 @@ namespace InitramfsPS.Compression
             using var sink = new PartSink(this, part);
             if (!streaming)
             {
-                zstd.CompressFrame(part.Buffer.AsSpan(0, part.Used), sink);
+                zstd.CompressFrame(part.Buffer.AsSpan(0, part.Used), sink, n => Interlocked.Add(ref compressedInput, n));
                 Release(part, part.Buffer!);
             }
             else
@@ -485,6 +494,7 @@ namespace InitramfsPS.Compression
                     return false;
                 }
                 segment = part.Input.Dequeue();
+                Interlocked.Add(ref compressedInput, segment.Count);
                 Monitor.PulseAll(gate);
                 return true;
             }
@@ -558,7 +568,7 @@ namespace InitramfsPS.Compression
                         var bytes = segment.Buffer.AsSpan(0, segment.Count);
                         file.Write(bytes);
                         hash.AppendData(bytes);
-                        BytesWritten += segment.Count;
+                        Interlocked.Add(ref bytesWritten, segment.Count);
                         sinceSync += segment.Count;
                         chunks.Return(segment.Buffer);
                         if (sinceSync >= SyncEvery)

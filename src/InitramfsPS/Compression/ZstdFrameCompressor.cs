@@ -39,15 +39,17 @@ namespace InitramfsPS.Compression
         /// <summary>
         /// Compresses <paramref name="input"/> as one frame whose header records its size. The input
         /// must not move while this runs: a pinned array (zstd keeps pointers into it between calls).
+        /// <paramref name="consumed"/> hears how many more input bytes zstd took after each output
+        /// chunk, so that a long part at a high level shows progress.
         /// </summary>
-        public void CompressFrame(ReadOnlySpan<byte> input, IBufferWriter<byte> output)
+        public void CompressFrame(ReadOnlySpan<byte> input, IBufferWriter<byte> output, Action<long>? consumed = null)
         {
             Reset(stableInput: true);
             Check(Methods.ZSTD_CCtx_setPledgedSrcSize(context, (ulong)input.Length));
             fixed (byte* source = input)
             {
                 var buffer = new ZSTD_inBuffer_s { src = source, size = (nuint)input.Length, pos = 0 };
-                Drive(&buffer, ZSTD_EndDirective.ZSTD_e_end, output);
+                Drive(&buffer, ZSTD_EndDirective.ZSTD_e_end, output, consumed);
             }
         }
 
@@ -89,8 +91,9 @@ namespace InitramfsPS.Compression
         }
 
         /// <summary>Calls zstd until it took all of the input (continue) or wrote the whole frame (end).</summary>
-        private void Drive(ZSTD_inBuffer_s* input, ZSTD_EndDirective directive, IBufferWriter<byte> output)
+        private void Drive(ZSTD_inBuffer_s* input, ZSTD_EndDirective directive, IBufferWriter<byte> output, Action<long>? consumed = null)
         {
+            nuint reported = input->pos;
             while (true)
             {
                 var room = output.GetSpan(1);
@@ -103,6 +106,11 @@ namespace InitramfsPS.Compression
                     written = buffer.pos;
                 }
                 output.Advance((int)written);
+                if (consumed is not null && input->pos != reported)
+                {
+                    consumed((long)(input->pos - reported));
+                    reported = input->pos;
+                }
                 bool done = directive == ZSTD_EndDirective.ZSTD_e_end ? left == 0 : input->pos == input->size;
                 if (done)
                 {

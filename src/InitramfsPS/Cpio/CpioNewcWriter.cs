@@ -47,6 +47,14 @@ namespace InitramfsPS.Cpio
         /// <summary>Bytes written so far.</summary>
         public long Position { get; private set; }
 
+        /// <summary>Bytes one record takes: the header and NUL-terminated name, then the data, each padded to 4.</summary>
+        public static long RecordSize(int nameBytes, long dataBytes) => Align4(110 + nameBytes + 1) + Align4(dataBytes);
+
+        /// <summary>Bytes the TRAILER!!! record takes.</summary>
+        public static long TrailerSize => RecordSize(10, 0);
+
+        private static long Align4(long n) => (n + 3) & ~3L;
+
         /// <summary>Writes a header and the padded name; the caller then writes exactly FileSize bytes and calls <see cref="EndData"/>.</summary>
         public void WriteHeader(in CpioHeader h, ReadOnlySpan<byte> name)
         {
