@@ -73,6 +73,10 @@ namespace InitramfsPS.Commands
                 {
                     return;
                 }
+                if (Compressors.NameMismatch(fullPath, compression) is { } mismatch)
+                {
+                    WriteWarning(mismatch);
+                }
                 exported = true;
                 var rootfs = RootfsToRead();
                 if (rootfs is null)
@@ -80,6 +84,7 @@ namespace InitramfsPS.Commands
                     return;
                 }
                 const string activity = "Writing initramfs";
+                var progress = new ExportProgress();
                 var options = new ExportOptions
                 {
                     Compression = compression,
@@ -89,12 +94,15 @@ namespace InitramfsPS.Commands
                     AllowUnbootable = Force,
                     Overwrite = !NoClobber,
                     ClampMTime = ClampTime(),
-                    Progress = (done, total) => Progress(3, activity, $"{fullPath}: {done} of {total} entries", total == 0 ? 100 : done * 100 / total),
+                    Progress = progress,
                 };
                 ExportReport report;
+                var clock = System.Diagnostics.Stopwatch.StartNew();
                 try
                 {
-                    report = InitramfsExporter.Export(rootfs, fullPath, options, CancellationToken);
+                    // On a thread of its own, so that progress moves while a slow level compresses.
+                    report = RunInBackground(token => System.Threading.Tasks.Task.FromResult(InitramfsExporter.Export(rootfs, fullPath, options, token)),
+                        () => ShowProgress(activity, fullPath, progress, clock));
                 }
                 finally
                 {
@@ -106,6 +114,28 @@ namespace InitramfsPS.Commands
                 }
                 WriteObject(report);
             });
+        }
+
+        /// <summary>
+        /// Bytes of cpio compressed against the archive's total, the file's size so far, and the
+        /// seconds left at the rate so far: at level 19 the entries are written long before they
+        /// are compressed, so an entry count would stand still.
+        /// </summary>
+        private void ShowProgress(string activity, string path, ExportProgress progress, System.Diagnostics.Stopwatch clock)
+        {
+            long total = progress.TotalBytes;
+            if (total == 0)
+            {
+                clock.Restart(); // the rate counts from the first byte written
+                Progress(3, activity, $"{path}: checking the rootfs", 0);
+                return;
+            }
+            long done = progress.CompressedBytes;
+            double seconds = clock.Elapsed.TotalSeconds;
+            int remaining = done > 0 && seconds > 1 ? (int)Math.Ceiling((total - done) * seconds / done) : -1;
+            string status = string.Create(CultureInfo.InvariantCulture,
+                $"{path}: {Units.Bytes(done)} of {Units.Bytes(total)} of cpio compressed, {Units.Bytes(progress.WrittenBytes)} written, {Units.Bytes(progress.FileBytes)} in the file ({progress.EntriesWritten} of {progress.Entries} entries)");
+            Progress(3, activity, status, (int)(done * 100 / total), secondsRemaining: remaining);
         }
 
         private long? ClampTime()

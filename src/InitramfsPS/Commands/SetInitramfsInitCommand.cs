@@ -68,7 +68,7 @@ namespace InitramfsPS.Commands
                 else if (ParameterSetName == ContentSet)
                 {
                     content = new InlineContent(Encoding.UTF8.GetBytes(Content.Replace("\r\n", "\n", StringComparison.Ordinal)));
-                    source = "generated";
+                    source = InitPlanner.SetByUser;
                 }
                 else
                 {
@@ -84,66 +84,38 @@ namespace InitramfsPS.Commands
                     throw new InitramfsException("InitIsDirectory", FailureKind.InvalidArgument,
                         "/init is a directory in this rootfs; remove it before setting an init.", "/init");
                 }
+                RootfsEntry entry;
                 if (content is null)
                 {
-                    var spec = Spec(rootfs);
+                    var spec = InitPlanner.Spec(rootfs, ParameterSetName == CommandSet ? Command : null, Hostname)
+                        ?? throw new InitramfsException("InitCommandMissing", FailureKind.InvalidArgument,
+                            "This rootfs did not come from an image, so there is no image config to take a command from; give one with -Command, or an init with -Path or -Content.", "/init");
                     var warnings = new List<string>();
                     string script = InitGenerator.Generate(rootfs, spec, warnings);
                     foreach (string warning in warnings)
                     {
                         WriteWarning(warning);
                     }
-                    content = new InlineContent(Encoding.UTF8.GetBytes(script));
-                    source = "generated";
-                    rootfs.Changes.Add($"set /init generated from {spec.Origin}: {string.Join(' ', spec.Command.Select(InitGenerator.Quote))}");
+                    entry = InitPlanner.Entry(script, "generated");
+                    rootfs.Changes.Add($"set /init generated from {spec.Origin}: {InitPlanner.CommandLine(spec.Command)}");
                 }
                 else
                 {
                     rootfs.Changes.Add("set /init from " + source);
+                    entry = new RootfsEntry
+                    {
+                        Path = "/init",
+                        Type = EntryType.File,
+                        Mode = 0x1ED,
+                        MTime = mtime,
+                        Size = content.Length,
+                        Content = content,
+                        Source = source,
+                    };
                 }
-                rootfs.Set(new RootfsEntry
-                {
-                    Path = "/init",
-                    Type = EntryType.File,
-                    Mode = 0x1ED,
-                    MTime = mtime,
-                    Size = content.Length,
-                    Content = content,
-                    Source = source,
-                }, null);
+                rootfs.Set(entry, null);
                 WriteObject(rootfs);
             });
-        }
-
-        private InitSpec Spec(Rootfs rootfs)
-        {
-            var config = rootfs.Image?.Config;
-            if (ParameterSetName == CommandSet)
-            {
-                return new InitSpec
-                {
-                    Command = Command,
-                    Env = config?.Env ?? Array.Empty<string>(),
-                    WorkingDir = config?.WorkingDir,
-                    User = config?.User,
-                    Hostname = Hostname,
-                    Origin = "-Command" + (config is null ? string.Empty : $" (environment of {rootfs.Image!.Reference})"),
-                };
-            }
-            if (config is null)
-            {
-                throw new InitramfsException("InitCommandMissing", FailureKind.InvalidArgument,
-                    "This rootfs did not come from an image, so there is no image config to take a command from; give one with -Command, or an init with -Path or -Content.", "/init");
-            }
-            return new InitSpec
-            {
-                Command = config.Command,
-                Env = config.Env,
-                WorkingDir = config.WorkingDir,
-                User = config.User,
-                Hostname = Hostname,
-                Origin = $"the config of {rootfs.Image!.Reference}",
-            };
         }
     }
 }

@@ -49,11 +49,19 @@ namespace InitramfsPS.Commands
                 }
                 return;
             }
-            if (InputObject.BaseObject is System.IO.FileInfo piped)
+            switch (InputObject.BaseObject)
             {
-                // Get-ChildItem output binds here by value before -LiteralPath by property name.
-                CheckArchive(piped.FullName);
-                return;
+                case System.IO.FileInfo piped:
+                    // Get-ChildItem output binds here by value before -LiteralPath by property name.
+                    CheckArchive(piped.FullName);
+                    return;
+                case string text:
+                    // A string is an archive path, piped or positional, as for Import-Initramfs.
+                    foreach (string file in ResolveHostPaths(new[] { text }, null, "ArchiveNotFound", "ArchivePathNotFileSystem", "archive", out _))
+                    {
+                        CheckArchive(file);
+                    }
+                    return;
             }
             Guard(InputObject, () =>
             {
@@ -73,12 +81,15 @@ namespace InitramfsPS.Commands
                             "InputNotRootfs", ErrorCategory.InvalidType, other));
                         return;
                 }
+                // What Export-Initramfs would write: with the /init it would generate.
+                var prepared = InitramfsExporter.Prepare(rootfs, addDefaultEntries: false);
                 var options = new InspectionOptions
                 {
                     ConsoleMissingSeverity = FindingSeverity.Info,
                     ConsoleMissingNote = "Export-Initramfs adds it (char 5:1) unless -NoDefaultEntries is given.",
+                    Init = prepared.Init,
                 };
-                foreach (var finding in RootfsInspector.Inspect(rootfs, options, CancellationToken))
+                foreach (var finding in RootfsInspector.Inspect(prepared.Rootfs, options, CancellationToken))
                 {
                     WriteObject(finding);
                 }

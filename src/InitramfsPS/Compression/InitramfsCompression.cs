@@ -35,6 +35,31 @@ namespace InitramfsPS.Compression
             return InitramfsCompression.None;
         }
 
+        /// <summary>
+        /// A warning when <paramref name="compression"/> contradicts what the name of
+        /// <paramref name="path"/> says (<c>.cpio</c>, <c>.gz</c>, <c>.zst</c>): a boot loader, a
+        /// person or a tool that goes by the name would misread the file. Null when they agree or the
+        /// name says nothing (<c>initrd.img</c>).
+        /// </summary>
+        public static string? NameMismatch(string path, InitramfsCompression compression)
+        {
+            var named = FromFileName(path);
+            bool says = named != InitramfsCompression.None || path.EndsWith(".cpio", StringComparison.OrdinalIgnoreCase);
+            if (!says || named == compression)
+            {
+                return null;
+            }
+            return $"-Compression {compression} writes {Describe(compression)} into '{Path.GetFileName(path)}', whose name says {Describe(named)}; " +
+                "a tool or a person going by the name will misread it. Name the file for its compression, or leave -Compression out.";
+        }
+
+        private static string Describe(InitramfsCompression compression) => compression switch
+        {
+            InitramfsCompression.Gzip => "gzip",
+            InitramfsCompression.Zstd => "zstd",
+            _ => "an uncompressed cpio archive",
+        };
+
         /// <summary>The level used when none is given: gzip 6, zstd 3 (zstd's own default).</summary>
         public static int DefaultLevel(InitramfsCompression compression) => compression switch
         {

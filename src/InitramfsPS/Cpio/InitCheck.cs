@@ -21,7 +21,7 @@ namespace InitramfsPS.Cpio
             var init = rootfs.GetEntry("/init");
             if (init is null)
             {
-                problems.Add(new("InitMissing", "The rootfs has no /init, so the kernel has nothing to run and panics. Add one with Set-InitramfsInit."));
+                problems.Add(new("InitMissing", "The rootfs has no /init, and no image config with an Entrypoint or Cmd to generate one from, so the kernel would have nothing to run and panic. Set one with Set-InitramfsInit -Path, -Content or -Command."));
                 return problems;
             }
             var target = rootfs.Resolve("/init");

@@ -8,6 +8,7 @@ using System.Text;
 using System.Threading;
 using InitramfsPS.Compression;
 using InitramfsPS.Errors;
+using InitramfsPS.Init;
 using InitramfsPS.IO;
 
 namespace InitramfsPS.Cpio
@@ -42,8 +43,47 @@ namespace InitramfsPS.Cpio
         /// <summary>Replace an existing file at the path.</summary>
         public bool Overwrite { get; init; } = true;
 
-        /// <summary>Called now and then with (entries written, entry count).</summary>
-        public Action<int, int>? Progress { get; init; }
+        /// <summary>Updated as the export goes, for a caller on another thread to show.</summary>
+        public ExportProgress? Progress { get; init; }
+    }
+
+    /// <summary>
+    /// How far an export is, read from another thread while it runs: bytes of cpio against a total
+    /// known before the first byte is written, so a slow compression level still shows movement.
+    /// </summary>
+    public sealed class ExportProgress
+    {
+        private PartPipeline? pipeline;
+        private long totalBytes;
+        private int entries;
+        private int entriesWritten;
+
+        /// <summary>Bytes of cpio the archive holds, known once the export is planned (0 before).</summary>
+        public long TotalBytes => Interlocked.Read(ref totalBytes);
+
+        /// <summary>Entries the archive holds, known once the export is planned.</summary>
+        public int Entries => Volatile.Read(ref entries);
+
+        /// <summary>Entries written into the cpio stream so far.</summary>
+        public int EntriesWritten => Volatile.Read(ref entriesWritten);
+
+        /// <summary>Bytes of cpio written so far (they may still wait for their compressor).</summary>
+        public long WrittenBytes => Volatile.Read(ref pipeline)?.UncompressedBytes ?? 0;
+
+        /// <summary>Bytes of cpio compressed so far (equal to <see cref="WrittenBytes"/> for a plain archive once written).</summary>
+        public long CompressedBytes => Volatile.Read(ref pipeline)?.CompressedInputBytes ?? 0;
+
+        /// <summary>Bytes in the file so far.</summary>
+        public long FileBytes => Volatile.Read(ref pipeline)?.BytesWritten ?? 0;
+
+        internal void Start(long total, int count, PartPipeline writer)
+        {
+            Interlocked.Exchange(ref totalBytes, total);
+            Volatile.Write(ref entries, count);
+            Volatile.Write(ref pipeline, writer);
+        }
+
+        internal void Entry(int written) => Volatile.Write(ref entriesWritten, written);
     }
 
     /// <summary>What an export wrote.</summary>
@@ -82,8 +122,14 @@ namespace InitramfsPS.Cpio
         /// <summary>Problems accepted under -Force and entries the export added.</summary>
         public IReadOnlyList<string> Warnings { get; init; } = Array.Empty<string>();
 
-        /// <summary>Entries added because the kernel needs them (/dev/console, mount points).</summary>
+        /// <summary>Entries the export added: what the kernel needs (/dev/console, mount points) and a generated /init.</summary>
         public IReadOnlyList<string> AddedEntries { get; init; } = Array.Empty<string>();
+
+        /// <summary>Where /init came from: the image, the user, or generated from the image config.</summary>
+        public InitOrigin InitOrigin { get; init; }
+
+        /// <summary>What /init runs: the workload's command line for a generated /init, else the program /init is.</summary>
+        public string? InitCommand { get; init; }
 
         /// <summary>Compressed size over uncompressed size.</summary>
         public double Ratio => UncompressedSize == 0 ? 0 : Math.Round((double)CompressedSize / UncompressedSize, 3);
@@ -92,6 +138,9 @@ namespace InitramfsPS.Cpio
         public override string ToString() => string.Create(CultureInfo.InvariantCulture,
             $"{Path} ({Compression}, {EntryCount} entries, {Units.Bytes(UncompressedSize)} -> {Units.Bytes(CompressedSize)}, sha256:{Sha256[..12]}…)");
     }
+
+    /// <summary>A rootfs as an export writes it, with what was added to it and why.</summary>
+    public sealed record PreparedRootfs(Rootfs Rootfs, List<string> Added, List<string> Warnings, InitPlan Init);
 
     /// <summary>
     /// Writes a rootfs as an initramfs: cpio newc in the order of <see cref="Rootfs.GetEntries"/>
@@ -116,28 +165,9 @@ namespace InitramfsPS.Cpio
         public static ExportReport Export(Rootfs source, string path, ExportOptions options, CancellationToken cancellationToken)
         {
             var stopwatch = Stopwatch.StartNew();
-            var warnings = new List<string>();
-            var added = new List<string>();
-            var rootfs = source;
-            if (options.AddDefaultEntries)
-            {
-                rootfs = source.Clone();
-                foreach (var entry in DefaultEntries)
-                {
-                    var parent = rootfs.GetEntry(RootfsPath.Parent(entry.Path));
-                    if (rootfs.Contains(entry.Path))
-                    {
-                        continue;
-                    }
-                    if (parent?.Type != EntryType.Directory)
-                    {
-                        warnings.Add($"{entry.Path} was not added: {RootfsPath.Parent(entry.Path)} is not a directory.");
-                        continue;
-                    }
-                    rootfs.Set(entry, null);
-                    added.Add(entry.Path);
-                }
-            }
+            var prepared = Prepare(source, options.AddDefaultEntries);
+            var rootfs = prepared.Rootfs;
+            var warnings = prepared.Warnings;
 
             // The full check of Test-Initramfs: errors refuse the export unless -Force. Names and sizes
             // the format cannot hold are refused below whatever -Force says, with their own ids.
@@ -146,6 +176,7 @@ namespace InitramfsPS.Cpio
                 ConsoleMissingSeverity = Inspection.FindingSeverity.Warning,
                 ConsoleMissingNote = "-NoDefaultEntries was given; the kernel's own built-in initramfs may still provide it.",
                 CheckArchiveLimits = false,
+                Init = prepared.Init,
             }, cancellationToken);
             var errors = findings.Where(f => f.Severity == Inspection.FindingSeverity.Error).ToList();
             if (errors.Count > 0 && !options.AllowUnbootable)
@@ -156,7 +187,7 @@ namespace InitramfsPS.Cpio
             warnings.AddRange(findings.Where(f => f.Severity != Inspection.FindingSeverity.Info).Select(f => f.Message));
 
             var entries = rootfs.GetEntries().ToList();
-            var plan = Plan(rootfs, entries, options);
+            var plan = Plan(rootfs, entries, options, out long totalBytes);
 
             string fullPath = System.IO.Path.GetFullPath(path);
             string directory = System.IO.Path.GetDirectoryName(fullPath)!;
@@ -190,6 +221,7 @@ namespace InitramfsPS.Cpio
                 using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
                 {
                     using var pipeline = new PartPipeline(file, options.Compression, options.Level, options.Workers, cancellationToken);
+                    options.Progress?.Start(totalBytes, entries.Count, pipeline);
                     try
                     {
                         var writer = new CpioNewcWriter(pipeline);
@@ -221,7 +253,9 @@ namespace InitramfsPS.Cpio
                     Sha256 = sha256,
                     Duration = stopwatch.Elapsed,
                     Warnings = warnings,
-                    AddedEntries = added,
+                    AddedEntries = prepared.Added,
+                    InitOrigin = prepared.Init.Origin,
+                    InitCommand = prepared.Init.Command,
                 };
             }
             catch (IOException ex) when (ex is not FileNotFoundException)
@@ -237,14 +271,59 @@ namespace InitramfsPS.Cpio
         }
 
         /// <summary>
+        /// The rootfs as an export writes it (a copy when anything is added): the entries the kernel
+        /// needs added when <paramref name="addDefaultEntries"/> is set, and the /init generated from
+        /// the image config when the rootfs has none. Test-Initramfs checks the same.
+        /// </summary>
+        public static PreparedRootfs Prepare(Rootfs source, bool addDefaultEntries)
+        {
+            var warnings = new List<string>();
+            var added = new List<string>();
+            var rootfs = source;
+            if (addDefaultEntries)
+            {
+                rootfs = source.Clone();
+                foreach (var entry in DefaultEntries)
+                {
+                    var parent = rootfs.GetEntry(RootfsPath.Parent(entry.Path));
+                    if (rootfs.Contains(entry.Path))
+                    {
+                        continue;
+                    }
+                    if (parent?.Type != EntryType.Directory)
+                    {
+                        warnings.Add($"{entry.Path} was not added: {RootfsPath.Parent(entry.Path)} is not a directory.");
+                        continue;
+                    }
+                    rootfs.Set(entry, null);
+                    added.Add(entry.Path);
+                }
+            }
+            var init = InitPlanner.Plan(rootfs);
+            if (init.Generated is { } generated)
+            {
+                if (ReferenceEquals(rootfs, source))
+                {
+                    rootfs = source.Clone();
+                }
+                rootfs.Set(generated, null);
+                added.Add(generated.Path);
+                warnings.Add(init.GeneratedNote!);
+                warnings.AddRange(init.Warnings);
+            }
+            return new PreparedRootfs(rootfs, added, warnings, init);
+        }
+
+        /// <summary>
         /// One entry's header as it will be written. The name is not kept: for 100k entries the
         /// UTF-8 names would hold several MB for the whole export; they are encoded again as written.
         /// </summary>
         private readonly record struct Planned(CpioHeader Header, bool WriteData);
 
         /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
-        private static Planned[] Plan(Rootfs rootfs, List<RootfsEntry> entries, ExportOptions options)
+        private static Planned[] Plan(Rootfs rootfs, List<RootfsEntry> entries, ExportOptions options, out long totalBytes)
         {
+            totalBytes = CpioNewcWriter.TrailerSize;
             var plan = new Planned[entries.Count];
             var groupSizes = new Dictionary<HardlinkGroup, int>(ReferenceEqualityComparer.Instance);
             foreach (var e in entries)
@@ -322,6 +401,7 @@ namespace InitramfsPS.Cpio
                         size = 0;
                         break;
                 }
+                totalBytes += CpioNewcWriter.RecordSize(nameLength, size);
                 long mtime = e.MTime;
                 if (options.ClampMTime is { } clamp && mtime > clamp)
                 {
@@ -363,19 +443,12 @@ namespace InitramfsPS.Cpio
             int openGroups = 0;
             byte[] name = new byte[1024];
 
-            // Progress at most every 200 ms: a host's WriteProgress costs more than a thousand entries.
-            var clock = Stopwatch.StartNew();
-            long lastProgress = long.MinValue / 2;
             for (int i = 0; i < entries.Count; i++)
             {
                 if ((i & 255) == 0)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    if (options.Progress is not null && clock.ElapsedMilliseconds - lastProgress >= 200)
-                    {
-                        lastProgress = clock.ElapsedMilliseconds;
-                        options.Progress(i, entries.Count);
-                    }
+                    options.Progress?.Entry(i);
                 }
                 var e = entries[i];
                 var p = plan[i];
@@ -413,7 +486,7 @@ namespace InitramfsPS.Cpio
                     }
                 }
             }
-            options.Progress?.Invoke(entries.Count, entries.Count);
+            options.Progress?.Entry(entries.Count);
         }
 
         /// <summary>Reads a file's bytes straight into the pipeline's chunk (no intermediate buffer).</summary>

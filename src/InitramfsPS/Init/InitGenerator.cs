@@ -32,7 +32,7 @@ namespace InitramfsPS.Init
     }
 
     /// <summary>The markers a generated /init carries, read back by Test-Initramfs.</summary>
-    public sealed record InitMarkers(string? Program, string? Path);
+    public sealed record InitMarkers(string? Program, string? Path, string? Command = null);
 
     /// <summary>
     /// Writes a POSIX sh /init that mounts proc, sysfs, devtmpfs, devpts and a tmpfs on /tmp, sets
@@ -50,6 +50,9 @@ namespace InitramfsPS.Init
 
         /// <summary>Comment naming the PATH the workload runs with, for Test-Initramfs.</summary>
         public const string PathMarker = "# initramfsps-path: ";
+
+        /// <summary>Comment holding the workload's whole command line, for reports (control characters escaped).</summary>
+        public const string CommandMarker = "# initramfsps-command: ";
 
         private static readonly Regex EnvName = new("^[A-Za-z_][A-Za-z0-9_]*$", RegexOptions.CultureInvariant);
 
@@ -132,6 +135,7 @@ namespace InitramfsPS.Init
             Line(Signature + " from " + OneLine(spec.Origin) + ".");
             Line(ProgramMarker + spec.Command[0]);
             Line(PathMarker + path);
+            Line(CommandMarker + OneLine(InitPlanner.CommandLine(spec.Command)));
             Line("# The kernel runs this as process 1: it mounts the kernel file systems, runs the");
             Line("# workload as a child, prints its exit status on the console and powers the VM off.");
             Line("mkdir -p /proc /sys /dev /tmp 2>/dev/null");
@@ -168,7 +172,7 @@ namespace InitramfsPS.Init
             {
                 return new InitMarkers(null, null);
             }
-            string? program = null, path = null;
+            string? program = null, path = null, command = null;
             foreach (string line in text.Split('\n'))
             {
                 if (line.StartsWith(ProgramMarker, StringComparison.Ordinal))
@@ -179,12 +183,16 @@ namespace InitramfsPS.Init
                 {
                     path ??= line[PathMarker.Length..];
                 }
+                else if (line.StartsWith(CommandMarker, StringComparison.Ordinal))
+                {
+                    command ??= line[CommandMarker.Length..];
+                }
                 else if (!line.StartsWith('#'))
                 {
                     break;
                 }
             }
-            return new InitMarkers(program, path);
+            return new InitMarkers(program, path, command);
         }
 
         private static string OneLine(string s) => RootfsPath.Printable(s.Replace('\n', ' ').Replace('\r', ' '));

@@ -22,6 +22,13 @@ namespace InitramfsPS.Inspection
 
         /// <summary>Report names of PATH_MAX or more and files of 4 GiB or more (NameTooLong, FileTooLarge).</summary>
         public bool CheckArchiveLimits { get; init; } = true;
+
+        /// <summary>
+        /// What the export does about /init (<see cref="Cpio.InitramfsExporter.Prepare"/>), for a rootfs
+        /// it prepared: a generated /init is reported (InitGenerated), and a /init that could not be
+        /// generated is reported by the generator's error instead of InitMissing.
+        /// </summary>
+        public Init.InitPlan? Init { get; init; }
     }
 
     /// <summary>
@@ -114,7 +121,7 @@ namespace InitramfsPS.Inspection
 
             public List<Finding> Inspect(InspectionOptions options)
             {
-                CheckInit();
+                CheckInit(options.Init);
                 string path = SearchPath(rootfs);
                 CheckWorkload(path);
                 CheckPathDirectories(path);
@@ -147,8 +154,18 @@ namespace InitramfsPS.Inspection
                 return users.Count <= shown ? list : $"{list} and {users.Count - shown} more ({users.Count} binaries)";
             }
 
-            private void CheckInit()
+            private void CheckInit(Init.InitPlan? plan)
             {
+                if (plan?.Problem is { } generation)
+                {
+                    findings.Add(new Finding(FindingSeverity.Error, generation.ErrorId, "/init", generation.Message));
+                    return;
+                }
+                if (plan?.Generated is not null)
+                {
+                    findings.Add(new Finding(FindingSeverity.Info, "InitGenerated", "/init",
+                        $"The rootfs has no /init: Export-Initramfs writes one generated from the image config that runs {plan.Command} and powers the VM off when it exits."));
+                }
                 foreach (var problem in InitCheck.Check(rootfs))
                 {
                     findings.Add(new Finding(FindingSeverity.Error, problem.ErrorId, "/init", problem.Message));
