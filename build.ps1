@@ -4,8 +4,8 @@
     Builds, tests and demonstrates the InitramfsPS module.
 
 .DESCRIPTION
-    Tasks run in the order given; Test, Demo and HelpSkeleton run Build first, and each task
-    runs once.
+    Tasks run in the order given; Test, Package, Demo and HelpSkeleton run Build first, and each
+    task runs once.
 
       Clean         removes out/ and the build folders.
       Build         publishes src/InitramfsPS, assembles the module in out/InitramfsPS/ (its
@@ -19,6 +19,9 @@
                     keeps the prose already written; then runs Help.
       Test          runs tests/Pester/*.Tests.ps1 with Pester 6.2.0 in a child pwsh; the last
                     line printed is `N passed, N failed`; NUnit XML goes to out/test-results.xml.
+      Package       writes out/InitramfsPS.<version>.nupkg from out/InitramfsPS/ with
+                    Publish-PSResource (tools/build/New-ModulePackage.ps1), for Install-PSResource
+                    from a local repository on out/; the user's repository list is left as it is.
       Demo          makes a busybox OCI image in out/demo/layout (no network), turns it into
                     out/demo/demo.cpio.zst with the module, and prints the QEMU line that boots it.
       Bench         (never part of Test) builds a Debian minbase and a synthetic 1 GB / 100k-entry
@@ -34,9 +37,10 @@
 #>
 [CmdletBinding()]
 param(
-    # Clean, Build, Help, HelpSkeleton, Test, Demo. `dotnet pwsh ./build.ps1 -Task Build,Demo` hands
-    # the script one string, so commas are split here (for every list parameter).
-    [ArgumentCompletions('Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Demo', 'Bench')]
+    # Clean, Build, Help, HelpSkeleton, Test, Package, Demo, Bench. `dotnet pwsh ./build.ps1
+    # -Task Build,Demo` hands the script one string, so commas are split here (for every list
+    # parameter).
+    [ArgumentCompletions('Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Package', 'Demo', 'Bench')]
     [string[]]$Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -69,7 +73,7 @@ $TestPath = Split-List $TestPath
 $TestName = Split-List $TestName
 $Tag = Split-List $Tag
 $ExcludeTag = Split-List $ExcludeTag
-$tasks = 'Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Demo', 'Bench'
+$tasks = 'Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Package', 'Demo', 'Bench'
 $unknown = @($Task | Where-Object { $_ -notin $tasks })
 if ($unknown) { throw "Unknown task '$($unknown -join "', '")': use $($tasks -join ', ')." }
 
@@ -174,6 +178,16 @@ function Invoke-Test {
     $script:TestSummaryPrinted = $true
     dotnet pwsh -NoProfile -NonInteractive -Command "$command; exit `$LASTEXITCODE"
     if ($LASTEXITCODE -ne 0) { exit 1 }
+}
+
+# The module's .nupkg in out/, which `Register-PSResourceRepository -Uri ./out` makes a repository
+# Install-PSResource reads (README, "Installing the module").
+function Invoke-Package {
+    if (-not (Test-Path -LiteralPath $manifest)) { throw "No module in '$moduleDir': run the Build task first." }
+    # Only this build's package: Install-PSResource takes the highest version in the folder.
+    Get-ChildItem -LiteralPath $out -Filter 'InitramfsPS.*.nupkg' -File | Remove-Item -Force
+    $package = & (Join-Path $root 'tools/build/New-ModulePackage.ps1') -ModulePath $moduleDir -OutputDirectory $out
+    Write-Host "Wrote $($package.FullName)"
 }
 
 # True when an ELF file has no program interpreter (PT_INTERP), i.e. runs with no libc present.
@@ -325,7 +339,7 @@ function Invoke-Bench {
 }
 
 # Resolve the plan: dependencies first, each task once, otherwise in the order given.
-$dependsOn = @{ Clean = @(); Build = @(); Help = @(); HelpSkeleton = @('Build'); Test = @('Build'); Demo = @('Build'); Bench = @('Build') }
+$dependsOn = @{ Clean = @(); Build = @(); Help = @(); HelpSkeleton = @('Build'); Test = @('Build'); Package = @('Build'); Demo = @('Build'); Bench = @('Build') }
 $plan = [Collections.Generic.List[string]]::new()
 foreach ($name in $Task) {
     foreach ($step in @($dependsOn[$name]) + $name) {

@@ -1,0 +1,193 @@
+# Installing the module the PowerShell way: the .nupkg build.ps1 -Task Package writes
+# (tools/build/New-ModulePackage.ps1), installed with the README's PSResourceGet commands in new
+# pwsh sessions whose HOME is a throw-away folder, then imported by name.
+# The module under test is never imported here: only the child sessions load it.
+
+BeforeAll {
+    Import-Module $PSScriptRoot/TestHelpers.psm1 -Force
+    $script:repoRoot = (Resolve-Path "$PSScriptRoot/../..").Path
+    $script:moduleManifest = (Resolve-Path ($env:INITRAMFSPS_MODULE ?? "$repoRoot/out/InitramfsPS/InitramfsPS.psd1")).Path
+    $script:moduleDir = Split-Path -Parent $moduleManifest
+    $script:manifestData = Import-PowerShellDataFile -LiteralPath $moduleManifest
+    $script:work = New-TestDirectory -Temp
+    $script:childHome = Join-Path $work 'home'
+    $null = New-Item -ItemType Directory -Path $childHome
+
+    # The caller's own repository list, which packaging must leave alone.
+    $script:userRepositories = Join-Path ([Environment]::GetFolderPath('LocalApplicationData')) 'PSResourceGet/PSResourceRepository.xml'
+    function script:Get-FileState([string]$Path) {
+        if (Test-Path -LiteralPath $Path) { (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash } else { 'absent' }
+    }
+    $script:userRepositoriesBefore = Get-FileState $userRepositories
+
+    # $work is laid out as the repository root is after the Package task: the package in ./out.
+    $script:package = & "$repoRoot/tools/build/New-ModulePackage.ps1" -ModulePath $moduleDir -OutputDirectory (Join-Path $work 'out')
+
+    # Runs a command in a new session of the pwsh running this test, started in $work, with HOME
+    # the throw-away folder, no XDG_* folders and no inherited PSModulePath (so the module can only
+    # come from what was installed under that HOME).
+    function script:Invoke-ChildPwsh([string]$Command) {
+        $psi = [Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
+        if ([IO.Path]::GetFileNameWithoutExtension([Environment]::ProcessPath) -eq 'dotnet') {
+            $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0])  # .../pwsh.dll
+        }
+        $script = "`$ErrorActionPreference = 'Stop'`n`$PSStyle.OutputRendering = 'PlainText'`n$Command"
+        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $script) { $psi.ArgumentList.Add($a) }
+        $psi.UseShellExecute = $false
+        $psi.RedirectStandardOutput = $true
+        $psi.RedirectStandardError = $true
+        $psi.WorkingDirectory = $work
+        $psi.Environment['HOME'] = $childHome
+        $psi.Environment['INITRAMFSPS_CACHE'] = Join-Path $work 'cache'
+        foreach ($k in 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'XDG_CACHE_HOME', 'PSModulePath') { [void]$psi.Environment.Remove($k) }
+        $process = [Diagnostics.Process]::Start($psi)
+        $stderr = $process.StandardError.ReadToEndAsync()
+        $stdout = $process.StandardOutput.ReadToEndAsync()
+        if (-not $process.WaitForExit(300000)) { $process.Kill($true); throw "The child pwsh ran for over 5 minutes: $Command" }
+        $process.WaitForExit()
+        [pscustomobject]@{ ExitCode = $process.ExitCode; Output = $stdout.Result + $stderr.Result }
+    }
+
+    # The module folder's files, by path relative to it ('en-US/...'), with their SHA-256.
+    function script:Get-FolderHashes([string]$Path) {
+        $table = @{}
+        foreach ($file in Get-ChildItem -LiteralPath $Path -File -Recurse) {
+            $table[[IO.Path]::GetRelativePath($Path, $file.FullName).Replace('\', '/')] = (Get-FileHash -LiteralPath $file.FullName -Algorithm SHA256).Hash
+        }
+        $table
+    }
+    $script:moduleFiles = Get-FolderHashes $moduleDir
+}
+
+AfterAll {
+    Remove-Item -LiteralPath $work -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Describe 'The module package (build.ps1 -Task Package)' {
+    BeforeAll {
+        Add-Type -AssemblyName System.IO.Compression.FileSystem
+        $zip = [IO.Compression.ZipFile]::OpenRead($package.FullName)
+        try {
+            $script:packaged = @{}
+            $script:nuspec = $null
+            foreach ($entry in $zip.Entries) {
+                $name = [Uri]::UnescapeDataString($entry.FullName)
+                $stream = $entry.Open()
+                try {
+                    if ($name -like '*.nuspec' -and $name -notlike '*/*') {
+                        $script:nuspec = [xml][IO.StreamReader]::new($stream).ReadToEnd()
+                    }
+                    elseif ($name -notlike '_rels/*' -and $name -notlike 'package/*' -and $name -ne '[Content_Types].xml') {
+                        $packaged[$name] = [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($stream))
+                    }
+                }
+                finally { $stream.Dispose() }
+            }
+        }
+        finally { $zip.Dispose() }
+    }
+
+    It 'is named for the module and the manifest''s version' {
+        $package.Name | Should -Be "InitramfsPS.$($manifestData.ModuleVersion).nupkg"
+        $package.DirectoryName | Should -Be (Join-Path $work 'out')
+    }
+
+    It 'holds every file of the module folder, byte for byte, and nothing else' {
+        $moduleFiles.Keys | Should -Contain 'InitramfsPS.dll'
+        $moduleFiles.Keys | Should -Contain 'InitramfsPS.psd1'
+        $moduleFiles.Keys | Should -Contain 'InitramfsPS.Format.ps1xml'
+        $moduleFiles.Keys | Should -Contain 'en-US/InitramfsPS.dll-Help.xml'
+        $moduleFiles.Keys | Should -Contain 'en-US/about_InitramfsPS.help.txt'
+        @($packaged.Keys | Sort-Object) | Should -Be @($moduleFiles.Keys | Sort-Object)
+        $different = @($moduleFiles.Keys | Where-Object { $packaged[$_] -ne $moduleFiles[$_] })
+        $different | Should -BeNullOrEmpty
+    }
+
+    It 'names the module, version, authors and description of the manifest' {
+        $metadata = $nuspec.package.metadata
+        $metadata.id | Should -Be 'InitramfsPS'
+        $metadata.version | Should -Be $manifestData.ModuleVersion
+        $metadata.authors | Should -Be $manifestData.Author
+        $metadata.description | Should -Be $manifestData.Description
+        $metadata.tags -split ' ' | Should -Contain 'PSModule'
+    }
+
+    It 'leaves the user''s own PSResourceGet repository list as it was' {
+        Get-FileState $userRepositories | Should -Be $userRepositoriesBefore
+    }
+}
+
+Describe 'Installing the package as the README shows' {
+    BeforeAll {
+        # The README's commands, as typed: the block after "### Installing the module".
+        $readme = Get-Content -Raw -LiteralPath (Join-Path $repoRoot 'README.md')
+        $section = $readme -split '(?m)^### Installing the module\r?$', 2
+        $section.Count | Should -Be 2 -Because 'the README has a section "### Installing the module"'
+        $script:readmeBlock = [regex]::Match($section[1], '(?s)```powershell\r?\n(.*?)```').Groups[1].Value
+        $script:install = Invoke-ChildPwsh $readmeBlock
+
+        $tar = New-TestTar -Entry @(@{ Name = 'init'; Data = 'not really an init'; Mode = '0755' })
+        $image = New-TestOciLayout -Path (Join-Path $work 'layout') -Layer @(, $tar) -Tag app
+        $script:archive = Join-Path $work 'installed.cpio.zst'
+        $session = Invoke-ChildPwsh @"
+Import-Module InitramfsPS
+`$module = Get-Module InitramfsPS
+`$cache = @(Get-OciCache)
+`$report = Get-OciImage '$($image.Reference)' | Export-Initramfs '$archive' -WarningAction SilentlyContinue
+[pscustomobject]@{
+    ModuleBase   = `$module.ModuleBase
+    Version      = "`$(`$module.Version)"
+    Cmdlets      = @(Get-Command -Module InitramfsPS -CommandType Cmdlet | ForEach-Object Name)
+    Synopsis     = (Get-Help Export-Initramfs).Synopsis
+    PSModulePath = `$env:PSModulePath
+    CacheBlobs   = `$cache.Count
+    ReportPath   = `$report.Path
+} | ConvertTo-Json -Compress
+"@
+        $script:sessionOutput = $session.Output
+        $script:sessionExitCode = $session.ExitCode
+        $json = $session.Output -split '\r?\n' | Where-Object { $_.StartsWith('{') } | Select-Object -Last 1
+        $script:result = if ($json) { $json | ConvertFrom-Json } else { $null }
+    }
+
+    It 'runs Register-PSResourceRepository and Install-PSResource without an error' {
+        $readmeBlock | Should -Match 'Register-PSResourceRepository -Name InitramfsPSLocal -Uri \./out -Trusted'
+        $readmeBlock | Should -Match 'Install-PSResource InitramfsPS -Repository InitramfsPSLocal'
+        $install.ExitCode | Should -Be 0 -Because $install.Output
+    }
+
+    It 'installs the module folder, file for file, in the user''s module folder under HOME' {
+        $installed = Join-Path $childHome ".local/share/powershell/Modules/InitramfsPS/$($manifestData.ModuleVersion)"
+        $installed | Should -Exist
+        $installedFiles = Get-FolderHashes $installed
+        $missing = @($moduleFiles.Keys | Where-Object { $installedFiles[$_] -ne $moduleFiles[$_] })
+        $missing | Should -BeNullOrEmpty
+    }
+
+    It 'makes Import-Module InitramfsPS work by name in a new session, from that folder' {
+        $sessionExitCode | Should -Be 0 -Because $sessionOutput
+        $result.ModuleBase | Should -BeLike "$childHome/*"
+        $result.Version | Should -Be $manifestData.ModuleVersion
+        $result.PSModulePath -split ':' | Should -Not -Contain (Split-Path -Parent $moduleDir)
+    }
+
+    It 'exports the manifest''s 12 cmdlets' {
+        $manifestData.CmdletsToExport.Count | Should -Be 12
+        @($result.Cmdlets | Sort-Object) | Should -Be @($manifestData.CmdletsToExport | Sort-Object)
+    }
+
+    It 'gives Get-Help the written help, not the help made from metadata' {
+        $markdown = Get-Content -Raw -LiteralPath (Join-Path $repoRoot 'docs/help/Export-Initramfs.md')
+        $synopsis = [regex]::Match($markdown, '(?s)## SYNOPSIS\s+(.+?)\r?\n\r?\n').Groups[1].Value.Trim()
+        $synopsis | Should -Not -BeNullOrEmpty
+        $result.Synopsis | Should -Be $synopsis
+    }
+
+    It 'runs: lists the empty cache and exports an initramfs' {
+        $result.CacheBlobs | Should -Be 0
+        $result.ReportPath | Should -Be $archive
+        $names = @(Get-CpioListing -Path $archive | ForEach-Object Name)
+        $names | Should -Contain 'init'
+        $names | Should -Contain 'dev/console'
+    }
+}
