@@ -13,6 +13,7 @@ namespace InitramfsPS.Commands
     {
         /// <summary>Digests of the blobs to remove (from Get-OciCache by property name); without it, the whole cache.</summary>
         [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+        [ArgumentCompleter(typeof(CacheDigestCompleter))]
         [ValidateNotNullOrEmpty]
         public string[]? Digest { get; set; }
 

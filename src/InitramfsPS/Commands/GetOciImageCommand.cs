@@ -21,6 +21,7 @@ namespace InitramfsPS.Commands
         /// <summary>The image: a registry reference, <c>oci:dir[:tag|@digest]</c> or <c>docker-archive:file[:name:tag]</c>.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("Name", "ImageReference")]
+        [ArgumentCompleter(typeof(ImageReferenceCompleter))]
         [ValidateNotNullOrEmpty]
         public string[] Reference { get; set; } = null!;
 

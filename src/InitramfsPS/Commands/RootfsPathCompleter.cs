@@ -11,7 +11,8 @@ namespace InitramfsPS.Commands
     /// <summary>
     /// Completes paths inside the rootfs the command will get: the -InputObject argument, or the
     /// variable piped into it (<c>$rootfs | Remove-InitramfsItem /usr/sh&lt;Tab&gt;</c>). An OciImage
-    /// is not expanded just to complete a path.
+    /// is expanded when that is cheap (its layers indexed in the cache), and the last one expanded is
+    /// remembered, so repeated Tab presses do not expand it again (<see cref="Layers.ExpansionMemo"/>).
     /// </summary>
     public sealed class RootfsPathCompleter : IArgumentCompleter
     {
@@ -57,7 +58,12 @@ namespace InitramfsPS.Commands
                 .ToList();
         }
 
-        private static Rootfs? Unwrap(object? value) => (value is PSObject ps ? ps.BaseObject : value) as Rootfs;
+        private static Rootfs? Unwrap(object? value) => (value is PSObject ps ? ps.BaseObject : value) switch
+        {
+            Rootfs rootfs => rootfs,
+            OciImage image => Layers.ExpansionMemo.TryExpand(image, new Cache.BlobStore(Cache.BlobStore.DefaultCacheRoot())),
+            _ => null,
+        };
 
         private static PSObject? PipedVariableValue(CommandAst commandAst)
         {

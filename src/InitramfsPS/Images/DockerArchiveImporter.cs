@@ -107,6 +107,91 @@ namespace InitramfsPS.Images
             return Resolve(reference, file, manifestJson, members, links, cache);
         }
 
+        /// <summary>The most bytes of a gzip- or zstd-wrapped archive <see cref="ListNames"/> decompresses looking for manifest.json.</summary>
+        public const long ListScanLimit = 16 << 20;
+
+        /// <summary>
+        /// The names of the images in the archive at <paramref name="file"/>, as <c>docker-archive:file:&lt;name&gt;</c>
+        /// takes them: each RepoTag (<c>app:1.0</c>, short for Docker Hub library images), and <c>@&lt;index&gt;</c>
+        /// for an image without one. Only manifest.json is read: in a plain tar the other members are
+        /// seeked over, never read; a compressed archive is decompressed only up to <see cref="ListScanLimit"/>
+        /// bytes (an archive whose manifest.json comes later lists nothing). At most
+        /// <paramref name="maxEntries"/> tar headers are looked at, and a manifest.json larger than 4 MiB is refused.
+        /// </summary>
+        public static IReadOnlyList<string> ListNames(string file, int maxEntries = 100_000)
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 12, FileOptions.RandomAccess);
+            var head = new byte[4];
+            int n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+            stream.Position = 0;
+            var compression = MediaTypes.Sniff(head.AsSpan(0, n));
+            // A wrapped archive cannot be seeked in: its first ListScanLimit bytes are decompressed
+            // into memory and scanned there (a member cut off at the limit ends the scan with an error).
+            using Stream tar = compression == LayerCompression.None ? stream : DecompressHead(stream, compression);
+            var reader = new Layers.TarReader(tar, seekData: true);
+            for (int entries = 0; entries < maxEntries && reader.Next() is { } header; entries++)
+            {
+                if (Normalize(header.Name) != "manifest.json" || header.TypeFlag is not ('0' or '\0'))
+                {
+                    continue;
+                }
+                if (header.Size > 4 << 20)
+                {
+                    throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded, $"The manifest.json of '{file}' is larger than {4 << 20} bytes.", file);
+                }
+                var manifestJson = new byte[header.Size];
+                tar.Position = header.DataOffset;
+                tar.ReadExactly(manifestJson);
+                return NamesIn(manifestJson, file);
+            }
+            return Array.Empty<string>();
+        }
+
+        private static MemoryStream DecompressHead(Stream stream, LayerCompression compression)
+        {
+            using Stream decoder = compression == LayerCompression.Gzip
+                ? new System.IO.Compression.GZipStream(stream, System.IO.Compression.CompressionMode.Decompress, leaveOpen: true)
+                : new ZstdSharp.DecompressionStream(stream, 1 << 17, checkEndOfStream: false, leaveOpen: true);
+            var head = new MemoryStream();
+            var buffer = new byte[1 << 16];
+            int n;
+            while (head.Length < ListScanLimit && (n = decoder.Read(buffer, 0, (int)Math.Min(buffer.Length, ListScanLimit - head.Length))) > 0)
+            {
+                head.Write(buffer, 0, n);
+            }
+            head.Position = 0;
+            return head;
+        }
+
+        private static List<string> NamesIn(byte[] manifestJson, string file)
+        {
+            using var doc = LayoutResolver.Parse(manifestJson, $"manifest.json of '{file}'");
+            var names = new List<string>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            if (doc.RootElement.ValueKind != JsonValueKind.Array)
+            {
+                return names;
+            }
+            int index = 0;
+            foreach (var image in doc.RootElement.EnumerateArray())
+            {
+                var tags = image.ValueKind == JsonValueKind.Object ? RepoTags(image).ToList() : new List<string>();
+                if (tags.Count == 0)
+                {
+                    tags.Add("@" + index.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                }
+                foreach (string tag in tags)
+                {
+                    if (seen.Add(tag))
+                    {
+                        names.Add(tag);
+                    }
+                }
+                index++;
+            }
+            return names;
+        }
+
         private static OciImage Resolve(ImageReference reference, string file, byte[] manifestJson,
             Dictionary<string, (Digest Digest, long Size)> members, Dictionary<string, string> links, BlobStore cache)
         {

@@ -53,6 +53,38 @@ namespace InitramfsPS.Images
             return Resolve(reference, store, chosen, platform);
         }
 
+        /// <summary>
+        /// The tags (<c>org.opencontainers.image.ref.name</c> annotations of index.json) of the layout at
+        /// <paramref name="directory"/>, in index order, each once: what <c>oci:dir:&lt;tag&gt;</c> takes. Reads
+        /// only index.json (at most 4 MiB) and looks at its first <paramref name="maxEntries"/> entries;
+        /// entries without a tag are left out. A directory that is not a layout is an error.
+        /// </summary>
+        public static IReadOnlyList<string> ListTags(string directory, int maxEntries = 10_000)
+        {
+            string indexPath = Path.Combine(directory, "index.json");
+            if (!File.Exists(indexPath))
+            {
+                throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData,
+                    $"'{directory}' is not an OCI image layout: it has no index.json.", directory);
+            }
+            using var doc = Parse(ReadSmallFile(indexPath, "index.json"), "index.json of " + directory);
+            var tags = new List<string>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("manifests", out var manifests) || manifests.ValueKind != JsonValueKind.Array)
+            {
+                throw new InitramfsException("IndexInvalid", FailureKind.InvalidData, $"The index.json of {directory} has no manifests array.", directory);
+            }
+            foreach (var entry in manifests.EnumerateArray().Take(maxEntries))
+            {
+                if (entry.ValueKind == JsonValueKind.Object && entry.TryGetProperty("annotations", out var annotations)
+                    && Str(annotations, RefNameAnnotation) is { Length: > 0 } tag && seen.Add(tag))
+                {
+                    tags.Add(tag);
+                }
+            }
+            return tags;
+        }
+
         /// <summary>Resolves a descriptor (index or manifest) in <paramref name="store"/> to one image.</summary>
         public static OciImage Resolve(ImageReference reference, BlobStore store, Descriptor descriptor, Platform platform)
         {

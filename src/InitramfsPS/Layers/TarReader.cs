@@ -64,10 +64,18 @@ namespace InitramfsPS.Layers
         private readonly byte[] header = new byte[Block];
         private readonly byte[] scratch = new byte[64 * 1024];
         private readonly Dictionary<string, string> globalPax = new(StringComparer.Ordinal);
+        private readonly bool seekData;
         private bool ended;
 
         /// <summary>Reads tar headers from <paramref name="stream"/>, which need not be seekable.</summary>
         public TarReader(Stream stream) => this.stream = stream;
+
+        /// <summary>
+        /// Reads tar headers from a seekable <paramref name="stream"/>, seeking past each entry's data
+        /// instead of reading it: a scan of the headers of a large archive then reads little.
+        /// </summary>
+        internal TarReader(Stream stream, bool seekData)
+            : this(stream) => this.seekData = seekData && stream.CanSeek;
 
         /// <summary>
         /// Hands every header of the tar in <paramref name="stream"/> to <paramref name="onEntry"/>,
@@ -201,6 +209,20 @@ namespace InitramfsPS.Layers
 
         private void Skip(long size, long headerOffset)
         {
+            if (seekData)
+            {
+                long padded = Padded(size);
+                long left = stream.Length - stream.Position;
+                if (size > left)
+                {
+                    throw Corrupt("the stream ended inside an entry's data (a size larger than the layer?)", headerOffset);
+                }
+                long step = Math.Min(padded, left);
+                stream.Seek(step, SeekOrigin.Current);
+                Position += step;
+                ended = step < padded;
+                return;
+            }
             long remaining = size;
             while (remaining > 0)
             {
