@@ -142,10 +142,9 @@ Describe 'Test-Initramfs on small rootfs' {
         @(Get-Item $without | Test-Initramfs).Id | Should -Be @('ConsoleMissing')
     }
 
-    It 'formats findings as a table with the message' {
+    It 'formats findings as a list with the whole message' {
         $text = New-TestRootfs @(@{ Name = 'x'; Data = 'x' }) | Test-Initramfs | Out-String -Width 200
-        $text | Should -Match 'Severity\s+Id\s+Path\s+Message'
-        $text | Should -Match 'Error\s+InitMissing\s+/init\s+The rootfs has no /init'
+        $text | Should -Match '(?m)^Severity : Error\s+^Id       : InitMissing\s+^Path     : /init\s+^Message  : The rootfs has no /init'
     }
 }
 

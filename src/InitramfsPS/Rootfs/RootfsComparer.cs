@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Security.Cryptography;
@@ -59,6 +60,68 @@ namespace InitramfsPS
 
         /// <summary>The entry of the difference rootfs (null when Removed).</summary>
         public RootfsEntry? Difference { get; init; }
+
+        /// <summary>
+        /// What differs, for people: for a Changed path each differing field as
+        /// <c>Field: reference -> difference</c> (sizes in exact bytes where the rounded sizes are
+        /// the same); for the others the entry's mode, owner and size, link target or device.
+        /// </summary>
+        public string Detail => Change == RootfsChange.Changed ? DescribeFields() : Describe(Difference ?? Reference);
+
+        private static string Describe(RootfsEntry? e)
+        {
+            if (e is null)
+            {
+                return string.Empty;
+            }
+            string what = e.Type switch
+            {
+                EntryType.File => " " + Units.Bytes(e.Size),
+                EntryType.Symlink => " -> " + RootfsPath.Printable(e.LinkTarget),
+                EntryType.CharDevice or EntryType.BlockDevice => Device(e),
+                _ => string.Empty,
+            };
+            return $"{e.ModeString} {e.Owner}{what}";
+        }
+
+        private static string Device(RootfsEntry e) => string.Create(CultureInfo.InvariantCulture, $" {e.DevMajor},{e.DevMinor}");
+
+        private string DescribeFields()
+        {
+            var a = Reference!;
+            var b = Difference!;
+            var parts = new List<string>();
+            if (Fields.HasFlag(RootfsDifferenceFields.Type))
+            {
+                parts.Add($"Type: {a.Type} -> {b.Type}");
+            }
+            if (Fields.HasFlag(RootfsDifferenceFields.Mode))
+            {
+                parts.Add($"Mode: {a.ModeString} -> {b.ModeString}");
+            }
+            if (Fields.HasFlag(RootfsDifferenceFields.Owner))
+            {
+                parts.Add($"Owner: {a.Owner} -> {b.Owner}");
+            }
+            if (Fields.HasFlag(RootfsDifferenceFields.Size))
+            {
+                var (x, y) = Units.BytesPair(a.Size, b.Size);
+                parts.Add($"Size: {x} -> {y}");
+            }
+            if (Fields.HasFlag(RootfsDifferenceFields.Content))
+            {
+                parts.Add("Content: same size, other bytes");
+            }
+            if (Fields.HasFlag(RootfsDifferenceFields.LinkTarget))
+            {
+                parts.Add($"LinkTarget: {RootfsPath.Printable(a.LinkTarget)} -> {RootfsPath.Printable(b.LinkTarget)}");
+            }
+            if (Fields.HasFlag(RootfsDifferenceFields.Device))
+            {
+                parts.Add($"Device:{Device(a)} ->{Device(b)}");
+            }
+            return string.Join("; ", parts);
+        }
 
         /// <summary>Like a line of a diff: <c>~ /etc/motd (Size, Content)</c>.</summary>
         public override string ToString()
