@@ -26,26 +26,10 @@ BeforeAll {
     # Runs a command in a new session of the pwsh running this test, started in $work, with HOME
     # the throw-away folder, no XDG_* folders and no inherited PSModulePath (so the module can only
     # come from what was installed under that HOME).
-    function script:Invoke-ChildPwsh([string]$Command) {
-        $psi = [Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
-        if ([IO.Path]::GetFileNameWithoutExtension([Environment]::ProcessPath) -eq 'dotnet') {
-            $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0])  # .../pwsh.dll
-        }
-        $script = "`$ErrorActionPreference = 'Stop'`n`$PSStyle.OutputRendering = 'PlainText'`n$Command"
-        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $script) { $psi.ArgumentList.Add($a) }
-        $psi.UseShellExecute = $false
-        $psi.RedirectStandardOutput = $true
-        $psi.RedirectStandardError = $true
-        $psi.WorkingDirectory = $work
-        $psi.Environment['HOME'] = $childHome
-        $psi.Environment['INITRAMFSPS_CACHE'] = Join-Path $work 'cache'
-        foreach ($k in 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'XDG_CACHE_HOME', 'PSModulePath') { [void]$psi.Environment.Remove($k) }
-        $process = [Diagnostics.Process]::Start($psi)
-        $stderr = $process.StandardError.ReadToEndAsync()
-        $stdout = $process.StandardOutput.ReadToEndAsync()
-        if (-not $process.WaitForExit(300000)) { $process.Kill($true); throw "The child pwsh ran for over 5 minutes: $Command" }
-        $process.WaitForExit()
-        [pscustomobject]@{ ExitCode = $process.ExitCode; Output = $stdout.Result + $stderr.Result }
+    # A fresh session of a user whose HOME is the throw-away folder: no module path of ours.
+    function script:Invoke-InstallSession([string]$Command) {
+        $environment = @{ HOME = $childHome; INITRAMFSPS_CACHE = (Join-Path $work 'cache'); XDG_DATA_HOME = $null; XDG_CONFIG_HOME = $null; XDG_CACHE_HOME = $null; PSModulePath = $null }
+        Invoke-ChildPwsh $Command -WorkingDirectory $work -Environment $environment
     }
 
     # The module folder's files, by path relative to it ('en-US/...'), with their SHA-256.
@@ -124,12 +108,12 @@ Describe 'Installing the package as the README shows' {
         $section = $readme -split '(?m)^### Installing the module\r?$', 2
         $section.Count | Should -Be 2 -Because 'the README has a section "### Installing the module"'
         $script:readmeBlock = [regex]::Match($section[1], '(?s)```powershell\r?\n(.*?)```').Groups[1].Value
-        $script:install = Invoke-ChildPwsh $readmeBlock
+        $script:install = Invoke-InstallSession $readmeBlock
 
         $tar = New-TestTar -Entry @(@{ Name = 'init'; Data = 'not really an init'; Mode = '0755' })
         $image = New-TestOciLayout -Path (Join-Path $work 'layout') -Layer @(, $tar) -Tag app
         $script:archive = Join-Path $work 'installed.cpio.zst'
-        $session = Invoke-ChildPwsh @"
+        $session = Invoke-InstallSession @"
 Import-Module InitramfsPS
 `$module = Get-Module InitramfsPS
 `$cache = @(Get-OciCache)

@@ -1119,6 +1119,53 @@ function New-TestDirectory {
     $dir
 }
 
+function Invoke-ChildPwsh {
+    <#
+    .SYNOPSIS
+    Runs -Command in a new process of the same pwsh as this one (-NoProfile -NonInteractive), as a user's fresh session would, and returns its exit code and output.
+    .DESCRIPTION
+    Works whether this session is a pwsh executable or `dotnet pwsh` (the dotnet host plus
+    pwsh.dll). The command runs with $ErrorActionPreference = 'Stop' and plain-text output, in
+    -WorkingDirectory. -Environment sets variables of the child; a $null value removes one (the
+    rest is inherited). Stdin is closed. A child still running after -TimeoutSeconds is killed with
+    its process tree and is an error.
+    .OUTPUTS
+    PSCustomObject: ExitCode, Output (stdout then stderr), Seconds.
+    #>
+    [CmdletBinding(PositionalBinding = $false)]
+    param(
+        [Parameter(Mandatory, Position = 0)][string] $Command,
+        [string] $WorkingDirectory = $PWD.ProviderPath,
+        [System.Collections.IDictionary] $Environment = @{},
+        [int] $TimeoutSeconds = 300
+    )
+    $psi = [System.Diagnostics.ProcessStartInfo]::new([System.Environment]::ProcessPath)
+    if ([System.IO.Path]::GetFileNameWithoutExtension([System.Environment]::ProcessPath) -eq 'dotnet') {
+        $psi.ArgumentList.Add([System.Environment]::GetCommandLineArgs()[0])  # .../pwsh.dll
+    }
+    $script = "`$ErrorActionPreference = 'Stop'`n`$PSStyle.OutputRendering = 'PlainText'`n$Command"
+    foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $script) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    $psi.WorkingDirectory = $WorkingDirectory
+    foreach ($k in $Environment.Keys) {
+        if ($null -eq $Environment[$k]) { [void]$psi.Environment.Remove([string]$k) } else { $psi.Environment[[string]$k] = [string]$Environment[$k] }
+    }
+    $clock = [System.Diagnostics.Stopwatch]::StartNew()
+    $process = [System.Diagnostics.Process]::Start($psi)
+    $process.StandardInput.Close()
+    $stderr = $process.StandardError.ReadToEndAsync()
+    $stdout = $process.StandardOutput.ReadToEndAsync()
+    if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
+        $process.Kill($true)
+        throw "The child pwsh ran for over $TimeoutSeconds s: $Command"
+    }
+    $process.WaitForExit()
+    [pscustomobject]@{ ExitCode = $process.ExitCode; Output = $stdout.Result + $stderr.Result; Seconds = [Math]::Round($clock.Elapsed.TotalSeconds, 1) }
+}
+
 Export-ModuleMember -Function New-TestTar, New-TestOciLayout, New-TestOciIndex, New-TestDockerArchive,
     Get-CpioListing, Expand-TestCpioArchive, Expand-TestCompressedBytes, Get-ZstdFrame, Get-TreeListing, Invoke-QemuBoot,
-    New-BusyboxLayer, Get-FreeTcpPort, New-TestDirectory
+    New-BusyboxLayer, Get-FreeTcpPort, New-TestDirectory, Invoke-ChildPwsh
