@@ -922,6 +922,8 @@ function ConvertTo-AboutHelpText {
             continue
         }
         if ($line -match '^\s{0,3}(`{3,}|~{3,})') { . $flushParagraph; $fence = $Matches[1]; continue }
+        # A comment line is for the markdown's readers and tools (the docs tests' markers), not for Get-Help.
+        if ($line -match '^\s*<!--.*-->\s*$') { continue }
         if ($line -match '^(#{1,3}) (.+)$') {
             . $flushParagraph
             $level = $Matches[1].Length
