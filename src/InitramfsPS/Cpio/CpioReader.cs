@@ -107,7 +107,8 @@ namespace InitramfsPS.Cpio
             {
                 try
                 {
-                    return new Importer(fullPath, handle, cache, options, cancellationToken).Run();
+                    using var importer = new Importer(fullPath, handle, cache, options, cancellationToken);
+                    return importer.Run();
                 }
                 catch (IOException ex)
                 {
@@ -130,20 +131,26 @@ namespace InitramfsPS.Cpio
             _ => null,
         };
 
-        /// <summary>A file read by position: the archive, or a decompressed part in the cache.</summary>
+        /// <summary>
+        /// A file read by position: the archive, or a decompressed part in the cache. Every read is
+        /// checked against the digests of the file's blocks, recorded before the parse began (the
+        /// archive's by a first pass over it, a part's as it was decompressed): names, modes and
+        /// link targets come from the same bytes as the file contents an export reads later.
+        /// </summary>
         private sealed class Source
         {
-            public Source(string path, SafeFileHandle handle, long length, string description)
+            private readonly ContentReader reader;
+
+            public Source(BlockDigests blocks, ContentReader reader, string description)
             {
-                Path = path;
-                Handle = handle;
-                Length = length;
+                Blocks = blocks;
+                this.reader = reader;
                 Description = description;
             }
 
-            public string Path { get; }
-            public SafeFileHandle Handle { get; }
-            public long Length { get; }
+            public BlockDigests Blocks { get; }
+            public string Path => Blocks.FilePath;
+            public long Length => Blocks.FileLength;
             public string Description { get; }
 
             public int ReadAt(long position, Span<byte> buffer)
@@ -151,7 +158,7 @@ namespace InitramfsPS.Cpio
                 int total = 0;
                 while (total < buffer.Length)
                 {
-                    int n = RandomAccess.Read(Handle, buffer[total..], position + total);
+                    int n = reader.Read(Blocks, position + total, buffer[total..]);
                     if (n <= 0)
                     {
                         break;
@@ -175,9 +182,11 @@ namespace InitramfsPS.Cpio
 
         private readonly record struct LinkKey(uint Ino, uint DevMajor, uint DevMinor, uint Type);
 
-        private sealed class Importer
+        private sealed class Importer : IDisposable
         {
             private readonly string archivePath;
+            private readonly SafeFileHandle handle;
+            private readonly ContentReader reader = new();
             private readonly Source archive;
             private readonly BlobStore cache;
             private readonly ImportOptions options;
@@ -195,11 +204,18 @@ namespace InitramfsPS.Cpio
             public Importer(string archivePath, SafeFileHandle handle, BlobStore cache, ImportOptions options, CancellationToken cancellationToken)
             {
                 this.archivePath = archivePath;
-                archive = new Source(archivePath, handle, RandomAccess.GetLength(handle), $"'{archivePath}'");
+                this.handle = handle;
+                // The archive is the user's and no digest pins it: what is checked later is that its
+                // bytes are still those this import read. Its blocks are hashed before the parse.
+                long length = RandomAccess.GetLength(handle);
+                var blocks = new BlockDigests(archivePath, length, BlockHasher.OfFile(handle, length, cancellationToken), BlockOwner.Archive, archivePath);
+                archive = new Source(blocks, reader, $"'{archivePath}'");
                 this.cache = cache;
                 this.options = options;
                 this.cancellationToken = cancellationToken;
             }
+
+            public void Dispose() => reader.Dispose();
 
             public ImportResult Run()
             {
@@ -262,11 +278,12 @@ namespace InitramfsPS.Cpio
                 string where = string.Create(CultureInfo.InvariantCulture, $"The {compression} part at offset {pos} of '{archivePath}'");
                 using var writer = cache.CreateWriter();
                 using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                using var sink = new HashingSink(writer.Stream, hash);
+                using var blockHasher = new BlockHasher();
+                using var sink = new HashingSink(writer.Stream, hash, blockHasher);
                 long consumed;
                 try
                 {
-                    consumed = PartDecompressor.Decompress(archive.Handle, archive.Length, pos, compression, sink,
+                    consumed = PartDecompressor.Decompress(handle, archive.Length, pos, compression, sink,
                         options.MaxUncompressedSize - uncompressedTotal, where, cancellationToken);
                 }
                 catch (IOException ex) when (sink.Failed)
@@ -274,9 +291,16 @@ namespace InitramfsPS.Cpio
                     throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{cache.Root}': {ex.Message}", cache.Root, ex);
                 }
                 uncompressedTotal += sink.Written;
-                string blobPath = writer.Commit(Digest.FromSha256(hash.GetHashAndReset()));
-                using var blob = File.OpenHandle(blobPath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
-                var source = new Source(blobPath, blob, RandomAccess.GetLength(blob), $"the {compression} part at offset {pos} of '{archivePath}' (decompressed)");
+                var digest = Digest.FromSha256(hash.GetHashAndReset());
+                string blobPath = writer.Commit(digest);
+                // The blob may be an older copy another run committed: it is read through the digests
+                // of the bytes just decompressed, so a damaged copy is found (and removed) here.
+                var blocks = new BlockDigests(blobPath, sink.Written, blockHasher.Finish(), BlockOwner.CacheBlob, digest.ToString());
+                if (new FileInfo(blobPath).Length != sink.Written)
+                {
+                    throw blocks.Mismatch(null);
+                }
+                var source = new Source(blocks, reader, $"the {compression} part at offset {pos} of '{archivePath}' (decompressed)");
                 int before = records;
                 long end = ReadEntries(source, 0, plain: false, compression);
                 if (end < source.Length)
@@ -450,7 +474,7 @@ namespace InitramfsPS.Cpio
                     LinkTarget = linkTarget,
                     DevMajor = device ? (int)rdevMajor : 0,
                     DevMinor = device ? (int)rdevMinor : 0,
-                    Content = type == EntryType.File ? new FileRangeContent(source.Path, dataStart, fileSize, source.Length) : null,
+                    Content = type == EntryType.File ? new FileRangeContent(source.Blocks, dataStart, fileSize) : null,
                     Source = compression == "none" ? "cpio:" + archivePath : $"cpio:{archivePath} ({compression})",
                 };
                 if (type == EntryType.File && nlink >= 2)
@@ -644,16 +668,18 @@ namespace InitramfsPS.Cpio
                 new("ArchiveTruncated", FailureKind.InvalidData, $"At {source.Where(pos)}: {what} (the archive is truncated or a size field is wrong).", archivePath);
         }
 
-        /// <summary>Writes into the cache while hashing and counting; remembers whether the write side failed.</summary>
+        /// <summary>Writes into the cache while hashing (whole and by block) and counting; remembers whether the write side failed.</summary>
         private sealed class HashingSink : InitramfsPS.IO.WriteOnlyStream
         {
             private readonly Stream inner;
             private readonly IncrementalHash hash;
+            private readonly BlockHasher blocks;
 
-            public HashingSink(Stream inner, IncrementalHash hash)
+            public HashingSink(Stream inner, IncrementalHash hash, BlockHasher blocks)
             {
                 this.inner = inner;
                 this.hash = hash;
+                this.blocks = blocks;
             }
 
             public long Written { get; private set; }
@@ -672,6 +698,7 @@ namespace InitramfsPS.Cpio
                     throw;
                 }
                 hash.AppendData(buffer);
+                blocks.Append(buffer);
                 Written += buffer.Length;
             }
         }

@@ -49,7 +49,7 @@ namespace InitramfsPS.Cpio
                     content.Validate();
                     head = reader.ReadPrefix(content, 256);
                 }
-                catch (Errors.InitramfsException ex)
+                catch (Errors.InitramfsException ex) when (!ex.ContentMismatch)
                 {
                     problems.Add(new(ex.ErrorId, ex.Message));
                     return problems;

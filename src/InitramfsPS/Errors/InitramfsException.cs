@@ -46,5 +46,13 @@ namespace InitramfsPS.Errors
 
         /// <summary>What the failure is about (a path, a reference, a digest).</summary>
         public object? Target { get; }
+
+        /// <summary>
+        /// Bytes read at use do not match what was verified when they entered the module (CacheCorrupt,
+        /// LayerContentChanged, ArchiveChanged). Code that turns a failed read into a finding or a
+        /// fallback (the inspector, the /init checks) lets such a failure through: nothing may be
+        /// concluded from bytes that are not the verified ones.
+        /// </summary>
+        public bool ContentMismatch { get; init; }
     }
 }

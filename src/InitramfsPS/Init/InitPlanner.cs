@@ -119,7 +119,7 @@ namespace InitramfsPS.Init
                     Warnings = warnings,
                 };
             }
-            catch (InitramfsException ex)
+            catch (InitramfsException ex) when (!ex.ContentMismatch)
             {
                 return new InitPlan
                 {
@@ -151,7 +151,7 @@ namespace InitramfsPS.Init
                     using var reader = new ContentReader();
                     interpreter = Cpio.InitCheck.Interpreter(reader.ReadPrefix(content, 256));
                 }
-                catch (Exception ex) when (ex is System.IO.IOException or InitramfsException)
+                catch (Exception ex) when (ex is System.IO.IOException or InitramfsException { ContentMismatch: false })
                 {
                     // The bootability check reports an unreadable /init; here it only loses the detail.
                 }

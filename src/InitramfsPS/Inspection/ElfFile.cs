@@ -83,7 +83,7 @@ namespace InitramfsPS.Inspection
             {
                 elf.Problem = "cannot be read: " + ex.Message;
             }
-            catch (Errors.InitramfsException ex)
+            catch (Errors.InitramfsException ex) when (!ex.ContentMismatch)
             {
                 elf.Problem = "cannot be read: " + ex.Message;
             }

@@ -290,7 +290,7 @@ namespace InitramfsPS.Inspection
             {
                 return null;
             }
-            catch (Errors.InitramfsException)
+            catch (Errors.InitramfsException ex) when (!ex.ContentMismatch)
             {
                 return null;
             }

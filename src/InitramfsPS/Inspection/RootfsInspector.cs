@@ -195,7 +195,7 @@ namespace InitramfsPS.Inspection
                 {
                     interpreter = InitCheck.Interpreter(reader.ReadPrefix(target.Content, 256));
                 }
-                catch (Exception ex) when (ex is System.IO.IOException or InitramfsException)
+                catch (Exception ex) when (ex is System.IO.IOException or InitramfsException { ContentMismatch: false })
                 {
                     return;
                 }
@@ -237,7 +237,7 @@ namespace InitramfsPS.Inspection
                     {
                         interpreter = InitCheck.Interpreter(reader.ReadPrefix(entry.Content, 256));
                     }
-                    catch (Exception ex) when (ex is System.IO.IOException or InitramfsException)
+                    catch (Exception ex) when (ex is System.IO.IOException or InitramfsException { ContentMismatch: false })
                     {
                     }
                     if (interpreter is not null)

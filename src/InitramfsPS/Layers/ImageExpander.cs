@@ -94,10 +94,12 @@ namespace InitramfsPS.Layers
 
             if (layer.Compression == LayerCompression.None)
             {
-                // An uncompressed layer is its own random-access form: entries point into the blob.
+                // An uncompressed layer is its own random-access form: entries point into the blob,
+                // whose blocks are recorded as they are hashed here and checked again as they are read.
                 var parsed = new ParsedLayer { BackingPath = image.Blobs.PathOf(layer.Digest), BackingLength = raw.Length };
                 using var hash = layer.Digest.CreateHash();
-                var counted = new HashingReadStream(raw, hash);
+                using var blocks = new BlockHasher();
+                var counted = new HashingReadStream(raw, hash, blocks);
                 try
                 {
                     ClassifyAll(counted, parsed, name, () => Progress(options, layer, image, counted.BytesRead), cancellationToken);
@@ -119,6 +121,11 @@ namespace InitramfsPS.Layers
                     throw new InitramfsException("LayerDiffIdMismatch", FailureKind.InvalidData,
                         $"{name}: the config's diff_id {diffId} differs from the digest of this uncompressed layer.", layer.Digest.ToString());
                 }
+                // A blob of the cache (a pull, a docker archive's member) is removed when it is found
+                // changed; a layout is the user's and is only reported.
+                bool inCache = string.Equals(image.Blobs.Root, cache.Root, StringComparison.Ordinal);
+                parsed.Blocks = new BlockDigests(parsed.BackingPath, parsed.BackingLength, blocks.Finish(),
+                    inCache ? BlockOwner.CacheBlob : BlockOwner.LayoutBlob, digest.ToString());
                 return parsed;
             }
 
@@ -149,7 +156,9 @@ namespace InitramfsPS.Layers
                         $"{name}: the uncompressed layer hashes to {computed}, but the config's diff_id is {expected}.", layer.Digest.ToString());
                 }
                 result.BackingPath = unpacked.Writer.Commit(computed);
-                result.BackingLength = new FileInfo(result.BackingPath).Length;
+                result.BackingLength = unpacked.TarLength;
+                result.Blocks = new BlockDigests(result.BackingPath, unpacked.TarLength, unpacked.BlockDigests, BlockOwner.CachedLayer,
+                    computed.ToString(), LayerIndex.PathFor(cache, computed));
             }
             LayerIndex.Write(cache, computed, result);
             return result;
@@ -189,11 +198,14 @@ namespace InitramfsPS.Layers
                 using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
                 parsed.BackingLength = file.Length;
                 using var hash = diffId.CreateHash();
-                var stream = new HashingReadStream(file, hash);
+                using var blocks = new BlockHasher();
+                var stream = new HashingReadStream(file, hash, blocks);
                 ClassifyAll(stream, parsed, name, null, cancellationToken);
                 stream.Drain();
-                if (diffId.Matches(hash.GetHashAndReset()))
+                if (diffId.Matches(hash.GetHashAndReset()) && stream.BytesRead == parsed.BackingLength)
                 {
+                    parsed.Blocks = new BlockDigests(path, parsed.BackingLength, blocks.Finish(), BlockOwner.CachedLayer,
+                        diffId.ToString(), LayerIndex.PathFor(cache, diffId));
                     return parsed;
                 }
             }

@@ -37,6 +37,9 @@ namespace InitramfsPS.Layers
 
         /// <summary>Length of that file, to notice later if it changed.</summary>
         public long BackingLength { get; set; }
+
+        /// <summary>The digests of that file's blocks, recorded from the bytes that were verified; every read of a file's content checks them.</summary>
+        public BlockDigests? Blocks { get; set; }
     }
 
     /// <summary>
@@ -144,6 +147,8 @@ namespace InitramfsPS.Layers
         /// <summary>Applies a parsed layer to <paramref name="rootfs"/>.</summary>
         public static void Apply(Rootfs rootfs, ParsedLayer layer, string layerName)
         {
+            // No content without the digests its reads are checked against.
+            var blocks = layer.Blocks ?? throw new ArgumentException("The layer has no block digests.", nameof(layer));
             foreach (string directory in layer.OpaqueDirectories)
             {
                 if (rootfs.GetEntry(directory)?.Type == EntryType.Directory)
@@ -198,7 +203,7 @@ namespace InitramfsPS.Layers
                         LinkTarget = e.Type == EntryType.Symlink ? h.LinkName : null,
                         DevMajor = e.Type is EntryType.CharDevice or EntryType.BlockDevice ? h.DevMajor : 0,
                         DevMinor = e.Type is EntryType.CharDevice or EntryType.BlockDevice ? h.DevMinor : 0,
-                        Content = e.Type == EntryType.File ? new FileRangeContent(layer.BackingPath, h.DataOffset, h.Size, layer.BackingLength) : null,
+                        Content = e.Type == EntryType.File ? new FileRangeContent(blocks, h.DataOffset, h.Size) : null,
                         Source = layerName,
                     };
                 }

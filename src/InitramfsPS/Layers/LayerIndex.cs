@@ -10,22 +10,29 @@ namespace InitramfsPS.Layers
 {
     /// <summary>
     /// The parsed form of a layer (its entries with their data offsets, whiteouts and opaque
-    /// directories), kept in the cache beside the uncompressed tar it describes, under the same
-    /// diff_id. It is written only after the tar was verified against that diff_id, so a later
-    /// expansion loads the index and reads none of the layer's bytes: a second export reads each
-    /// layer's bytes once, for the file data. Get-OciCache -Verify re-checks the tar itself.
+    /// directories, and the sha256 of each block of the tar), kept in the cache beside the
+    /// uncompressed tar it describes, under the same diff_id. It is written only after the tar was
+    /// verified against that diff_id, so a later expansion loads the index and reads none of the
+    /// layer's bytes: a second export reads each layer's bytes once, for the file data, and checks
+    /// each block it reads against the digest recorded here. Get-OciCache -Verify re-checks the tar
+    /// whole.
     /// </summary>
+    /// <remarks>
+    /// Version 2 added the block digests. An index of another version (or another block size) is
+    /// ignored, never trusted: the expansion then hashes the tar whole against the diff_id and writes
+    /// the index again.
+    /// </remarks>
     public static class LayerIndex
     {
-        private const string Magic = "InitramfsPS layer index 1";
+        private const string Magic = "InitramfsPS layer index 2";
 
         /// <summary>Where the index of the layer with <paramref name="diffId"/> lives.</summary>
         public static string PathFor(BlobStore cache, Digest diffId) => Path.Combine(cache.Root, "index", diffId.Algorithm, diffId.Hex);
 
         /// <summary>
-        /// Loads the index, or null when it is missing, damaged, or does not match the tar it
-        /// describes (missing, or another length). Every path is checked again to be normalised,
-        /// so an edited index cannot place an entry outside the root.
+        /// Loads the index, or null when it is missing, damaged, of another version, or does not
+        /// match the tar it describes (missing, or another length). Every path is checked again to
+        /// be normalised, so an edited index cannot place an entry outside the root.
         /// </summary>
         public static ParsedLayer? TryRead(BlobStore cache, Digest diffId)
         {
@@ -47,7 +54,22 @@ namespace InitramfsPS.Layers
                 {
                     return null;
                 }
-                var parsed = new ParsedLayer { BackingPath = backing, BackingLength = length };
+                if (reader.ReadInt32() != BlockDigests.BlockSize)
+                {
+                    return null;
+                }
+                int digestBytes = BlockDigests.CountFor(length) * BlockDigests.DigestSize;
+                byte[] digests = reader.ReadBytes(digestBytes);
+                if (digests.Length != digestBytes)
+                {
+                    return null;
+                }
+                var parsed = new ParsedLayer
+                {
+                    BackingPath = backing,
+                    BackingLength = length,
+                    Blocks = new BlockDigests(backing, length, digests, BlockOwner.CachedLayer, diffId.ToString(), path),
+                };
                 if (!ReadPaths(reader, parsed.Whiteouts) || !ReadPaths(reader, parsed.OpaqueDirectories))
                 {
                     return null;
@@ -90,6 +112,10 @@ namespace InitramfsPS.Layers
         /// <summary>Writes the index atomically; failing to write it only costs a slower next expansion.</summary>
         public static void Write(BlobStore cache, Digest diffId, ParsedLayer parsed)
         {
+            if (parsed.Blocks is not { } blocks || blocks.FileLength != parsed.BackingLength)
+            {
+                throw new ArgumentException("An index is written only with the digests of the tar's blocks.", nameof(parsed));
+            }
             string path = PathFor(cache, diffId);
             string temp = path + "." + Guid.NewGuid().ToString("N") + ".partial";
             try
@@ -99,6 +125,8 @@ namespace InitramfsPS.Layers
                 {
                     writer.Write(Magic);
                     writer.Write(parsed.BackingLength);
+                    writer.Write(BlockDigests.BlockSize);
+                    writer.Write(blocks.All);
                     WritePaths(writer, parsed.Whiteouts);
                     WritePaths(writer, parsed.OpaqueDirectories);
                     writer.Write(parsed.Entries.Count);

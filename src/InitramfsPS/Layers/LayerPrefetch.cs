@@ -113,6 +113,8 @@ namespace InitramfsPS.Layers
                 }
                 parsed.BackingPath = result.Writer.Commit(diffId);
                 parsed.BackingLength = result.TarLength;
+                parsed.Blocks = new BlockDigests(parsed.BackingPath, result.TarLength, result.BlockDigests, BlockOwner.CachedLayer,
+                    diffId.ToString(), LayerIndex.PathFor(cache, diffId));
             }
             LayerIndex.Write(cache, diffId, parsed);
             return true;

@@ -19,7 +19,8 @@ namespace InitramfsPS.Layers
     /// <remarks>
     /// Three threads, so that none of the costs is in series with another: decompression (with the
     /// hash of the stored bytes) on one, the tar headers parsed on the caller's thread, and the sha256
-    /// of the tar, the write to the cache and an fsync every 32 MiB on a third. Measured on the Debian
+    /// of the tar (whole, and of each block for the index), the write to the cache and an fsync every
+    /// 32 MiB on a third. Measured on the Debian
     /// minbase layer (63 MB gzip, 162 MB tar), one thread did gunzip 0.35 s + sha256 0.16 s + write
     /// 0.06 s + fsync 0.22 s one after another. They hand 1 MiB chunks through bounded queues, so
     /// memory does not grow with the layer. The first failure on any thread stops the others and is
@@ -115,11 +116,13 @@ namespace InitramfsPS.Layers
             var writerThread = Stage("InitramfsPS cache write", () =>
             {
                 using var tarHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                using var blocks = new BlockHasher();
                 long sinceSync = 0;
                 foreach (var chunk in toWriter.GetConsumingEnumerable(stop.Token))
                 {
                     var bytes = chunk.Buffer.AsSpan(0, chunk.Count);
                     tarHash.AppendData(bytes);
+                    blocks.Append(bytes);
                     result.Writer.Write(chunk.Buffer, chunk.Count);
                     result.TarLength += chunk.Count;
                     sinceSync += chunk.Count;
@@ -132,6 +135,7 @@ namespace InitramfsPS.Layers
                     }
                 }
                 result.TarDigest = Digest.FromSha256(tarHash.GetHashAndReset());
+                result.BlockDigests = blocks.Finish();
             });
 
             inflater.Start();
@@ -261,6 +265,9 @@ namespace InitramfsPS.Layers
 
         /// <summary>Bytes of the uncompressed tar.</summary>
         public long TarLength { get; set; }
+
+        /// <summary>The sha256 of each block of the tar (<see cref="InitramfsPS.BlockDigests"/>), for its index.</summary>
+        public byte[] BlockDigests { get; set; } = Array.Empty<byte>();
 
         /// <summary>Drops the tar unless it was committed.</summary>
         public void Dispose() => Writer.Dispose();

@@ -10,6 +10,7 @@ namespace InitramfsPS.Layers
     {
         private readonly Stream inner;
         private readonly IncrementalHash? hash;
+        private readonly BlockHasher? blocks;
 
         /// <summary>Wraps <paramref name="inner"/>.</summary>
         public HashingReadStream(Stream inner, IncrementalHash? hash)
@@ -17,6 +18,10 @@ namespace InitramfsPS.Layers
             this.inner = inner;
             this.hash = hash;
         }
+
+        /// <summary>Wraps <paramref name="inner"/>, also recording the digests of its blocks.</summary>
+        internal HashingReadStream(Stream inner, IncrementalHash? hash, BlockHasher? blocks)
+            : this(inner, hash) => this.blocks = blocks;
 
         /// <summary>Bytes read so far.</summary>
         public long BytesRead { get; private set; }
@@ -29,6 +34,7 @@ namespace InitramfsPS.Layers
             {
                 BytesRead += n;
                 hash?.AppendData(buffer[..n]);
+                blocks?.Append(buffer[..n]);
             }
             return n;
         }
