@@ -28,6 +28,7 @@
                     image (cached in out/bench-cache), pushes them to a local registry and compares
                     Export-Initramfs with native zstd/pigz and skopeo+umoci+cpio+zstd: medians over
                     -Runs, peak RSS, PASS/FAIL per target of issue 6. -Quick: a small image, one run.
+                    -VerifyCost: only exports with the checks of contents at use on and off, in turn.
 
 .EXAMPLE
     dotnet pwsh ./build.ps1 -Task Build,Demo -Boot
@@ -60,7 +61,9 @@ param(
     # Bench (tools/bench/Invoke-Bench.ps1, never part of Test): a small image and one run only.
     [switch]$Quick,
     # Bench: runs per measurement (medians are printed).
-    [int]$Runs = 5
+    [int]$Runs = 5,
+    # Bench: only the cost of checking contents at use (exports with the checks on and off in turn).
+    [switch]$VerifyCost
 )
 
 $ErrorActionPreference = 'Stop'
@@ -334,6 +337,7 @@ $report | Format-List
 function Invoke-Bench {
     $benchArgs = @('-NoProfile', '-NonInteractive', '-File', (Join-Path $root 'tools/bench/Invoke-Bench.ps1'), '-ModulePath', $manifest, '-Runs', "$Runs")
     if ($Quick) { $benchArgs += '-Quick' }
+    if ($VerifyCost) { $benchArgs += '-VerifyCost' }
     dotnet pwsh @benchArgs
     Assert-ExitCode 'Bench'
 }

@@ -23,13 +23,21 @@ registry, then, per image and over -Runs runs (medians printed):
     bytes of its decompressed layers.
 Then PASS/FAIL per target. -Quick uses a small synthetic image only (no Debian, no mirror) and
 one run; its verdicts are informative only. Not part of the Test task.
+
+-VerifyCost measures only what checking contents at use costs (docs/design-notes.md, "Verified at
+use"): in one process, warm exports of the Debian minbase image (the synthetic quick image with
+-Quick) to .cpio.zst and .cpio with the checks on and off in turn (the order swapped every run),
+after two warm-up exports of each; medians of the times, of the per-run ratios and of the CPU
+time, the bytes hashed per export, and PASS/FAIL for the target: on / off <= 1.10 for .cpio.zst.
+The checks are turned off through a private field of the module, which nothing else touches.
 #>
 [CmdletBinding()]
 param(
     [Parameter(Mandatory)][string] $ModulePath,
     [switch] $Quick,
     [int] $Runs = 5,
-    [string] $CacheDirectory
+    [string] $CacheDirectory,
+    [switch] $VerifyCost
 )
 
 $ErrorActionPreference = 'Stop'
@@ -101,6 +109,80 @@ function New-SyntheticLayout([string] $Name, [int] $Entries, [long] $Bytes) {
         Set-Content -LiteralPath (Join-Path $dir 'done') -Value ''
     }
     [pscustomobject]@{ Name = $Name; Path = $layout; Tag = 'bench'; Tar = $tar }
+}
+
+# Warm exports with the checks of contents at use on and off, in turn, in one process.
+function Measure-VerifyCost($Image) {
+    $cache = Join-Path $work "cache-verify-$($Image.Name)"
+    $dir = Join-Path $work "verify-$($Image.Name)"
+    [void][IO.Directory]::CreateDirectory($dir)
+    $ref = "oci:$($Image.Path):$($Image.Tag)"
+    $child = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$ModulePath'
+`$verify = [InitramfsPS.ContentReader].GetField('verify', [Reflection.BindingFlags]'NonPublic,Static')
+`$process = [Diagnostics.Process]::GetCurrentProcess()
+`$r = Get-OciImage '$ref' | Expand-OciLayers
+function Measure-Export([string] `$Extension, [bool] `$On) {
+    `$verify.SetValue(`$null, `$On)
+    `$hashed = [InitramfsPS.ContentReader]::BytesHashed
+    `$process.Refresh(); `$cpu = `$process.TotalProcessorTime.TotalSeconds
+    `$sw = [Diagnostics.Stopwatch]::StartNew()
+    `$null = `$r | Export-Initramfs "$dir/export`$Extension" -Force -WarningAction SilentlyContinue
+    `$wall = `$sw.Elapsed.TotalSeconds
+    `$process.Refresh()
+    `$verify.SetValue(`$null, `$true)
+    @{ Wall = `$wall; Cpu = `$process.TotalProcessorTime.TotalSeconds - `$cpu; Hashed = [InitramfsPS.ContentReader]::BytesHashed - `$hashed }
+}
+`$t = @{}
+foreach (`$x in '.cpio.zst', '.cpio') {
+    foreach (`$i in 1..2) { foreach (`$on in `$true, `$false) { `$null = Measure-Export `$x `$on } }
+    `$t[`$x] = @{ OnWall = @(); OffWall = @(); OnCpu = @(); OffCpu = @(); Hashed = @() }
+    foreach (`$i in 1..$Runs) {
+        # Swapped every run, so that neither side always follows the other.
+        foreach (`$on in @(if (`$i % 2) { `$true, `$false } else { `$false, `$true })) {
+            `$m = Measure-Export `$x `$on
+            if (`$on) { `$t[`$x].OnWall += `$m.Wall; `$t[`$x].OnCpu += `$m.Cpu; `$t[`$x].Hashed += `$m.Hashed }
+            else { `$t[`$x].OffWall += `$m.Wall; `$t[`$x].OffCpu += `$m.Cpu }
+        }
+    }
+}
+`$tar = (Get-ChildItem '$cache/blobs/sha256' | Measure-Object Length -Maximum).Maximum
+@{ Times = `$t; Tar = `$tar } | ConvertTo-Json -Compress -Depth 5
+"@
+    $data = Read-ChildResult (Invoke-Pwsh $child @{ INITRAMFSPS_CACHE = $cache })
+    foreach ($x in '.cpio.zst', '.cpio') {
+        $t = $data.Times.$x
+        $ratios = for ($i = 0; $i -lt $Runs; $i++) { $t.OnWall[$i] / $t.OffWall[$i] }
+        $on = Get-Median $t.OnWall; $off = Get-Median $t.OffWall
+        [pscustomobject]@{
+            Image = $Image.Name; Export = $x
+            'checks on (s)' = '{0:N3}' -f $on; 'off (s)' = '{0:N3}' -f $off
+            'ratio of medians' = '{0:N3}' -f ($on / $off); 'median per-run ratio' = '{0:N3}' -f (Get-Median $ratios)
+            'CPU on / off (s)' = '{0:N3} / {1:N3}' -f (Get-Median $t.OnCpu), (Get-Median $t.OffCpu)
+            'hashed per export (MB)' = '{0:N1} (tar {1:N1})' -f ((Get-Median $t.Hashed) / 1MB), ($data.Tar / 1MB)
+            'all runs on / off (s)' = (($t.OnWall | ForEach-Object { '{0:N3}' -f $_ }) -join ' ') + ' / ' + (($t.OffWall | ForEach-Object { '{0:N3}' -f $_ }) -join ' ')
+            Ratio = Get-Median $ratios
+        }
+    }
+}
+
+if ($VerifyCost) {
+    Write-Host '==> Cost of the checks of contents at use'
+    $image = if ($Quick) { New-SyntheticLayout 'synthetic-quick' 5000 (50MB) }
+    else {
+        Import-Module (Join-Path $repo 'tests/Pester/DebianImage.psm1') -Force
+        $deb = Get-DebianMinbaseLayout
+        [pscustomobject]@{ Name = 'debian-minbase'; Path = $deb.Path; Tag = $deb.Tag; Tar = $deb.Tar }
+    }
+    try { $rows = @(Measure-VerifyCost $image) }
+    finally { Remove-Item -LiteralPath $work -Recurse -Force -ErrorAction SilentlyContinue }
+    $rows | Select-Object -ExcludeProperty Ratio | Format-List | Out-String -Width 200 | Write-Host
+    $zst = $rows | Where-Object Export -EQ '.cpio.zst'
+    $verdict = if ($zst.Ratio -le 1.10) { 'PASS' } else { 'FAIL' }
+    Write-Host ('{0}  warm .cpio.zst export with the checks <= 1.10 x without (median per-run ratio {1:N3}, {2} runs)' -f $verdict, $zst.Ratio, $Runs)
+    if ($Quick) { Write-Host '(quick mode: a small image; the verdict is informative only)' }
+    return
 }
 
 $images = [Collections.Generic.List[object]]::new()
