@@ -120,6 +120,25 @@ Describe 'A cached decompressed layer edited after expansion' {
     }
 }
 
+Describe 'An edited layer index' {
+    It 'is not trusted: a mode made setuid in it is ignored, the tar is hashed whole and the index written again' {
+        Use-NewCache | Out-Null
+        $layout = New-TestOciLayout -Path (Join-Path $work "idx-$([guid]::NewGuid().ToString('N'))") -Layer @(, $tar)
+        $index = Join-Path $env:INITRAMFSPS_CACHE "index/sha256/$($layout.DiffIds[0].Substring(7))"
+        (Get-OciImage $layout.Reference | Expand-OciLayers).GetEntry('/etc/hello').OctalMode | Should -Be '0644'
+        $bytes = [IO.File]::ReadAllBytes($index)
+        $at = [Text.Encoding]::Latin1.GetString($bytes).IndexOf('/etc/hello', [StringComparison]::Ordinal)
+        $at | Should -BeGreaterThan 0
+        # After the path: the type, no hardlink, an empty link name, the type flag, then the mode.
+        $mode = $at + '/etc/hello'.Length + 4
+        [BitConverter]::ToInt32($bytes, $mode) | Should -Be 0x1A4
+        $bytes[$mode + 1] = 0x09
+        [IO.File]::WriteAllBytes($index, $bytes)
+        (Get-OciImage $layout.Reference | Expand-OciLayers).GetEntry('/etc/hello').OctalMode | Should -Be '0644'
+        [BitConverter]::ToInt32([IO.File]::ReadAllBytes($index), $mode) | Should -Be 0x1A4 -Because 'the index was written again'
+    }
+}
+
 Describe 'An uncompressed layer read in place' {
     It 'in an OCI layout, edited after Expand-OciLayers: LayerContentChanged naming the blob, and the layout is left alone' {
         Use-NewCache | Out-Null

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Security.Cryptography;
 using System.Text;
 using InitramfsPS.Cache;
 using InitramfsPS.Images;
@@ -18,9 +19,12 @@ namespace InitramfsPS.Layers
     /// whole.
     /// </summary>
     /// <remarks>
-    /// Version 2 added the block digests. An index of another version (or another block size) is
-    /// ignored, never trusted: the expansion then hashes the tar whole against the diff_id and writes
-    /// the index again.
+    /// Version 2 added the block digests, and the sha256 of the index's own bytes at its end. An
+    /// index of another version or block size, or whose bytes do not hash to that, is ignored, never
+    /// trusted: the expansion then hashes the tar whole against the diff_id and writes the index
+    /// again. That sha256 catches damage and edits of the index (a mode made setuid, an offset
+    /// moved); like the block digests it lives in the cache, so it does not stand against someone
+    /// who rewrites index and tar consistently (whoever can do that can also replace the module).
     /// </remarks>
     public static class LayerIndex
     {
@@ -44,7 +48,9 @@ namespace InitramfsPS.Layers
             }
             try
             {
-                using var reader = new BinaryReader(File.OpenRead(path), Encoding.UTF8);
+                using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+                using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                using var reader = new BinaryReader(new HashingReadStream(file, hash), Encoding.UTF8);
                 if (reader.ReadString() != Magic)
                 {
                     return null;
@@ -101,7 +107,10 @@ namespace InitramfsPS.Layers
                     }
                     parsed.Entries.Add(new LayerEntry { Path = entryPath, Type = type, HardlinkTarget = hardlink, Header = header });
                 }
-                return parsed;
+                // The sha256 of everything before it, and nothing after it.
+                Span<byte> stored = stackalloc byte[32];
+                file.ReadExactly(stored);
+                return file.ReadByte() < 0 && stored.SequenceEqual(hash.GetHashAndReset()) ? parsed : null;
             }
             catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException or ArgumentException or UnauthorizedAccessException)
             {
@@ -121,7 +130,9 @@ namespace InitramfsPS.Layers
             try
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                using (var writer = new BinaryWriter(File.Create(temp), Encoding.UTF8))
+                using (var file = File.Create(temp))
+                using (var hashing = new HashingWriteStream(file))
+                using (var writer = new BinaryWriter(hashing, Encoding.UTF8))
                 {
                     writer.Write(Magic);
                     writer.Write(parsed.BackingLength);
@@ -151,12 +162,40 @@ namespace InitramfsPS.Layers
                         writer.Write(h.DevMinor);
                         writer.Write(h.DataOffset);
                     }
+                    writer.Flush();
+                    file.Write(hashing.Hash());
                 }
                 File.Move(temp, path, overwrite: true);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
                 Files.TryDelete(temp);
+            }
+        }
+
+        /// <summary>Passes bytes on to a file, hashing them.</summary>
+        private sealed class HashingWriteStream : WriteOnlyStream
+        {
+            private readonly Stream inner;
+            private readonly IncrementalHash hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+            public HashingWriteStream(Stream inner) => this.inner = inner;
+
+            public override void Write(ReadOnlySpan<byte> buffer)
+            {
+                hash.AppendData(buffer);
+                inner.Write(buffer);
+            }
+
+            public byte[] Hash() => hash.GetHashAndReset();
+
+            protected override void Dispose(bool disposing)
+            {
+                if (disposing)
+                {
+                    hash.Dispose();
+                }
+                base.Dispose(disposing);
             }
         }
 
