@@ -48,9 +48,15 @@ namespace InitramfsPS.Layers
             }
             try
             {
-                using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-                using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                using var reader = new BinaryReader(new HashingReadStream(file, hash), Encoding.UTF8);
+                // Read whole (its size grows with the entries, as the rootfs does) and checked
+                // against the sha256 of its bytes at its end before anything in it is believed.
+                byte[] bytes = File.ReadAllBytes(path);
+                if (bytes.Length < 32 || !SHA256.HashData(bytes.AsSpan(0, bytes.Length - 32)).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
+                {
+                    return null;
+                }
+                using var body = new MemoryStream(bytes, 0, bytes.Length - 32, writable: false);
+                using var reader = new BinaryReader(body, Encoding.UTF8);
                 if (reader.ReadString() != Magic)
                 {
                     return null;
@@ -107,10 +113,7 @@ namespace InitramfsPS.Layers
                     }
                     parsed.Entries.Add(new LayerEntry { Path = entryPath, Type = type, HardlinkTarget = hardlink, Header = header });
                 }
-                // The sha256 of everything before it, and nothing after it.
-                Span<byte> stored = stackalloc byte[32];
-                file.ReadExactly(stored);
-                return file.ReadByte() < 0 && stored.SequenceEqual(hash.GetHashAndReset()) ? parsed : null;
+                return body.Position == body.Length ? parsed : null;
             }
             catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException or ArgumentException or UnauthorizedAccessException)
             {
@@ -132,7 +135,8 @@ namespace InitramfsPS.Layers
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
                 using (var file = File.Create(temp))
                 using (var hashing = new HashingWriteStream(file))
-                using (var writer = new BinaryWriter(hashing, Encoding.UTF8))
+                using (var buffered = new BufferedStream(hashing, 1 << 16))
+                using (var writer = new BinaryWriter(buffered, Encoding.UTF8))
                 {
                     writer.Write(Magic);
                     writer.Write(parsed.BackingLength);
@@ -163,6 +167,7 @@ namespace InitramfsPS.Layers
                         writer.Write(h.DataOffset);
                     }
                     writer.Flush();
+                    buffered.Flush();
                     file.Write(hashing.Hash());
                 }
                 File.Move(temp, path, overwrite: true);
