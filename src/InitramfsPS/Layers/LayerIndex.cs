@@ -11,7 +11,7 @@ namespace InitramfsPS.Layers
 {
     /// <summary>
     /// The parsed form of a layer (its entries with their data offsets, whiteouts and opaque
-    /// directories, and the sha256 of each block of the tar), kept in the cache beside the
+    /// directories, and the BLAKE3 digest of each block of the tar), kept in the cache beside the
     /// uncompressed tar it describes, under the same diff_id. It is written only after the tar was
     /// verified against that diff_id, so a later expansion loads the index and reads none of the
     /// layer's bytes: a second export reads each layer's bytes once, for the file data, and checks
@@ -20,7 +20,7 @@ namespace InitramfsPS.Layers
     /// </summary>
     /// <remarks>
     /// Version 2 added the block digests, and the sha256 of the index's own bytes at its end. An
-    /// index of another version or block size, or whose bytes do not hash to that, is ignored, never
+    /// index of another version, block size or hash, or whose bytes do not hash to that, is ignored, never
     /// trusted: the expansion then hashes the tar whole against the diff_id and writes the index
     /// again. That sha256 catches damage and edits of the index (a mode made setuid, an offset
     /// moved); like the block digests it lives in the cache, so it does not stand against someone
@@ -66,7 +66,7 @@ namespace InitramfsPS.Layers
                 {
                     return null;
                 }
-                if (reader.ReadInt32() != BlockDigests.BlockSize)
+                if (reader.ReadInt32() != BlockDigests.BlockSize || reader.ReadString() != BlockDigests.Algorithm)
                 {
                     return null;
                 }
@@ -141,6 +141,7 @@ namespace InitramfsPS.Layers
                     writer.Write(Magic);
                     writer.Write(parsed.BackingLength);
                     writer.Write(BlockDigests.BlockSize);
+                    writer.Write(BlockDigests.Algorithm);
                     writer.Write(blocks.All);
                     WritePaths(writer, parsed.Whiteouts);
                     WritePaths(writer, parsed.OpaqueDirectories);

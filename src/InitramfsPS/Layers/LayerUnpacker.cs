@@ -266,7 +266,7 @@ namespace InitramfsPS.Layers
         /// <summary>Bytes of the uncompressed tar.</summary>
         public long TarLength { get; set; }
 
-        /// <summary>The sha256 of each block of the tar (<see cref="InitramfsPS.BlockDigests"/>), for its index.</summary>
+        /// <summary>The digest of each block of the tar (<see cref="InitramfsPS.BlockDigests"/>), for its index.</summary>
         public byte[] BlockDigests { get; set; } = Array.Empty<byte>();
 
         /// <summary>Drops the tar unless it was committed.</summary>
