@@ -126,6 +126,11 @@ function Invoke-Build {
     # (tools/build/Set-AggressiveOptimization.ps1).
     $marked = & (Join-Path $root 'tools/build/Set-AggressiveOptimization.ps1') -Path (Join-Path $publishDir 'ZstdSharp.dll') -Destination (Join-Path $moduleDir 'ZstdSharp.dll')
     Write-Host "ZstdSharp.dll: $($marked.MethodsMarked) methods marked AggressiveOptimization"
+    # The same for Blake3 (the block digests checked as contents are read): as tier-0 code its SIMD
+    # hashing took about 0.5 s of CPU in the first export of a process, marked 0.05 s (perf;
+    # docs/design-notes.md, "Verified at use").
+    $marked = & (Join-Path $root 'tools/build/Set-AggressiveOptimization.ps1') -Path (Join-Path $publishDir 'Blake3.dll') -Destination (Join-Path $moduleDir 'Blake3.dll')
+    Write-Host "Blake3.dll: $($marked.MethodsMarked) methods marked AggressiveOptimization"
     Copy-Item -LiteralPath (Join-Path $root 'InitramfsPS.psd1') -Destination $moduleDir
     $formatFile = Join-Path $root 'src/InitramfsPS/InitramfsPS.Format.ps1xml'
     if (-not (Test-Path -LiteralPath $formatFile)) { throw "Format file '$formatFile' is missing." }

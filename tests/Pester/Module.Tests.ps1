@@ -106,3 +106,32 @@ Describe 'ZstdSharp.dll in the module' {
         $method.MethodImplementationFlags -band $ao | Should -Be $ao
     }
 }
+
+# Blake3.dll (the block digests of contents checked at use) gets the same treatment: as tier-0
+# code its SIMD hashing cost the first export of a process about 0.5 s of CPU.
+Describe 'Blake3.dll in the module' {
+    BeforeAll {
+        $library = @($assets.libraries.Keys | Where-Object { $_ -like 'Blake3/*' })
+        $library.Count | Should -Be 1
+        $runtime = @($assets.targets['net8.0'][$library[0]].runtime.Keys)
+        $candidates = foreach ($folder in $assets.packageFolders.Keys) { Join-Path $folder $assets.libraries[$library[0]].path $runtime[0] }
+        $script:blakePackageBytes = [IO.File]::ReadAllBytes(@($candidates | Where-Object { Test-Path -LiteralPath $_ })[0])
+        $script:blakeShippedBytes = [IO.File]::ReadAllBytes((Join-Path $moduleDir 'Blake3.dll'))
+        $script:ao = [Reflection.MethodImplAttributes]::AggressiveOptimization
+    }
+
+    It 'marks its methods AggressiveOptimization, the hashing core included, and changes nothing else' {
+        $package = Read-MethodTable $blakePackageBytes
+        $shipped = Read-MethodTable $blakeShippedBytes
+        $blakeShippedBytes.Length | Should -Be $blakePackageBytes.Length
+        $shipped.Rows.Count | Should -Be $package.Rows.Count
+        ($shipped.Rows | Where-Object Name -eq 'Blake3ManagedCore.TryHash16Chunks').Impl -band $ao | Should -Be $ao
+        $allowed = [Collections.Generic.HashSet[int]]::new()
+        foreach ($r in $package.Rows) { [void]$allowed.Add($r.FlagsAt); [void]$allowed.Add($r.FlagsAt + 1) }
+        foreach ($k in 0..3) { [void]$allowed.Add($package.CorFlagsAt + $k) }
+        $other = for ($i = 0; $i -lt $blakePackageBytes.Length; $i++) {
+            if ($blakePackageBytes[$i] -ne $blakeShippedBytes[$i] -and -not $allowed.Contains($i)) { $i }
+        }
+        @($other) | Should -BeNullOrEmpty
+    }
+}
