@@ -298,7 +298,13 @@ namespace InitramfsPS.Fuzz
 
         private static void ApplyTar(Stream tar, long length, CancellationToken cancellationToken)
         {
-            var layer = new ParsedLayer { BackingPath = "/nonexistent/layer.tar", BackingLength = length };
+            var layer = new ParsedLayer
+            {
+                BackingPath = "/nonexistent/layer.tar",
+                BackingLength = length,
+                // Never read here: contents are only referred to.
+                Blocks = new BlockDigests("/nonexistent/layer.tar", length, new byte[BlockDigests.CountFor(length) * BlockDigests.DigestSize], BlockOwner.CachedLayer, "fuzz layer"),
+            };
             var reader = new TarReader(tar);
             TarHeader? header;
             while ((header = reader.Next()) is not null)
