@@ -579,7 +579,7 @@ function Start-RogueRegistry {
     .DESCRIPTION
     It serves one small image under any repository; the last component of the repository names
     the misbehaviour (`<Url>/rogue/echo-body:1.0`): ok, echo-body, echo-reason, echo-challenge,
-    echo-token, echo-token-error, hang, token-hang, endless-manifest, endless-token,
+    echo-denied, echo-token, echo-token-error, hang, token-hang, endless-manifest, endless-token,
     endless-error, huge-length, big-config, newline-digest, realm-file, realm-ftp, realm-tls.
     See the header of tests/tools/rogue-registry.py. -User/-Password are the Basic credentials
     it accepts, -Token the Bearer token its /token issues for them. Endless bodies stop after

@@ -20,6 +20,8 @@ Bearer challenge whose realm is this server's /token otherwise); the rest need n
   echo-challenge     [basic]  manifests: the image; blobs: 401 with a Bearer challenge whose realm
                               path and error_description echo it; that realm (/token/...) then
                               answers 400 with the header echoed in its body and reason phrase
+  echo-denied        [basic]  manifests: 401 with a Basic challenge whose error_description echoes
+                              it (the credentials were sent, and refused)
   echo-token         [bearer] manifests: 400, the header (Bearer <token>) echoed in the body and
                               the reason phrase
   echo-token-error   [bearer] the token service answers 400, echoing the Basic header in its
@@ -71,7 +73,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-BASIC = {'ok', 'echo-body', 'echo-reason', 'echo-challenge'}
+BASIC = {'ok', 'echo-body', 'echo-reason', 'echo-challenge', 'echo-denied'}
 BEARER = {'echo-token', 'echo-token-error', 'token-hang', 'endless-token', 'realm-file', 'realm-ftp', 'realm-tls'}
 CHUNK = 65536
 
@@ -278,6 +280,9 @@ class Handler(BaseHTTPRequestHandler):
             if behaviour == 'echo-reason':
                 return self.send(503, self.error_body('UNAVAILABLE', 'try again'), {'Retry-After': '0'},
                                  reason='Unavailable for %s' % auth)
+            if behaviour == 'echo-denied':
+                return self.send(401, self.error_body('UNAUTHORIZED', 'refused'), {
+                    'WWW-Authenticate': 'Basic realm="rogue",error="invalid_credentials",error_description="%s is refused"' % auth})
             if behaviour == 'echo-token':
                 return self.send(400, self.echo_body(auth), reason='Bad token %s' % auth)
             if behaviour == 'hang':
