@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Text;
 using InitramfsPS.Errors;
 
 namespace InitramfsPS.Layers
@@ -69,6 +70,10 @@ namespace InitramfsPS.Layers
                 string parent = RootfsPath.Parent(path);
                 if (name == OpaqueMarker)
                 {
+                    if (TooLong(parent, out int parentBytes))
+                    {
+                        throw TooLongError(layerName, $"the opaque whiteout '{RootfsPath.Printable(header.Name)}' names the directory '{RootfsPath.Printable(parent)}', which is {parentBytes} bytes long", parent);
+                    }
                     layer.OpaqueDirectories.Add(parent);
                     return;
                 }
@@ -83,8 +88,17 @@ namespace InitramfsPS.Layers
                     throw new InitramfsException("LayerWhiteoutInvalid", FailureKind.Security,
                         $"{layerName}: the whiteout '{RootfsPath.Printable(header.Name)}' names no entry it could delete; the layer is refused.", header.Name);
                 }
-                layer.Whiteouts.Add(RootfsPath.Combine(parent, target));
+                string whitedOut = RootfsPath.Combine(parent, target);
+                if (TooLong(whitedOut, out int whitedOutBytes))
+                {
+                    throw TooLongError(layerName, $"the whiteout '{RootfsPath.Printable(header.Name)}' names '{RootfsPath.Printable(whitedOut)}', which is {whitedOutBytes} bytes long", whitedOut);
+                }
+                layer.Whiteouts.Add(whitedOut);
                 return;
+            }
+            if (TooLong(path, out int bytes))
+            {
+                throw TooLongError(layerName, $"the entry '{RootfsPath.Printable(path)}' is {bytes} bytes long", path);
             }
 
             EntryType type;
@@ -103,6 +117,10 @@ namespace InitramfsPS.Layers
                         throw new InitramfsException(linkProblem == "climbs" ? "LayerHardlinkOutsideRoot" : "LayerEntryNameInvalid",
                             linkProblem == "climbs" ? FailureKind.Security : FailureKind.InvalidData,
                             $"{layerName}: the hardlink '{RootfsPath.Printable(header.Name)}' points to '{RootfsPath.Printable(header.LinkName)}', which is {(linkProblem == "climbs" ? "outside the root" : "not a valid path")}; the layer is refused.", header.Name);
+                    }
+                    if (TooLong(linkPath, out int linkBytes))
+                    {
+                        throw TooLongError(layerName, $"the hardlink '{RootfsPath.Printable(path)}' points to '{RootfsPath.Printable(linkPath)}', which is {linkBytes} bytes long", linkPath);
                     }
                     hardlinkTarget = linkPath;
                     break;
@@ -140,6 +158,24 @@ namespace InitramfsPS.Layers
             }
             layer.Entries.Add(new LayerEntry { Path = path, Type = type, HardlinkTarget = hardlinkTarget, Header = header });
         }
+
+        /// <summary>
+        /// Whether the kernel would drop <paramref name="path"/> (a name of PATH_MAX bytes or more with
+        /// its NUL). Such a path is refused as soon as it is parsed: nothing longer reaches the rootfs,
+        /// which bounds the cost of every later step (a path of 40,000 components once took time and
+        /// memory quadratic in its length).
+        /// </summary>
+        private static bool TooLong(string path, out int bytes)
+        {
+            // The name in the archive is the path without its leading '/'.
+            bytes = path.Length <= 1 ? 0 : Encoding.UTF8.GetByteCount(path.AsSpan(1));
+            return !RootfsPath.FitsPathMax(bytes);
+        }
+
+        private static InitramfsException TooLongError(string layerName, string what, string path) =>
+            new("LayerEntryNameTooLong", FailureKind.LimitExceeded,
+                $"{layerName}: {what}; the kernel drops names of PATH_MAX ({RootfsPath.PathMax} bytes with the NUL) or more, so the layer is refused.",
+                RootfsPath.Printable(path));
 
         /// <summary>Applies a parsed layer to <paramref name="rootfs"/>.</summary>
         public static void Apply(Rootfs rootfs, ParsedLayer layer, string layerName)

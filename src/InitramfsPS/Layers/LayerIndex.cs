@@ -132,7 +132,10 @@ namespace InitramfsPS.Layers
             }
         }
 
-        private static bool IsNormalized(string path) => RootfsPath.TryNormalize(path, out string normalized, out _) && normalized == path;
+        /// <summary>Normalised, and short enough for the kernel (an index of an older version may hold longer paths, which layers now refuse).</summary>
+        private static bool IsNormalized(string path) =>
+            RootfsPath.TryNormalize(path, out string normalized, out _) && normalized == path
+            && RootfsPath.FitsPathMax(path.Length <= 1 ? 0 : Encoding.UTF8.GetByteCount(path.AsSpan(1)));
 
         private static void WritePaths(BinaryWriter writer, List<string> paths)
         {

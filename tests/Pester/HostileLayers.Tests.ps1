@@ -1,0 +1,122 @@
+# Hostile input, round two (and its addendum): inputs that made the module write gigabytes, grow
+# quadratically, block forever or read host files. Each Describe is one point of the issue, shown
+# with a small input; where the point was a quadratic cost, the allocations of two sizes of input
+# are compared (twice the input may cost about twice as much, not four times).
+
+BeforeAll {
+    Import-Module ($env:INITRAMFSPS_MODULE ?? "$PSScriptRoot/../../out/InitramfsPS/InitramfsPS.psd1") -Force
+    Import-Module $PSScriptRoot/TestHelpers.psm1 -Force
+    $script:ModulePath = (Get-Module InitramfsPS).Path
+    $script:work = New-TestDirectory -Prefix 'hostile-layers'
+    $env:INITRAMFSPS_CACHE = Join-Path $work cache
+    $script:Init = @{ Name = 'init'; Data = "#!/init`n"; Mode = '0755' }
+
+    # Seconds and managed bytes allocated (all threads) while $Script runs; its output in Result.
+    function script:Measure-Cost([scriptblock] $Script) {
+        [GC]::Collect()
+        $allocated = [GC]::GetTotalAllocatedBytes($true)
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        $result = & $Script
+        [pscustomobject]@{ Seconds = $sw.Elapsed.TotalSeconds; Allocated = [GC]::GetTotalAllocatedBytes($true) - $allocated; Result = $result }
+    }
+
+    # Twice the input may cost about twice as much, not four times: allocations are deterministic
+    # enough to compare; the time only has a budget generous for a slow, shared CI machine.
+    function script:Assert-Linear($Small, $Large, [double] $Budget) {
+        $ratio = $Large.Allocated / [Math]::Max(1L, [long]$Small.Allocated)
+        $ratio | Should -BeLessThan 3 -Because ("twice the input allocated {0:N0} bytes against {1:N0} (a quadratic cost gives about 4x)" -f $Large.Allocated, $Small.Allocated)
+        $Large.Seconds | Should -BeLessThan ([Math]::Max($Budget, 3 * $Small.Seconds)) -Because "twice the input took $($Large.Seconds) s against $($Small.Seconds) s"
+    }
+
+    # The first error of Get-OciImage | Expand-OciLayers of $Reference (an InitramfsException, not a crash), or $null.
+    function script:Get-ExpandError([string] $Reference) {
+        $err = $null
+        $rootfs = Get-OciImage $Reference -ErrorVariable +err -ErrorAction SilentlyContinue | Expand-OciLayers -ErrorVariable +err -ErrorAction SilentlyContinue
+        if (-not $err) { return $null }
+        $rootfs | Should -BeNullOrEmpty
+        $err[0].Exception | Should -BeOfType [InitramfsPS.Errors.InitramfsException] -Because "an expected failure, not an unhandled exception: $($err[0].Exception)"
+        $err[0]
+    }
+
+    # Runs $Script (with $Arguments) in another runspace of this process. When it has not finished
+    # after $Seconds, it is stuck in open(2) of the FIFO $Fifo: the write end is opened, which lets
+    # that open return, and the run counts as hung.
+    function script:Invoke-Bounded([scriptblock] $Script, [object[]] $Arguments = @(), [string] $Fifo, [int] $Seconds = 15) {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$ModulePath'; `$ErrorActionPreference = 'Continue'").AddStatement().AddScript($Script.ToString())
+            foreach ($a in $Arguments) { $null = $ps.AddArgument($a) }
+            $sw = [Diagnostics.Stopwatch]::StartNew()
+            $async = $ps.BeginInvoke()
+            $hung = -not $async.AsyncWaitHandle.WaitOne($Seconds * 1000)
+            if ($hung -and $Fifo) {
+                $writer = [IO.FileStream]::new($Fifo, [IO.FileMode]::Open, [IO.FileAccess]::Write)
+                $writer.Dispose()
+                $null = $async.AsyncWaitHandle.WaitOne(10000)
+            }
+            $output = if ($async.IsCompleted) { try { $ps.EndInvoke($async) } catch { $_ } }
+            [pscustomobject]@{ Hung = $hung; Seconds = $sw.Elapsed.TotalSeconds; Output = $output; Errors = @($ps.Streams.Error) }
+        }
+        finally { if ($async.IsCompleted) { $ps.Dispose() } }
+    }
+
+    function script:New-Fifo([string] $Path) {
+        & mkfifo $Path
+        $LASTEXITCODE | Should -Be 0
+        $Path
+    }
+}
+
+AfterAll {
+    Remove-Item -Recurse -Force $work -ErrorAction SilentlyContinue
+}
+
+Describe 'Deep paths' {
+    It 'refuses a PAX path of <Components> components at parse time: LayerEntryNameTooLong, naming the layer and a shortened path' -ForEach @(
+        @{ Components = 2049 }   # 4097 bytes
+        @{ Components = 16000 }
+    ) {
+        $path = ((1..$Components | ForEach-Object { 'a' }) -join '/') + '/'
+        $img = New-TestOciLayout -Path (Join-Path $work "deep$Components") -Layer @(, (New-TestTar -Entry @($Init, @{ Name = 'x'; Type = 'Dir'; Pax = @{ path = $path } }))) -Compression none -Tag t
+        $cost = Measure-Cost { Get-ExpandError $img.Reference }
+        $e = $cost.Result
+        $e.FullyQualifiedErrorId | Should -BeLike 'LayerEntryNameTooLong,*'
+        $e.Exception.Message | Should -Match "^layer 1 \($($img.LayerDigests[0].Substring(7, 12))\): "
+        $e.Exception.Message | Should -Match 'a/a/a.*…'
+        $e.Exception.Message.Length | Should -BeLessThan 600 -Because 'the path is shortened'
+        $cost.Allocated | Should -BeLessThan 200MB
+    }
+
+    It 'takes a name of 4095 bytes, and refuses a name and a hardlink target of 4096 (PATH_MAX with the NUL is one too many)' {
+        $name = ('d' * 200 + '/') * 19 + 'f' * 276   # 3819 + 276 = 4095 bytes
+        [Text.Encoding]::UTF8.GetByteCount($name) | Should -Be 4095
+        $img = New-TestOciLayout -Path (Join-Path $work 'longest') -Layer @(, (New-TestTar -Entry @($Init, @{ Name = "./$name"; Data = 'deep' }))) -Tag t
+        (Get-OciImage $img.Reference | Expand-OciLayers).GetEntry("/$name").Size | Should -Be 4
+        $img = New-TestOciLayout -Path (Join-Path $work 'toolong') -Layer @(, (New-TestTar -Entry @($Init, @{ Name = "${name}g"; Data = 'deep' }))) -Tag t
+        (Get-ExpandError $img.Reference).FullyQualifiedErrorId | Should -BeLike 'LayerEntryNameTooLong,*'
+        $img = New-TestOciLayout -Path (Join-Path $work 'longlink') -Layer @(, (New-TestTar -Entry @($Init, @{ Name = 'h'; Type = 'Hardlink'; LinkName = "${name}g" }))) -Tag t
+        (Get-ExpandError $img.Reference).FullyQualifiedErrorId | Should -BeLike 'LayerEntryNameTooLong,*'
+    }
+
+    It 'applies paths below PATH_MAX at a cost linear in their length' {
+        $cost = foreach ($depth in 1000, 2000) {
+            # 200 files in one directory $depth levels deep: one entry made by New-TestTar, copied
+            # with its PAX path's last digits changed (New-TestTar itself takes seconds for this)
+            $dir = ((1..$depth | ForEach-Object { 'a' }) -join '/')
+            $one = New-TestTar -Entry @(@{ Name = 'f'; Data = ''; Pax = @{ path = "$dir/f000" } }) -NoEndBlocks
+            $at = [Text.Encoding]::ASCII.GetString($one).LastIndexOf("f000`n") + 1
+            $tar = [IO.MemoryStream]::new()
+            foreach ($i in 1..200) {
+                [Text.Encoding]::ASCII.GetBytes(('{0:D3}' -f $i)).CopyTo($one, $at)
+                $tar.Write($one, 0, $one.Length)
+            }
+            $tar.Write([byte[]]::new(1024), 0, 1024)
+            $img = New-TestOciLayout -Path (Join-Path $work "depth$depth") -Layer @(, $tar.ToArray()) -Compression none -Tag t
+            $null = Get-OciImage $img.Reference | Expand-OciLayers   # a first run, so that both measured runs are warm
+            Measure-Cost { (Get-OciImage $img.Reference | Expand-OciLayers).Count }
+        }
+        $cost[0].Result | Should -Be 1201
+        $cost[1].Result | Should -Be 2201
+        Assert-Linear $cost[0] $cost[1] -Budget 5
+    }
+}
