@@ -120,3 +120,34 @@ Describe 'Deep paths' {
         Assert-Linear $cost[0] $cost[1] -Budget 5
     }
 }
+
+Describe 'The entry cap' {
+    BeforeAll {
+        # Expands with a cap of our own (the cmdlets use 2,000,000), through the engine.
+        function script:Expand-Capped([string] $Reference, [int] $Cap) {
+            $image = Get-OciImage $Reference
+            $options = [InitramfsPS.Layers.ExpandOptions]@{ MaxEntries = $Cap }
+            [InitramfsPS.Layers.ImageExpander]::Expand($image, [InitramfsPS.Cache.BlobStore]::new($env:INITRAMFSPS_CACHE), $options, [Threading.CancellationToken]::None)
+        }
+    }
+
+    It 'stops the parse of a <Compression> layer at the cap: TooManyEntries, before a corrupt header past it' -ForEach @(
+        @{ Compression = 'none' }
+        @{ Compression = 'gzip' }
+    ) {
+        $entries = @(foreach ($i in 1..150) { @{ Name = "f$i"; Data = '' } }) + @(@{ Name = 'broken'; Data = 'x'; RawChecksum = 1 })
+        $img = New-TestOciLayout -Path (Join-Path $work "cap-$Compression") -Layer @(, (New-TestTar -Entry $entries)) -Compression $Compression -Tag t
+        $e = { Expand-Capped $img.Reference 100 } | Should -Throw -PassThru
+        $e.Exception.InnerException | Should -BeOfType [InitramfsPS.Errors.InitramfsException]
+        $e.Exception.InnerException.ErrorId | Should -Be 'TooManyEntries' -Because 'the entries past the cap are never read'
+        $e.Exception.InnerException.Message | Should -Match "^layer 1 \($($img.LayerDigests[0].Substring(7, 12))\): "
+    }
+
+    It 'counts the directories a layer creates implicitly' {
+        $deep = ((1..300 | ForEach-Object { "d$_" }) -join '/')
+        $img = New-TestOciLayout -Path (Join-Path $work 'cap-implicit') -Layer @(, (New-TestTar -Entry @(foreach ($i in 1..10) { @{ Name = "top$i/$deep/f"; Data = '' } }))) -Tag t
+        $e = { Expand-Capped $img.Reference 1000 } | Should -Throw -PassThru
+        $e.Exception.InnerException.ErrorId | Should -Be 'TooManyEntries'
+        (Expand-Capped $img.Reference 5000).Count | Should -Be 3021
+    }
+}

@@ -38,6 +38,12 @@ namespace InitramfsPS.Layers
 
         /// <summary>Length of that file, to notice later if it changed.</summary>
         public long BackingLength { get; set; }
+
+        /// <summary>The most records (entries, whiteouts, opaque directories) the layer may hold; <see cref="LayerApplier.Classify"/> stops there.</summary>
+        public int MaxEntries { get; init; } = ExpandOptions.DefaultMaxEntries;
+
+        /// <summary>Records held: entries, whiteouts and opaque directories.</summary>
+        public int Records => Entries.Count + Whiteouts.Count + OpaqueDirectories.Count;
     }
 
     /// <summary>
@@ -56,6 +62,12 @@ namespace InitramfsPS.Layers
         /// <summary>Classifies one tar header into <paramref name="layer"/>; <paramref name="layerName"/> names the layer in errors.</summary>
         public static void Classify(TarHeader header, ParsedLayer layer, string layerName)
         {
+            if (layer.Records >= layer.MaxEntries)
+            {
+                // Counted while parsing: the rest of the layer is never read, let alone held.
+                throw new InitramfsException("TooManyEntries", FailureKind.LimitExceeded,
+                    $"{layerName}: the layer holds more than {layer.MaxEntries} entries; refusing to hold more in memory.", RootfsPath.Printable(header.Name));
+            }
             if (!RootfsPath.TryNormalize(header.Name, out string path, out string? problem))
             {
                 throw problem == "climbs"
@@ -177,8 +189,11 @@ namespace InitramfsPS.Layers
                 $"{layerName}: {what}; the kernel drops names of PATH_MAX ({RootfsPath.PathMax} bytes with the NUL) or more, so the layer is refused.",
                 RootfsPath.Printable(path));
 
-        /// <summary>Applies a parsed layer to <paramref name="rootfs"/>.</summary>
-        public static void Apply(Rootfs rootfs, ParsedLayer layer, string layerName)
+        /// <summary>
+        /// Applies a parsed layer to <paramref name="rootfs"/>, which may hold at most
+        /// <paramref name="maxEntries"/> entries (the directories the layer creates implicitly count too).
+        /// </summary>
+        public static void Apply(Rootfs rootfs, ParsedLayer layer, string layerName, int maxEntries = int.MaxValue)
         {
             foreach (string directory in layer.OpaqueDirectories)
             {
@@ -239,6 +254,11 @@ namespace InitramfsPS.Layers
                     };
                 }
                 Set(rootfs, entry, layerName, h.MTime);
+                if (rootfs.Count > maxEntries)
+                {
+                    throw new InitramfsException("TooManyEntries", FailureKind.LimitExceeded,
+                        $"{layerName}: with this layer the image has more than {maxEntries} entries (the directories it creates included); refusing to hold more in memory.", RootfsPath.Printable(e.Path));
+                }
             }
         }
 

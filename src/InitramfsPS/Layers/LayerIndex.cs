@@ -25,9 +25,10 @@ namespace InitramfsPS.Layers
         /// <summary>
         /// Loads the index, or null when it is missing, damaged, or does not match the tar it
         /// describes (missing, or another length). Every path is checked again to be normalised,
-        /// so an edited index cannot place an entry outside the root.
+        /// so an edited index cannot place an entry outside the root. An index of more than
+        /// <paramref name="maxEntries"/> records is not loaded (the tar is then parsed, and stops at the cap).
         /// </summary>
-        public static ParsedLayer? TryRead(BlobStore cache, Digest diffId)
+        public static ParsedLayer? TryRead(BlobStore cache, Digest diffId, int maxEntries = ExpandOptions.DefaultMaxEntries)
         {
             string path = PathFor(cache, diffId);
             string backing = cache.PathOf(diffId);
@@ -47,12 +48,16 @@ namespace InitramfsPS.Layers
                 {
                     return null;
                 }
-                var parsed = new ParsedLayer { BackingPath = backing, BackingLength = length };
-                if (!ReadPaths(reader, parsed.Whiteouts) || !ReadPaths(reader, parsed.OpaqueDirectories))
+                var parsed = new ParsedLayer { BackingPath = backing, BackingLength = length, MaxEntries = maxEntries };
+                if (!ReadPaths(reader, parsed.Whiteouts, maxEntries) || !ReadPaths(reader, parsed.OpaqueDirectories, maxEntries - parsed.Records))
                 {
                     return null;
                 }
                 int count = reader.ReadInt32();
+                if (count < 0 || count > maxEntries - parsed.Records)
+                {
+                    return null;
+                }
                 for (int i = 0; i < count; i++)
                 {
                     string entryPath = reader.ReadString();
@@ -146,9 +151,13 @@ namespace InitramfsPS.Layers
             }
         }
 
-        private static bool ReadPaths(BinaryReader reader, List<string> into)
+        private static bool ReadPaths(BinaryReader reader, List<string> into, int max)
         {
             int count = reader.ReadInt32();
+            if (count < 0 || count > max)
+            {
+                return false;
+            }
             for (int i = 0; i < count; i++)
             {
                 string p = reader.ReadString();
