@@ -151,3 +151,45 @@ Describe 'The entry cap' {
         (Expand-Capped $img.Reference 5000).Count | Should -Be 3021
     }
 }
+
+Describe 'Import-Initramfs of a large hardlink group' {
+    BeforeAll {
+        # A newc archive of /d and one hardlink group of $Count names in it, the data on the last name (as GNU cpio writes it).
+        function script:New-LinkGroupArchive([string] $Path, [int] $Count) {
+            $fs = [IO.File]::Create($Path)
+            $ascii = [Text.Encoding]::ASCII
+            $pad = [byte[]]::new(4)
+            $record = {
+                param([string] $Name, [int] $Mode, [int] $Ino, [int] $NLink, [byte[]] $Data)
+                if ($null -eq $Data) { $Data = [byte[]]::new(0) }
+                $nameBytes = $ascii.GetBytes($Name + "`0")
+                $head = $ascii.GetBytes(('070701{0:X8}{1:X8}{2:X8}{2:X8}{3:X8}{4:X8}{5:X8}{2:X8}{2:X8}{2:X8}{2:X8}{6:X8}{2:X8}' -f $Ino, $Mode, 0, $NLink, 1700000000, $Data.Length, $nameBytes.Length))
+                $fs.Write($head, 0, 110); $fs.Write($nameBytes, 0, $nameBytes.Length)
+                $fs.Write($pad, 0, (4 - ((110 + $nameBytes.Length) % 4)) % 4)
+                $fs.Write($Data, 0, $Data.Length)
+                $fs.Write($pad, 0, (4 - ($Data.Length % 4)) % 4)
+            }
+            & $record 'd' 0x41ED 1 2 @()
+            $data = $ascii.GetBytes('shared data')
+            for ($i = 1; $i -le $Count; $i++) { & $record ('d/l{0:D6}' -f $i) 0x81A4 7 $Count $(if ($i -eq $Count) { $data } else { @() }) }
+            & $record 'TRAILER!!!' 0 0 1 @()
+            $fs.Dispose()
+            $Path
+        }
+    }
+
+    It 'is linear in the size of the group' {
+        $cost = foreach ($n in 2000, 4000) {
+            $archive = New-LinkGroupArchive (Join-Path $work "links$n.cpio") $n
+            Measure-Cost { Import-Initramfs -LiteralPath $archive }
+        }
+        foreach ($i in 0, 1) {
+            $r = $cost[$i].Result
+            $r.Count | Should -Be (2 + 2000 * ($i + 1))
+            $first = $r.GetEntry('/d/l000001'); $last = $r.GetEntry(('/d/l{0:D6}' -f (2000 * ($i + 1))))
+            $first.Size | Should -Be 11; $last.Size | Should -Be 11
+            [object]::ReferenceEquals($first.Hardlink, $last.Hardlink) | Should -BeTrue
+        }
+        Assert-Linear $cost[0] $cost[1] -Budget 5
+    }
+}

@@ -421,6 +421,29 @@ namespace InitramfsPS
             return node;
         }
 
+        /// <summary>
+        /// The first entry on the way to <paramref name="normalizedPath"/> (itself included) that is
+        /// not a directory; null when every one that exists is (the walk stops at the first missing
+        /// one). One pass, linear in the length of the path.
+        /// </summary>
+        internal RootfsEntry? FirstNonDirectoryOnPath(string normalizedPath)
+        {
+            Node node = root;
+            foreach (string part in RootfsPath.Split(normalizedPath))
+            {
+                if (node.Children is null || !node.Children.TryGetValue(part, out var child))
+                {
+                    return null;
+                }
+                if (child.Entry.Type != EntryType.Directory)
+                {
+                    return child.Entry;
+                }
+                node = child;
+            }
+            return null;
+        }
+
         private Node? Find(string normalizedPath)
         {
             Node node = root;
