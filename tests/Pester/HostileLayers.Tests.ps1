@@ -193,3 +193,32 @@ Describe 'Import-Initramfs of a large hardlink group' {
         Assert-Linear $cost[0] $cost[1] -Budget 5
     }
 }
+
+Describe 'The end of a zstd part' {
+    It 'Import-Initramfs finds the end of a zstd part of 200,000 empty blocks with buffered reads' {
+        $cpio = Join-Path $work 'small.cpio'
+        $img = New-TestOciLayout -Path (Join-Path $work 'zstd-part') -Layer @(, (New-TestTar -Entry @($Init))) -Tag t
+        $null = Get-OciImage $img.Reference | Export-Initramfs $cpio -Force -WarningAction SilentlyContinue
+        $data = [IO.File]::ReadAllBytes($cpio)
+        $data.Length | Should -BeLessThan 128KB
+        $part = Join-Path $work 'empty-blocks.cpio.zst'
+        $fs = [IO.File]::Create($part)
+        # frame header: magic, descriptor (no checksum, no content size), window 128 KiB
+        $fs.Write([byte[]](0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38), 0, 6)
+        $empty = [byte[]]::new(3 * 200000)   # raw blocks of 0 bytes: 3-byte headers of zeros
+        $fs.Write($empty, 0, $empty.Length)
+        $last = ($data.Length -shl 3) -bor 1  # a raw block, the last one
+        $fs.Write([byte[]](($last -band 0xFF), (($last -shr 8) -band 0xFF), (($last -shr 16) -band 0xFF)), 0, 3)
+        $fs.Write($data, 0, $data.Length)
+        $fs.Dispose()
+        & zstd -q -t $part
+        $LASTEXITCODE | Should -Be 0 -Because 'the part is valid zstd'
+        $syscr = { [long]((@(Get-Content /proc/self/io) -match '^syscr:')[0] -replace '\D', '') }
+        $before = & $syscr
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        $r = Import-Initramfs -LiteralPath $part
+        $sw.Elapsed.TotalSeconds | Should -BeLessThan 10
+        ((& $syscr) - $before) | Should -BeLessThan 20000 -Because 'block headers are not read one pread at a time'
+        $r.GetEntry('/init').Size | Should -Be 8
+    }
+}
