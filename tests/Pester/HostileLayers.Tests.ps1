@@ -194,6 +194,41 @@ Describe 'Import-Initramfs of a large hardlink group' {
     }
 }
 
+Describe 'A zstd layer that starts with a skippable frame' {
+    It 'expands (<Source>)' -ForEach @(
+        @{ Source = 'layout' }
+        @{ Source = 'docker-archive' }
+    ) {
+        $tar = New-TestTar -Entry @($Init, @{ Name = 'etc/skipped'; Data = 'frame' })
+        $img = New-TestOciLayout -Path (Join-Path $work "skippable-$Source") -Layer @(, $tar) -Compression zstd -Tag t
+        $blob = "$($img.Path)/blobs/sha256/$($img.LayerDigests[0].Substring(7))"
+        $bytes = [byte[]](0x5A, 0x2A, 0x4D, 0x18, 5, 0, 0, 0, 1, 2, 3, 4, 5) + [IO.File]::ReadAllBytes($blob)
+        $reference = if ($Source -eq 'layout') {
+            $hex = (Get-FileHash -InputStream ([IO.MemoryStream]::new($bytes))).Hash.ToLowerInvariant()
+            [IO.File]::WriteAllBytes("$($img.Path)/blobs/sha256/$hex", $bytes)
+            $mpath = "$($img.Path)/blobs/sha256/$($img.ManifestDigest.Substring(7))"
+            $manifest = (Get-Content -Raw $mpath).Replace($img.LayerDigests[0], "sha256:$hex").Replace("`"size`":$($img.LayerSizes[0])", "`"size`":$($bytes.Length)")
+            $mbytes = [Text.Encoding]::UTF8.GetBytes($manifest)
+            $mhex = (Get-FileHash -InputStream ([IO.MemoryStream]::new($mbytes))).Hash.ToLowerInvariant()
+            [IO.File]::WriteAllBytes("$($img.Path)/blobs/sha256/$mhex", $mbytes)
+            $index = (Get-Content -Raw "$($img.Path)/index.json").Replace($img.ManifestDigest.Substring(7), $mhex) -replace '"size": \d+', "`"size`": $($mbytes.Length)"
+            Set-Content "$($img.Path)/index.json" $index
+            $img.Reference
+        }
+        else {
+            $archive = New-TestDockerArchive -Path (Join-Path $work 'skippable.tar') -Layer @(, $tar)
+            $dir = Join-Path $work 'skippable-members'
+            $null = New-Item -ItemType Directory $dir
+            & tar -C $dir -xf $archive.Path
+            [IO.File]::WriteAllBytes((Join-Path $dir $archive.LayerPaths[0]), $bytes)
+            & tar -C $dir -cf $archive.Path manifest.json $archive.ConfigName $archive.LayerPaths[0]
+            "docker-archive:$($archive.Path)"
+        }
+        (Get-OciImage $reference | Expand-OciLayers).GetEntry('/etc/skipped').Size | Should -Be 5
+    }
+
+}
+
 Describe 'The end of a zstd part' {
     It 'Import-Initramfs finds the end of a zstd part of 200,000 empty blocks with buffered reads' {
         $cpio = Join-Path $work 'small.cpio'

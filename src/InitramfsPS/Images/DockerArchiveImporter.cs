@@ -293,9 +293,7 @@ namespace InitramfsPS.Images
         private static LayerCompression SniffBlob(BlobStore cache, Digest digest)
         {
             using var s = cache.OpenRead(digest, "layer");
-            var head = new byte[4];
-            int n = s.ReadAtLeast(head, 4, throwOnEndOfStream: false);
-            return MediaTypes.Sniff(head.AsSpan(0, n));
+            return MediaTypes.Sniff(s);
         }
 
         private static IEnumerable<string> RepoTags(JsonElement image)

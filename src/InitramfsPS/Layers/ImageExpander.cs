@@ -84,10 +84,7 @@ namespace InitramfsPS.Layers
                 throw new InitramfsException("LayerSizeMismatch", FailureKind.InvalidData,
                     $"{name}: the blob has {raw.Length} bytes but the manifest says {layer.Size}.", layer.Digest.ToString());
             }
-            Span<byte> head = stackalloc byte[4];
-            int headLength = raw.ReadAtLeast(head, 4, throwOnEndOfStream: false);
-            raw.Position = 0;
-            var actual = MediaTypes.Sniff(head[..headLength]);
+            var actual = MediaTypes.Sniff(raw);
             if (actual != layer.Compression)
             {
                 throw new InitramfsException("LayerCompressionMismatch", FailureKind.InvalidData,
