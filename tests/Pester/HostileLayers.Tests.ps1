@@ -194,6 +194,65 @@ Describe 'Import-Initramfs of a large hardlink group' {
     }
 }
 
+Describe 'Special files where a file is expected' {
+    BeforeAll {
+        $script:Fifos = Join-Path $work 'fifos'
+        $null = New-Item -ItemType Directory $Fifos
+        # uncompressed: its layer blob is read at every expansion (a compressed one only until its tar is in the cache)
+        $script:Good = New-TestOciLayout -Path (Join-Path $work 'fifo-base') -Layer @(, (New-TestTar -Entry @($Init))) -Compression none -Tag t
+        # A copy of the good layout whose file $Which is a FIFO.
+        function script:New-LayoutWithFifo([string] $Which) {
+            $dir = Join-Path $work "fifo-layout-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+            Copy-Item -Recurse $Good.Path $dir
+            $file = switch ($Which) {
+                'index.json' { Join-Path $dir 'index.json' }
+                'manifest' { Join-Path $dir "blobs/sha256/$($Good.ManifestDigest.Substring(7))" }
+                'config' { Join-Path $dir "blobs/sha256/$($Good.ConfigDigest.Substring(7))" }
+                'layer' { Join-Path $dir "blobs/sha256/$($Good.LayerDigests[0].Substring(7))" }
+            }
+            Remove-Item $file
+            [pscustomobject]@{ Reference = "oci:${dir}:t"; Fifo = (New-Fifo $file) }
+        }
+    }
+
+    It 'Get-OciImage | Expand-OciLayers of a layout whose <Which> is a FIFO fails at once: <Id>' -ForEach @(
+        @{ Which = 'index.json'; Id = 'LayoutInvalid' }
+        @{ Which = 'manifest'; Id = 'BlobNotRegularFile' }
+        @{ Which = 'config'; Id = 'BlobNotRegularFile' }
+        @{ Which = 'layer'; Id = 'BlobNotRegularFile' }
+    ) {
+        $layout = New-LayoutWithFifo $Which
+        $r = Invoke-Bounded { param($ref) Get-OciImage $ref | Expand-OciLayers } -Arguments $layout.Reference -Fifo $layout.Fifo
+        $r.Hung | Should -BeFalse -Because 'a FIFO is never opened for a blocking read'
+        $r.Errors.Count | Should -Be 1
+        $r.Errors[0].FullyQualifiedErrorId | Should -BeLike "$Id,*"
+        $r.Errors[0].Exception.Message | Should -Match 'FIFO'
+    }
+
+    It '<Command> of a FIFO fails at once: <Id>' -ForEach @(
+        @{ Command = 'Import-Initramfs'; Id = 'ArchiveNotFile'; Script = { param($p) Import-Initramfs -LiteralPath $p } }
+        @{ Command = 'Test-Initramfs -Path'; Id = 'ArchiveNotFile'; Script = { param($p) Test-Initramfs -Path $p } }
+        @{ Command = 'Compare-Initramfs'; Id = 'ArchiveNotFile'; Script = { param($p) Compare-Initramfs $p $p } }
+        @{ Command = 'Get-OciImage docker-archive:'; Id = 'ArchiveNotFile'; Script = { param($p) Get-OciImage "docker-archive:$p" } }
+    ) {
+        $fifo = New-Fifo (Join-Path $Fifos "$([guid]::NewGuid().ToString('N')).cpio")
+        $r = Invoke-Bounded $Script -Arguments $fifo -Fifo $fifo
+        $r.Hung | Should -BeFalse -Because 'a FIFO is never opened for a blocking read'
+        $r.Errors.Count | Should -BeGreaterThan 0
+        $r.Errors[0].FullyQualifiedErrorId | Should -BeLike "$Id,*"
+        $r.Errors[0].Exception.Message | Should -Match 'FIFO'
+    }
+
+    It 'Add-InitramfsFile of a FIFO adds an empty file that the export never opens' {
+        $fifo = New-Fifo (Join-Path $Fifos 'pipe')
+        $out = Join-Path $work 'fifo-added.cpio'
+        $r = Invoke-Bounded { param($ref, $fifo, $out) Get-OciImage $ref | Add-InitramfsFile $fifo /pipe | Export-Initramfs $out -Force -WarningAction SilentlyContinue } -Arguments $Good.Reference, $fifo, $out -Fifo $fifo
+        $r.Hung | Should -BeFalse
+        $r.Errors | Should -BeNullOrEmpty
+        (Get-CpioListing $out | Where-Object Name -EQ 'pipe').Size | Should -Be 0
+    }
+}
+
 Describe 'A zstd layer that starts with a skippable frame' {
     It 'expands (<Source>)' -ForEach @(
         @{ Source = 'layout' }

@@ -9,6 +9,7 @@ using InitramfsPS.Cache;
 using InitramfsPS.Compression;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
+using InitramfsPS.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace InitramfsPS.Cpio
@@ -93,7 +94,12 @@ namespace InitramfsPS.Cpio
             SafeFileHandle handle;
             try
             {
-                handle = File.OpenHandle(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                // Not a plain open: a FIFO would block it forever.
+                handle = RegularFile.OpenRead(fullPath);
+            }
+            catch (NotRegularFileException ex)
+            {
+                throw new InitramfsException("ArchiveNotFile", FailureKind.InvalidArgument, $"'{fullPath}' is {ex.Kind}, not an archive; it is not read.", fullPath, ex);
             }
             catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
             {

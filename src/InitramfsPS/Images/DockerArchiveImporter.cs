@@ -6,6 +6,7 @@ using System.Text.Json;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 using SharpCompress.Readers;
 
 namespace InitramfsPS.Images
@@ -30,7 +31,7 @@ namespace InitramfsPS.Images
             var links = new Dictionary<string, string>(StringComparer.Ordinal);
             byte[]? manifestJson = null;
             long total = new FileInfo(file).Length;
-            using (var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan))
+            using (var stream = OpenArchive(file, 1 << 16, FileOptions.SequentialScan))
             {
                 IReader reader;
                 try
@@ -120,7 +121,7 @@ namespace InitramfsPS.Images
         /// </summary>
         public static IReadOnlyList<string> ListNames(string file, int maxEntries = 100_000)
         {
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 12, FileOptions.RandomAccess);
+            using var stream = OpenArchive(file, 1 << 12, FileOptions.RandomAccess);
             var head = new byte[4];
             int n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
             stream.Position = 0;
@@ -145,6 +146,23 @@ namespace InitramfsPS.Images
                 return NamesIn(manifestJson, file);
             }
             return Array.Empty<string>();
+        }
+
+        /// <summary>Opens the archive; a FIFO (whose open would block forever), a device or a directory is ArchiveNotFile.</summary>
+        private static FileStream OpenArchive(string file, int bufferSize, FileOptions options)
+        {
+            try
+            {
+                return RegularFile.OpenStream(file, bufferSize, options);
+            }
+            catch (NotRegularFileException ex)
+            {
+                throw new InitramfsException("ArchiveNotFile", FailureKind.InvalidArgument, $"'{file}' is {ex.Kind}, not a docker archive; it is not read.", file, ex);
+            }
+            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+            {
+                throw new InitramfsException("ArchiveNotFound", FailureKind.NotFound, $"The docker archive '{file}' does not exist.", file, ex);
+            }
         }
 
         private static MemoryStream DecompressHead(Stream stream, LayerCompression compression)

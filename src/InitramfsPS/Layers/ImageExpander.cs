@@ -78,7 +78,7 @@ namespace InitramfsPS.Layers
                     return fromCache;
                 }
             }
-            using var raw = image.Blobs.OpenRead(layer.Digest, name);
+            using var raw = image.Blobs.OpenRead(layer.Digest, name, out string blobPath);
             if (raw.Length != layer.Size)
             {
                 throw new InitramfsException("LayerSizeMismatch", FailureKind.InvalidData,
@@ -94,7 +94,7 @@ namespace InitramfsPS.Layers
             if (layer.Compression == LayerCompression.None)
             {
                 // An uncompressed layer is its own random-access form: entries point into the blob.
-                var parsed = new ParsedLayer { BackingPath = image.Blobs.PathOf(layer.Digest), BackingLength = raw.Length, MaxEntries = options.MaxEntries };
+                var parsed = new ParsedLayer { BackingPath = blobPath, BackingLength = raw.Length, MaxEntries = options.MaxEntries };
                 using var hash = layer.Digest.CreateHash();
                 var counted = new HashingReadStream(raw, hash);
                 try
