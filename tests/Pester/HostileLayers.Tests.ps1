@@ -316,3 +316,42 @@ Describe 'The end of a zstd part' {
         $r.GetEntry('/init').Size | Should -Be 8
     }
 }
+
+Describe 'Layout blobs that are symlinks' {
+    BeforeAll {
+        $script:HostFile = Join-Path $work 'host-secret'
+        [IO.File]::WriteAllBytes($HostFile, [byte[]]::new(12345))
+    }
+
+    It 'does not follow a <Which> blob that links to a host file, nor say its size: BlobOutsideLayout' -ForEach @(
+        @{ Which = 'layer' }
+        @{ Which = 'config' }
+        @{ Which = 'manifest' }
+    ) {
+        $img = New-TestOciLayout -Path (Join-Path $work "link-$Which") -Layer @(, (New-TestTar -Entry @($Init))) -Compression none -Tag t
+        $digest = @{ layer = $img.LayerDigests[0]; config = $img.ConfigDigest; manifest = $img.ManifestDigest }[$Which]
+        $blob = "$($img.Path)/blobs/sha256/$($digest.Substring(7))"
+        Remove-Item $blob
+        $null = New-Item -ItemType SymbolicLink -Path $blob -Target $HostFile
+        foreach ($reference in $img.Reference, "oci:$($img.Path)@$($img.ManifestDigest)") {
+            $e = Get-ExpandError $reference
+            $e.FullyQualifiedErrorId | Should -BeLike 'BlobOutsideLayout,*'
+            $e.Exception.Message | Should -Not -Match '12345'
+            $e.Exception.Message | Should -Not -Match ([regex]::Escape($HostFile))
+        }
+    }
+
+    It 'follows a blobs directory that links to another layout''s, and a blob that links inside the layout' {
+        $img = New-TestOciLayout -Path (Join-Path $work 'link-target') -Layer @(, (New-TestTar -Entry @($Init, @{ Name = 'etc/linked'; Data = 'yes' }))) -Compression none -Tag t
+        $other = Join-Path $work 'link-other'
+        $null = New-Item -ItemType Directory $other
+        Copy-Item "$($img.Path)/index.json", "$($img.Path)/oci-layout" $other
+        $null = New-Item -ItemType SymbolicLink -Path "$other/blobs" -Target "$($img.Path)/blobs"
+        (Get-OciImage "oci:${other}:t" | Expand-OciLayers).GetEntry('/etc/linked').Size | Should -Be 3
+
+        $layer = "$($img.Path)/blobs/sha256/$($img.LayerDigests[0].Substring(7))"
+        Move-Item $layer "$($img.Path)/layer-kept-here"
+        $null = New-Item -ItemType SymbolicLink -Path $layer -Target '../../layer-kept-here'
+        (Get-OciImage $img.Reference | Expand-OciLayers).GetEntry('/etc/linked').Size | Should -Be 3
+    }
+}

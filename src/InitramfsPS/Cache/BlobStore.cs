@@ -45,12 +45,16 @@ namespace InitramfsPS.Cache
         public FileStream OpenRead(Digest digest, string what) => OpenRead(digest, what, out _);
 
         /// <summary>
-        /// Opens a blob for reading, from <paramref name="path"/>. A blob that is not a regular file
-        /// (a FIFO would block the open forever) is BlobNotRegularFile.
+        /// Opens a blob for reading, from <paramref name="path"/>: where it really is, every symlink
+        /// resolved. A blob may be a symlink, but not one that leads out of the store (its root,
+        /// <c>blobs/</c> or <c>blobs/&lt;alg&gt;</c>, wherever the user's own symlinks put those):
+        /// a layout blob that links to a host file would make the module read that file and tell its
+        /// size (BlobOutsideLayout, which says neither where it points nor how large that is). A blob
+        /// that is not a regular file (a FIFO would block the open forever) is BlobNotRegularFile.
         /// </summary>
         public FileStream OpenRead(Digest digest, string what, out string path)
         {
-            path = PathOf(digest);
+            path = Locate(digest, what);
             try
             {
                 return RegularFile.OpenStream(path);
@@ -71,6 +75,25 @@ namespace InitramfsPS.Cache
         {
             using var stream = OpenRead(digest, what);
             return stream.Length;
+        }
+
+        /// <summary>The real path of a blob, checked to lie inside the store.</summary>
+        private string Locate(Digest digest, string what)
+        {
+            string? real = RegularFile.RealPath(PathOf(digest));
+            if (real is null)
+            {
+                throw Missing(digest, what, null);
+            }
+            foreach (string directory in new[] { Root, Path.Combine(Root, "blobs"), Path.Combine(Root, "blobs", digest.Algorithm) })
+            {
+                if (RegularFile.RealPath(directory) is { } realDirectory && real != realDirectory && RegularFile.IsWithin(real, realDirectory))
+                {
+                    return real;
+                }
+            }
+            throw new InitramfsException("BlobOutsideLayout", FailureKind.Security,
+                $"The {what} {digest} in '{Root}' is a symlink that leads out of the layout; it is not followed.", digest.ToString());
         }
 
         private InitramfsException Missing(Digest digest, string what, Exception? inner) =>

@@ -281,15 +281,25 @@ namespace InitramfsPS.Images
 
         /// <summary>
         /// The index.json of the layout at <paramref name="directory"/>, at most 4 MiB. As a blob
-        /// (<see cref="BlobStore.OpenRead(Digest, string, out string)"/>), it may not be anything but a
-        /// regular file (opening a FIFO would block forever).
+        /// (<see cref="BlobStore.OpenRead(Digest, string, out string)"/>), it may not be a symlink out of
+        /// the layout, nor anything but a regular file (opening a FIFO would block forever).
         /// </summary>
         private static byte[] ReadIndexJson(string directory)
         {
             string path = Path.Combine(directory, "index.json");
+            string? real = RegularFile.RealPath(path);
+            if (real is null)
+            {
+                throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData, $"'{directory}' is not an OCI image layout: it has no index.json.", directory);
+            }
+            if (RegularFile.RealPath(directory) is not { } realDirectory || !RegularFile.IsWithin(real, realDirectory))
+            {
+                throw new InitramfsException("LayoutInvalid", FailureKind.Security,
+                    $"The index.json of '{directory}' is a symlink that leads out of the layout; it is not followed.", directory);
+            }
             try
             {
-                using var stream = RegularFile.OpenStream(path, 1 << 12);
+                using var stream = RegularFile.OpenStream(real, 1 << 12);
                 if (stream.Length > 4 << 20)
                 {
                     throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded, $"The index.json at '{path}' is larger than 4 MiB.", path);
