@@ -71,6 +71,99 @@ AfterAll {
     Remove-Item -Recurse -Force $work -ErrorAction SilentlyContinue
 }
 
+Describe 'A docker save archive' {
+    BeforeAll {
+        # A docker save archive, unpacked to add members of our own, then packed in the order given and zstd-wrapped.
+        function script:New-WrappedArchive([string] $Name, [scriptblock] $AddMembers) {
+            $dir = Join-Path $work "$Name-members"
+            $plain = New-TestDockerArchive -Path (Join-Path $work "$Name-plain.tar") -Layer @(, (New-TestTar -Entry @($Init, @{ Name = 'etc/hostname'; Data = 'box' })))
+            $null = New-Item -ItemType Directory $dir
+            & tar -C $dir -xf $plain.Path
+            $members = & $AddMembers $dir $plain
+            $tar = Join-Path $work "$Name.tar"
+            & tar --owner=0 --group=0 --numeric-owner -C $dir -cf $tar @members
+            $LASTEXITCODE | Should -Be 0
+            & zstd -q -f --rm $tar -o "$tar.zst"
+            $LASTEXITCODE | Should -Be 0
+            Remove-Item -Recurse -Force $dir
+            [pscustomobject]@{ Path = "$tar.zst"; Plain = $plain }
+        }
+    }
+
+    It 'stores only the members its manifest references: unreferenced 64 MiB members stay out of the cache' {
+        $archive = New-WrappedArchive bomb {
+            param($dir, $plain)
+            # one unreferenced member before manifest.json and one after it, named like a layer and like a blob
+            & truncate -s 64M (Join-Path $dir 'junk.tar')
+            $null = New-Item -ItemType Directory (Join-Path $dir 'blobs/sha256')
+            & truncate -s 64M (Join-Path $dir "blobs/sha256/$('0' * 64)")
+            @('junk.tar', 'manifest.json', $plain.ConfigName) + $plain.LayerPaths + @('blobs')
+        }
+        (Get-Item $archive.Path).Length | Should -BeLessThan 1MB
+        $env:INITRAMFSPS_CACHE = Join-Path $work 'bomb-cache'
+        try {
+            $image = Get-OciImage "docker-archive:$($archive.Path)"
+            $blobs = @(Get-ChildItem (Join-Path $env:INITRAMFSPS_CACHE 'blobs/sha256') -File)
+            $blobs | Where-Object Length -GT 1MB | Should -BeNullOrEmpty -Because 'nothing unreferenced was written to the cache'
+            @($blobs.Name | Sort-Object) | Should -Be @(@($archive.Plain.ConfigDigest) + $archive.Plain.LayerDigests | ForEach-Object { $_.Substring(7) } | Sort-Object -Unique)
+            @(Get-ChildItem (Join-Path $env:INITRAMFSPS_CACHE 'tmp') -File -ErrorAction SilentlyContinue) | Should -BeNullOrEmpty
+            ($image | Expand-OciLayers).GetEntry('/etc/hostname').Size | Should -Be 3
+        }
+        finally { $env:INITRAMFSPS_CACHE = Join-Path $work cache }
+    }
+
+    It 'follows a layer named through a <Link>, in a <Wrapper> archive' -ForEach @(
+        @{ Link = 'symlink'; Wrapper = 'plain' }
+        @{ Link = 'hardlink'; Wrapper = 'gzip' }
+        @{ Link = 'symlink'; Wrapper = 'zstd' }
+    ) {
+        $plain = New-TestDockerArchive -Path (Join-Path $work "link-$Link-$Wrapper-plain.tar") -Layer @(, (New-TestTar -Entry @($Init, @{ Name = 'etc/linked'; Data = $Link })))
+        $dir = Join-Path $work "link-$Link-$Wrapper"
+        $null = New-Item -ItemType Directory $dir
+        & tar -C $dir -xf $plain.Path
+        # the layer moves to a member the manifest does not name; the name it uses becomes a link to it (legacy order: manifest.json last)
+        $null = New-Item -ItemType Directory (Join-Path $dir 'first')
+        Move-Item (Join-Path $dir $plain.LayerPaths[0]) (Join-Path $dir 'first/layer.tar')
+        if ($Link -eq 'symlink') { $null = New-Item -ItemType SymbolicLink -Path (Join-Path $dir $plain.LayerPaths[0]) -Target '../first/layer.tar' }
+        else { $null = New-Item -ItemType HardLink -Path (Join-Path $dir $plain.LayerPaths[0]) -Target (Join-Path $dir 'first/layer.tar') }
+        $tar = Join-Path $work "link-$Link-$Wrapper.tar"
+        & tar -C $dir -cf $tar $plain.ConfigName first (Split-Path $plain.LayerPaths[0]) manifest.json
+        $LASTEXITCODE | Should -Be 0
+        switch ($Wrapper) { 'gzip' { & gzip -f $tar; $tar += '.gz' } 'zstd' { & zstd -q -f --rm $tar -o "$tar.zst"; $tar += '.zst' } }
+        (Get-OciImage "docker-archive:$tar" | Expand-OciLayers).GetEntry('/etc/linked').Size | Should -Be $Link.Length
+    }
+
+    It 'refuses a layer member that claims more than the bound of a layer: LayerTooLarge, and stores nothing' {
+        $plain = New-TestDockerArchive -Path (Join-Path $work 'huge-plain.tar') -Layer @(, (New-TestTar -Entry @($Init)))
+        $dir = Join-Path $work 'huge-members'
+        $null = New-Item -ItemType Directory $dir
+        & tar -C $dir -xf $plain.Path
+        # manifest.json and the config as GNU tar writes them, then the layer by hand: its header claims 17 GiB (a PAX size)
+        $tar = [IO.MemoryStream]::new()
+        $entries = @(
+            @{ Name = 'manifest.json'; Data = [IO.File]::ReadAllBytes((Join-Path $dir 'manifest.json')) }
+            @{ Name = $plain.ConfigName; Data = [IO.File]::ReadAllBytes((Join-Path $dir $plain.ConfigName)) }
+            @{ Name = $plain.LayerPaths[0]; Data = [IO.File]::ReadAllBytes((Join-Path $dir $plain.LayerPaths[0])); Size = 17GB }
+        )
+        $bytes = New-TestTar -Entry $entries -NoEndBlocks
+        $path = Join-Path $work 'huge.tar'
+        [IO.File]::WriteAllBytes($path, $bytes)
+        & zstd -q -f $path -o "$path.zst"
+        $env:INITRAMFSPS_CACHE = Join-Path $work 'huge-cache'
+        try {
+            foreach ($p in $path, "$path.zst") {
+                $err = $null
+                Get-OciImage "docker-archive:$p" -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+                $err[0].FullyQualifiedErrorId | Should -BeLike 'LayerTooLarge,*'
+                $err[0].Exception.Message | Should -Match ([regex]::Escape($plain.LayerPaths[0]))
+            }
+            @(Get-ChildItem $env:INITRAMFSPS_CACHE -Recurse -File -ErrorAction SilentlyContinue | Where-Object { $_.FullName -like '*/blobs/*' -or $_.FullName -like '*/tmp/*' }) |
+                Should -BeNullOrEmpty -Because 'nothing of a refused archive is stored'
+        }
+        finally { $env:INITRAMFSPS_CACHE = Join-Path $work cache }
+    }
+}
+
 Describe 'Deep paths' {
     It 'refuses a PAX path of <Components> components at parse time: LayerEntryNameTooLong, naming the layer and a shortened path' -ForEach @(
         @{ Components = 2049 }   # 4097 bytes
