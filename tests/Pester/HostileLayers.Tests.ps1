@@ -448,3 +448,39 @@ Describe 'Layout blobs that are symlinks' {
         (Get-OciImage $img.Reference | Expand-OciLayers).GetEntry('/etc/linked').Size | Should -Be 3
     }
 }
+
+Describe 'A hardlink and its target''s whiteout in one layer' {
+    It 'the link before the whiteout keeps the lower file under its name, as containerd applies it (<Case>)' -ForEach @(
+        @{ Case = 'a .wh. of the file'; Upper = @(@{ Name = 'h'; Type = 'Hardlink'; LinkName = 'd/f' }, @{ Name = 'd/.wh.f' }) }
+        @{ Case = 'a .wh. of its directory'; Upper = @(@{ Name = 'h'; Type = 'Hardlink'; LinkName = 'd/f' }, @{ Name = '.wh.d' }) }
+        @{ Case = 'an opaque directory'; Upper = @(@{ Name = 'h'; Type = 'Hardlink'; LinkName = 'd/f' }, @{ Name = 'd/.wh..wh..opq' }) }
+    ) {
+        $lower = New-TestTar -Entry @($Init, @{ Name = 'd/'; Type = 'Dir' }, @{ Name = 'd/f'; Data = 'lower'; Mode = '0750'; Uid = 7 }, @{ Name = 'd/g'; Type = 'Hardlink'; LinkName = 'd/f' })
+        $img = New-TestOciLayout -Path (Join-Path $work "wh-link-$([guid]::NewGuid().ToString('N').Substring(0, 8))") -Layer $lower, (New-TestTar -Entry $Upper) -Tag t
+        foreach ($pass in 'parsed', 'from the layer index') {
+            $r = Get-OciImage $img.Reference | Expand-OciLayers
+            $r.GetEntry('/d/f') | Should -BeNullOrEmpty -Because "the whiteout removed it ($pass)"
+            $h = $r.GetEntry('/h')
+            $h.Type | Should -Be 'File'
+            $h.Size | Should -Be 5
+            $h.Uid | Should -Be 7
+            if ($Case -eq 'a .wh. of the file') {
+                [object]::ReferenceEquals($h.Hardlink, $r.GetEntry('/d/g').Hardlink) | Should -BeTrue -Because "the link joins the inode the lower d/g still has ($pass)"
+            }
+        }
+        $out = Join-Path $work "wh-link-$([guid]::NewGuid().ToString('N')).cpio"
+        $null = Get-OciImage $img.Reference | Export-Initramfs $out -NoDefaultEntries -Force -WarningAction SilentlyContinue
+        $listing = @(Get-CpioListing $out)
+        $listing.Name | Should -Not -Contain 'd/f'
+        $ino = ($listing | Where-Object Name -EQ 'h').Ino
+        ($listing | Where-Object Ino -EQ $ino | Measure-Object Size -Sum).Sum | Should -Be 5 -Because 'the data is stored once for the inode'
+    }
+
+    It 'the whiteout before the link leaves the link nothing to point to: LayerHardlinkTargetMissing, as containerd' {
+        $lower = New-TestTar -Entry @($Init, @{ Name = 'f'; Data = 'lower' })
+        $img = New-TestOciLayout -Path (Join-Path $work 'wh-first') -Layer $lower, (New-TestTar -Entry @(@{ Name = '.wh.f' }, @{ Name = 'h'; Type = 'Hardlink'; LinkName = 'f' })) -Tag t
+        $e = Get-ExpandError $img.Reference
+        $e.FullyQualifiedErrorId | Should -BeLike 'LayerHardlinkTargetMissing,*'
+        $e.Exception.Message | Should -Match '^layer 2 \('
+    }
+}

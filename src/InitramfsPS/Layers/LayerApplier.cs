@@ -30,8 +30,14 @@ namespace InitramfsPS.Layers
         /// <summary>Paths that <c>.wh.NAME</c> files delete from lower layers.</summary>
         public List<string> Whiteouts { get; } = new();
 
+        /// <summary>Where each of <see cref="Whiteouts"/> is in the tar: the number of <see cref="Entries"/> before it.</summary>
+        public List<int> WhiteoutPositions { get; } = new();
+
         /// <summary>Directories that <c>.wh..wh..opq</c> empties of lower-layer content.</summary>
         public List<string> OpaqueDirectories { get; } = new();
+
+        /// <summary>Where each of <see cref="OpaqueDirectories"/> is in the tar: the number of <see cref="Entries"/> before it.</summary>
+        public List<int> OpaquePositions { get; } = new();
 
         /// <summary>The file that holds the uncompressed tar (a layout blob or a cache blob).</summary>
         public string BackingPath { get; set; } = string.Empty;
@@ -49,9 +55,12 @@ namespace InitramfsPS.Layers
     /// <summary>
     /// Applies layers to a rootfs per the OCI image spec's "Applying changesets": whiteouts and
     /// opaque whiteouts act on lower layers only, whatever their place in the tar, so they are
-    /// applied first; then the entries in tar order. Nothing is ever followed or written outside
-    /// the rootfs: paths are normalised lexically, a '..' above the root is refused, and an entry
-    /// whose parent is a symlink is refused rather than resolved.
+    /// applied first; then the entries in tar order. One exception to "whatever their place", as
+    /// containerd applies a layer in stream order: a hardlink to a lower file that comes before the
+    /// whiteout of that file keeps it (under the link's name); after the whiteout it has no target.
+    /// Nothing is ever followed or written outside the rootfs: paths are normalised lexically, a
+    /// '..' above the root is refused, and an entry whose parent is a symlink is refused rather
+    /// than resolved.
     /// </summary>
     public static class LayerApplier
     {
@@ -87,6 +96,7 @@ namespace InitramfsPS.Layers
                         throw TooLongError(layerName, $"the opaque whiteout '{RootfsPath.Printable(header.Name)}' names the directory '{RootfsPath.Printable(parent)}', which is {parentBytes} bytes long", parent);
                     }
                     layer.OpaqueDirectories.Add(parent);
+                    layer.OpaquePositions.Add(layer.Entries.Count);
                     return;
                 }
                 if (name.StartsWith(MetaPrefix, StringComparison.Ordinal))
@@ -106,6 +116,7 @@ namespace InitramfsPS.Layers
                     throw TooLongError(layerName, $"the whiteout '{RootfsPath.Printable(header.Name)}' names '{RootfsPath.Printable(whitedOut)}', which is {whitedOutBytes} bytes long", whitedOut);
                 }
                 layer.Whiteouts.Add(whitedOut);
+                layer.WhiteoutPositions.Add(layer.Entries.Count);
                 return;
             }
             if (TooLong(path, out int bytes))
@@ -195,19 +206,10 @@ namespace InitramfsPS.Layers
         /// </summary>
         public static void Apply(Rootfs rootfs, ParsedLayer layer, string layerName, int maxEntries = int.MaxValue)
         {
-            foreach (string directory in layer.OpaqueDirectories)
+            var removed = RemoveLower(rootfs, layer);
+            for (int i = 0; i < layer.Entries.Count; i++)
             {
-                if (rootfs.GetEntry(directory)?.Type == EntryType.Directory)
-                {
-                    rootfs.ClearDirectory(directory);
-                }
-            }
-            foreach (string path in layer.Whiteouts)
-            {
-                rootfs.Remove(path);
-            }
-            foreach (var e in layer.Entries)
-            {
+                var e = layer.Entries[i];
                 var h = e.Header;
                 RootfsEntry entry;
                 if (e.HardlinkTarget is { } targetPath)
@@ -217,6 +219,27 @@ namespace InitramfsPS.Layers
                         continue;
                     }
                     var target = rootfs.GetEntry(targetPath);
+                    if (target is null && removed is not null && removed.TryGetValue(targetPath, out var gone))
+                    {
+                        if (gone.Position <= i)
+                        {
+                            throw new InitramfsException("LayerHardlinkTargetMissing", FailureKind.InvalidData,
+                                $"{layerName}: the hardlink '{RootfsPath.Printable(e.Path)}' points to '{RootfsPath.Printable(targetPath)}', which a whiteout earlier in this layer removed (a link keeps a lower file only when it comes before the file's whiteout).", e.Path);
+                        }
+                        // The link comes first in the tar: as containerd, which applies the layer in
+                        // that order, it is made before the whiteout removes its target, and the lower
+                        // file lives on under the link's name (in the inode the target shared, if any).
+                        var lower = gone.Entry;
+                        if (lower.Hardlink is null)
+                        {
+                            lower = lower with { Hardlink = new HardlinkGroup() };
+                            removed[targetPath] = (lower, gone.Position);
+                        }
+                        entry = lower with { Path = e.Path, Source = layerName };
+                        Set(rootfs, entry, layerName, h.MTime);
+                        CheckCount(rootfs, maxEntries, layerName, e.Path);
+                        continue;
+                    }
                     if (target is null)
                     {
                         throw new InitramfsException("LayerHardlinkTargetMissing", FailureKind.InvalidData,
@@ -254,12 +277,80 @@ namespace InitramfsPS.Layers
                     };
                 }
                 Set(rootfs, entry, layerName, h.MTime);
-                if (rootfs.Count > maxEntries)
+                CheckCount(rootfs, maxEntries, layerName, e.Path);
+            }
+        }
+
+        private static void CheckCount(Rootfs rootfs, int maxEntries, string layerName, string path)
+        {
+            if (rootfs.Count > maxEntries)
+            {
+                throw new InitramfsException("TooManyEntries", FailureKind.LimitExceeded,
+                    $"{layerName}: with this layer the image has more than {maxEntries} entries (the directories it creates included); refusing to hold more in memory.", RootfsPath.Printable(path));
+            }
+        }
+
+        /// <summary>
+        /// Applies the layer's whiteouts and opaque whiteouts to the lower layers, in the order of the
+        /// tar. When the layer also holds hardlinks, returns the lower entries those links point to
+        /// that were removed, each with the position in the tar of the whiteout that removed it first
+        /// (the number of entries before it); null otherwise.
+        /// </summary>
+        private static Dictionary<string, (RootfsEntry Entry, int Position)>? RemoveLower(Rootfs rootfs, ParsedLayer layer)
+        {
+            HashSet<string>? linkTargets = null;
+            if (layer.Whiteouts.Count + layer.OpaqueDirectories.Count > 0)
+            {
+                foreach (var e in layer.Entries)
                 {
-                    throw new InitramfsException("TooManyEntries", FailureKind.LimitExceeded,
-                        $"{layerName}: with this layer the image has more than {maxEntries} entries (the directories it creates included); refusing to hold more in memory.", RootfsPath.Printable(e.Path));
+                    if (e.HardlinkTarget is { } t)
+                    {
+                        (linkTargets ??= new HashSet<string>(StringComparer.Ordinal)).Add(t);
+                    }
                 }
             }
+            var removed = linkTargets is null ? null : new Dictionary<string, (RootfsEntry Entry, int Position)>(StringComparer.Ordinal);
+            void Remember(IEnumerable<RootfsEntry> entries, int position)
+            {
+                foreach (var gone in entries)
+                {
+                    if (linkTargets!.Contains(gone.Path))
+                    {
+                        removed!.TryAdd(gone.Path, (gone, position));
+                    }
+                }
+            }
+            // An index written before positions were kept has none: its whiteouts count as coming first.
+            int PositionOf(List<int> positions, int k) => k < positions.Count ? positions[k] : 0;
+            int w = 0, o = 0;
+            while (w < layer.Whiteouts.Count || o < layer.OpaqueDirectories.Count)
+            {
+                bool opaqueNext = o < layer.OpaqueDirectories.Count
+                    && (w >= layer.Whiteouts.Count || PositionOf(layer.OpaquePositions, o) <= PositionOf(layer.WhiteoutPositions, w));
+                if (opaqueNext)
+                {
+                    string directory = layer.OpaqueDirectories[o];
+                    int position = PositionOf(layer.OpaquePositions, o++);
+                    if (rootfs.GetEntry(directory)?.Type == EntryType.Directory)
+                    {
+                        if (removed is not null)
+                        {
+                            Remember(rootfs.GetEntriesBelow(directory), position);
+                        }
+                        rootfs.ClearDirectory(directory);
+                    }
+                }
+                else
+                {
+                    int position = PositionOf(layer.WhiteoutPositions, w);
+                    var gone = rootfs.Remove(layer.Whiteouts[w++]);
+                    if (removed is not null)
+                    {
+                        Remember(gone, position);
+                    }
+                }
+            }
+            return removed;
         }
 
         private static void Set(Rootfs rootfs, RootfsEntry entry, string layerName, long mtime)

@@ -17,7 +17,8 @@ namespace InitramfsPS.Layers
     /// </summary>
     public static class LayerIndex
     {
-        private const string Magic = "InitramfsPS layer index 1";
+        // 2: each whiteout and opaque directory with its position in the tar.
+        private const string Magic = "InitramfsPS layer index 2";
 
         /// <summary>Where the index of the layer with <paramref name="diffId"/> lives.</summary>
         public static string PathFor(BlobStore cache, Digest diffId) => Path.Combine(cache.Root, "index", diffId.Algorithm, diffId.Hex);
@@ -49,7 +50,8 @@ namespace InitramfsPS.Layers
                     return null;
                 }
                 var parsed = new ParsedLayer { BackingPath = backing, BackingLength = length, MaxEntries = maxEntries };
-                if (!ReadPaths(reader, parsed.Whiteouts, maxEntries) || !ReadPaths(reader, parsed.OpaqueDirectories, maxEntries - parsed.Records))
+                if (!ReadPaths(reader, parsed.Whiteouts, parsed.WhiteoutPositions, maxEntries)
+                    || !ReadPaths(reader, parsed.OpaqueDirectories, parsed.OpaquePositions, maxEntries - parsed.Records))
                 {
                     return null;
                 }
@@ -84,6 +86,10 @@ namespace InitramfsPS.Layers
                     }
                     parsed.Entries.Add(new LayerEntry { Path = entryPath, Type = type, HardlinkTarget = hardlink, Header = header });
                 }
+                if (parsed.WhiteoutPositions.Exists(p => p > count) || parsed.OpaquePositions.Exists(p => p > count))
+                {
+                    return null;
+                }
                 return parsed;
             }
             catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException or ArgumentException or UnauthorizedAccessException)
@@ -104,8 +110,8 @@ namespace InitramfsPS.Layers
                 {
                     writer.Write(Magic);
                     writer.Write(parsed.BackingLength);
-                    WritePaths(writer, parsed.Whiteouts);
-                    WritePaths(writer, parsed.OpaqueDirectories);
+                    WritePaths(writer, parsed.Whiteouts, parsed.WhiteoutPositions);
+                    WritePaths(writer, parsed.OpaqueDirectories, parsed.OpaquePositions);
                     writer.Write(parsed.Entries.Count);
                     foreach (var e in parsed.Entries)
                     {
@@ -142,16 +148,17 @@ namespace InitramfsPS.Layers
             RootfsPath.TryNormalize(path, out string normalized, out _) && normalized == path
             && RootfsPath.FitsPathMax(path.Length <= 1 ? 0 : Encoding.UTF8.GetByteCount(path.AsSpan(1)));
 
-        private static void WritePaths(BinaryWriter writer, List<string> paths)
+        private static void WritePaths(BinaryWriter writer, List<string> paths, List<int> positions)
         {
             writer.Write(paths.Count);
-            foreach (string p in paths)
+            for (int i = 0; i < paths.Count; i++)
             {
-                writer.Write(p);
+                writer.Write(paths[i]);
+                writer.Write(i < positions.Count ? positions[i] : 0);
             }
         }
 
-        private static bool ReadPaths(BinaryReader reader, List<string> into, int max)
+        private static bool ReadPaths(BinaryReader reader, List<string> into, List<int> positions, int max)
         {
             int count = reader.ReadInt32();
             if (count < 0 || count > max)
@@ -161,11 +168,13 @@ namespace InitramfsPS.Layers
             for (int i = 0; i < count; i++)
             {
                 string p = reader.ReadString();
-                if (!IsNormalized(p))
+                int position = reader.ReadInt32();
+                if (!IsNormalized(p) || position < 0)
                 {
                     return false;
                 }
                 into.Add(p);
+                positions.Add(position);
             }
             return true;
         }
