@@ -19,7 +19,7 @@ namespace InitramfsPS.Layers
     /// whole.
     /// </summary>
     /// <remarks>
-    /// Version 2 added the block digests, and the sha256 of the index's own bytes at its end. An
+    /// Version 3 added the block digests, and the sha256 of the index's own bytes at its end. An
     /// index of another version, block size or hash, or whose bytes do not hash to that, is ignored, never
     /// trusted: the expansion then hashes the tar whole against the diff_id and writes the index
     /// again. That sha256 catches damage and edits of the index (a mode made setuid, an offset
@@ -28,17 +28,20 @@ namespace InitramfsPS.Layers
     /// </remarks>
     public static class LayerIndex
     {
-        private const string Magic = "InitramfsPS layer index 2";
+        // 2: each whiteout and opaque directory with its position in the tar.
+        // 3: the digests of the tar's blocks, and the sha256 of the index at its end.
+        private const string Magic = "InitramfsPS layer index 3";
 
         /// <summary>Where the index of the layer with <paramref name="diffId"/> lives.</summary>
         public static string PathFor(BlobStore cache, Digest diffId) => Path.Combine(cache.Root, "index", diffId.Algorithm, diffId.Hex);
 
         /// <summary>
-        /// Loads the index, or null when it is missing, damaged, of another version, or does not
-        /// match the tar it describes (missing, or another length). Every path is checked again to
-        /// be normalised, so an edited index cannot place an entry outside the root.
+        /// Loads the index, or null when it is missing, damaged, or does not match the tar it
+        /// describes (missing, or another length). Every path is checked again to be normalised,
+        /// so an edited index cannot place an entry outside the root. An index of more than
+        /// <paramref name="maxEntries"/> records is not loaded (the tar is then parsed, and stops at the cap).
         /// </summary>
-        public static ParsedLayer? TryRead(BlobStore cache, Digest diffId)
+        public static ParsedLayer? TryRead(BlobStore cache, Digest diffId, int maxEntries = ExpandOptions.DefaultMaxEntries)
         {
             string path = PathFor(cache, diffId);
             string backing = cache.PathOf(diffId);
@@ -80,13 +83,19 @@ namespace InitramfsPS.Layers
                 {
                     BackingPath = backing,
                     BackingLength = length,
+                    MaxEntries = maxEntries,
                     Blocks = new BlockDigests(backing, length, digests, BlockOwner.CachedLayer, diffId.ToString(), path),
                 };
-                if (!ReadPaths(reader, parsed.Whiteouts) || !ReadPaths(reader, parsed.OpaqueDirectories))
+                if (!ReadPaths(reader, parsed.Whiteouts, parsed.WhiteoutPositions, maxEntries)
+                    || !ReadPaths(reader, parsed.OpaqueDirectories, parsed.OpaquePositions, maxEntries - parsed.Records))
                 {
                     return null;
                 }
                 int count = reader.ReadInt32();
+                if (count < 0 || count > maxEntries - parsed.Records)
+                {
+                    return null;
+                }
                 for (int i = 0; i < count; i++)
                 {
                     string entryPath = reader.ReadString();
@@ -112,6 +121,10 @@ namespace InitramfsPS.Layers
                         return null;
                     }
                     parsed.Entries.Add(new LayerEntry { Path = entryPath, Type = type, HardlinkTarget = hardlink, Header = header });
+                }
+                if (parsed.WhiteoutPositions.Exists(p => p > count) || parsed.OpaquePositions.Exists(p => p > count))
+                {
+                    return null;
                 }
                 return body.Position == body.Length ? parsed : null;
             }
@@ -143,8 +156,8 @@ namespace InitramfsPS.Layers
                     writer.Write(BlockDigests.BlockSize);
                     writer.Write(BlockDigests.Algorithm);
                     writer.Write(blocks.All);
-                    WritePaths(writer, parsed.Whiteouts);
-                    WritePaths(writer, parsed.OpaqueDirectories);
+                    WritePaths(writer, parsed.Whiteouts, parsed.WhiteoutPositions);
+                    WritePaths(writer, parsed.OpaqueDirectories, parsed.OpaquePositions);
                     writer.Write(parsed.Entries.Count);
                     foreach (var e in parsed.Entries)
                     {
@@ -205,28 +218,38 @@ namespace InitramfsPS.Layers
             }
         }
 
-        private static bool IsNormalized(string path) => RootfsPath.TryNormalize(path, out string normalized, out _) && normalized == path;
+        /// <summary>Normalised, and short enough for the kernel (an index of an older version may hold longer paths, which layers now refuse).</summary>
+        private static bool IsNormalized(string path) =>
+            RootfsPath.TryNormalize(path, out string normalized, out _) && normalized == path
+            && RootfsPath.FitsPathMax(path.Length <= 1 ? 0 : Encoding.UTF8.GetByteCount(path.AsSpan(1)));
 
-        private static void WritePaths(BinaryWriter writer, List<string> paths)
+        private static void WritePaths(BinaryWriter writer, List<string> paths, List<int> positions)
         {
             writer.Write(paths.Count);
-            foreach (string p in paths)
+            for (int i = 0; i < paths.Count; i++)
             {
-                writer.Write(p);
+                writer.Write(paths[i]);
+                writer.Write(i < positions.Count ? positions[i] : 0);
             }
         }
 
-        private static bool ReadPaths(BinaryReader reader, List<string> into)
+        private static bool ReadPaths(BinaryReader reader, List<string> into, List<int> positions, int max)
         {
             int count = reader.ReadInt32();
+            if (count < 0 || count > max)
+            {
+                return false;
+            }
             for (int i = 0; i < count; i++)
             {
                 string p = reader.ReadString();
-                if (!IsNormalized(p))
+                int position = reader.ReadInt32();
+                if (!IsNormalized(p) || position < 0)
                 {
                     return false;
                 }
                 into.Add(p);
+                positions.Add(position);
             }
             return true;
         }

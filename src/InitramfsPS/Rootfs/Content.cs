@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Threading;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace InitramfsPS
@@ -31,6 +32,10 @@ namespace InitramfsPS
 
         /// <summary>Reads up to <paramref name="buffer"/>.Length bytes at <paramref name="position"/>.</summary>
         internal abstract int Read(ContentReader reader, long position, Span<byte> buffer);
+
+        /// <summary>The error <see cref="Validate"/> throws when the backing store changed.</summary>
+        internal virtual InitramfsException Changed() =>
+            new("ContentChanged", FailureKind.InvalidData, $"'{this}' changed since the rootfs was made.", ToString());
     }
 
     /// <summary>
@@ -78,10 +83,13 @@ namespace InitramfsPS
             var info = new FileInfo(FilePath);
             if (!info.Exists || info.Length != FileLength)
             {
-                throw new InitramfsException("LayerContentMissing", FailureKind.NotFound,
-                    $"'{FilePath}' (a layer or an imported archive) is missing or changed since the rootfs was made; expand the image or import the archive again.", FilePath);
+                throw Changed();
             }
         }
+
+        internal override InitramfsException Changed() =>
+            new("LayerContentMissing", FailureKind.NotFound,
+                $"'{FilePath}' (a layer or an imported archive) is missing or changed since the rootfs was made; expand the image or import the archive again.", FilePath);
 
         internal override int Read(ContentReader reader, long position, Span<byte> buffer)
         {
@@ -89,7 +97,7 @@ namespace InitramfsPS
             {
                 return 0;
             }
-            return reader.Read(Blocks, Offset + position, buffer[..(int)Math.Min(buffer.Length, Length - position)]);
+            return reader.Read(Blocks, Offset + position, buffer[..(int)Math.Min(buffer.Length, Length - position)], Changed);
         }
     }
 
@@ -120,13 +128,16 @@ namespace InitramfsPS
             var info = new FileInfo(FilePath);
             if (!info.Exists || info.Length != Length)
             {
-                throw new InitramfsException("HostFileChanged", FailureKind.InvalidData,
-                    $"The host file '{FilePath}' was removed or changed size since it was added; add it again.", FilePath);
+                throw Changed();
             }
         }
 
+        internal override InitramfsException Changed() =>
+            new("HostFileChanged", FailureKind.InvalidData,
+                $"The host file '{FilePath}' was removed or changed since it was added; add it again.", FilePath);
+
         internal override int Read(ContentReader reader, long position, Span<byte> buffer)
-            => RandomAccess.Read(reader.Handle(FilePath), buffer, position);
+            => RandomAccess.Read(reader.Handle(this, FilePath), buffer, position);
     }
 
     /// <summary>Bytes held in memory: generated files such as an /init script.</summary>
@@ -197,11 +208,21 @@ namespace InitramfsPS
         /// <summary>Bytes hashed by the checks in this process so far (for the Bench and the tests).</summary>
         public static long BytesHashed => Interlocked.Read(ref bytesHashed);
 
-        internal SafeFileHandle Handle(string path)
+        internal SafeFileHandle Handle(Content content, string path) => Handle(path, content.Changed);
+
+        private SafeFileHandle Handle(string path, Func<InitramfsException> changed)
         {
             if (!handles.TryGetValue(path, out var handle))
             {
-                handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                try
+                {
+                    // Not a plain open: a file replaced by a FIFO since it was added would block it forever.
+                    handle = RegularFile.OpenRead(path);
+                }
+                catch (NotRegularFileException)
+                {
+                    throw changed();
+                }
                 handles[path] = handle;
             }
             return handle;
@@ -210,16 +231,19 @@ namespace InitramfsPS
         /// <summary>
         /// Reads up to <paramref name="destination"/>.Length bytes at <paramref name="position"/> of the
         /// file <paramref name="file"/> describes, every one of them checked; fewer at a block's end.
+        /// <paramref name="changed"/> is the error for a file that is no longer a regular file
+        /// (null: that of a mismatch).
         /// </summary>
-        internal int Read(BlockDigests file, long position, Span<byte> destination)
+        internal int Read(BlockDigests file, long position, Span<byte> destination, Func<InitramfsException>? changed = null)
         {
+            var handle = Handle(file.FilePath, changed ?? (() => Forget(file, null)));
             if (destination.IsEmpty || position >= file.FileLength)
             {
                 return 0;
             }
             if (!verify)
             {
-                return RandomAccess.Read(Handle(file.FilePath), destination, position);
+                return RandomAccess.Read(handle, destination, position);
             }
             long block = position / BlockDigests.BlockSize;
             int inBlock = (int)(position - (block * BlockDigests.BlockSize));
@@ -228,9 +252,9 @@ namespace InitramfsPS
             {
                 if (inBlock == 0 && destination.Length >= file.LengthOf(block))
                 {
-                    return ReadWholeBlocks(file, block, destination);
+                    return ReadWholeBlocks(handle, file, block, destination);
                 }
-                slot = Load(file, block);
+                slot = Load(handle, file, block);
             }
             ref var k = ref kept[slot];
             k.LastUse = ++uses;
@@ -240,7 +264,7 @@ namespace InitramfsPS
         }
 
         /// <summary>Reads whole blocks from <paramref name="first"/> into <paramref name="destination"/> and checks each.</summary>
-        private int ReadWholeBlocks(BlockDigests file, long first, Span<byte> destination)
+        private int ReadWholeBlocks(SafeFileHandle handle, BlockDigests file, long first, Span<byte> destination)
         {
             long start = first * BlockDigests.BlockSize;
             long available = file.FileLength - start;
@@ -251,7 +275,7 @@ namespace InitramfsPS
                 want -= want % BlockDigests.BlockSize;
             }
             var target = destination[..want];
-            ReadFully(file, start, target, first);
+            ReadFully(handle, file, start, target, first);
             for (int done = 0; done < want; done += BlockDigests.BlockSize)
             {
                 long block = first + (done / BlockDigests.BlockSize);
@@ -278,7 +302,7 @@ namespace InitramfsPS
         }
 
         /// <summary>Reads and checks a block into the least recently used slot.</summary>
-        private int Load(BlockDigests file, long block)
+        private int Load(SafeFileHandle handle, BlockDigests file, long block)
         {
             int slot = 0;
             for (int i = 1; i < kept.Length; i++)
@@ -293,7 +317,7 @@ namespace InitramfsPS
             k.Buffer ??= new byte[BlockDigests.BlockSize];
             int length = file.LengthOf(block);
             var bytes = k.Buffer.AsSpan(0, length);
-            ReadFully(file, block * BlockDigests.BlockSize, bytes, block);
+            ReadFully(handle, file, block * BlockDigests.BlockSize, bytes, block);
             Interlocked.Add(ref bytesHashed, length);
             if (!file.Matches(block, bytes))
             {
@@ -305,9 +329,8 @@ namespace InitramfsPS
             return slot;
         }
 
-        private void ReadFully(BlockDigests file, long position, Span<byte> into, long block)
+        private void ReadFully(SafeFileHandle handle, BlockDigests file, long position, Span<byte> into, long block)
         {
-            var handle = Handle(file.FilePath);
             int filled = 0;
             while (filled < into.Length)
             {
@@ -322,7 +345,7 @@ namespace InitramfsPS
         }
 
         /// <summary>The mismatch error; the file's blocks kept so far are dropped with it.</summary>
-        private InitramfsException Forget(BlockDigests file, long block)
+        private InitramfsException Forget(BlockDigests file, long? block)
         {
             for (int i = 0; i < kept.Length; i++)
             {
