@@ -48,7 +48,7 @@ namespace InitramfsPS.Commands
             switch (input.BaseObject)
             {
                 case Rootfs rootfs:
-                    return rootfs;
+                    return Leased(rootfs);
                 case OciImage image:
                     return ExpandImage(image, ExpandOptions.DefaultMaxLayerSize);
                 case FileInfo file:
@@ -78,7 +78,8 @@ namespace InitramfsPS.Commands
 
         private Rootfs ImportArchive(string path)
         {
-            var result = CpioReader.Import(path, new BlobStore(BlobStore.DefaultCacheRoot()), new ImportOptions(), CancellationToken);
+            var result = CpioReader.Import(path, Cache, new ImportOptions(), CancellationToken);
+            KeepCacheWithinBudget();
             foreach (string note in result.Notes)
             {
                 WriteWarning($"{path}: {note}");

@@ -21,6 +21,61 @@ namespace InitramfsPS.Commands
         private readonly System.Collections.Concurrent.ConcurrentQueue<string> verboseQueue = new();
         private readonly Stopwatch progressClock = Stopwatch.StartNew();
         private long lastProgress = -1000;
+        private CacheLease? lease;
+        private BlobStore? cache;
+        private bool limitsWarned;
+
+        /// <summary>
+        /// The cache as this command uses it: what the command reads from it or writes to it is leased
+        /// (no eviction, in this process or another, removes it) until the pipeline ends, and marked as used.
+        /// </summary>
+        protected BlobStore Cache
+        {
+            get
+            {
+                if (cache is null)
+                {
+                    string root = BlobStore.DefaultCacheRoot();
+                    lease = new CacheLease(root);
+                    cache = new BlobStore(root, lease);
+                }
+                return cache;
+            }
+        }
+
+        /// <summary>After this command wrote to the cache: evicts what was used least recently until the cache is within its budget.</summary>
+        protected void KeepCacheWithinBudget()
+        {
+            if (lease is null || cache is null || !lease.Wrote)
+            {
+                return;
+            }
+            lease.ResetWrote();
+            EnforceBudget(cache);
+        }
+
+        /// <summary>Evicts what was used least recently until the cache at <paramref name="store"/> is within its budget.</summary>
+        protected void EnforceBudget(BlobStore store)
+        {
+            var limits = CacheLimits.FromEnvironment();
+            if (limits.Problem is { } problem && !limitsWarned)
+            {
+                limitsWarned = true;
+                WriteWarning(problem);
+            }
+            foreach (var evicted in CacheBudget.Enforce(store, limits, CancellationToken))
+            {
+                WriteVerbose(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"Evicted {evicted.Digest}{(evicted.Import ? " (imports area)" : string.Empty)}, {Units.Bytes(evicted.Size)}, last used {evicted.LastUsed:yyyy-MM-dd HH:mm}, to keep the cache within {Units.Bytes(evicted.Import ? limits.ImportMaxSize : limits.MaxSize)}."));
+            }
+        }
+
+        /// <summary>Leases the cache entries <paramref name="rootfs"/> reads its contents from, for as long as this command runs.</summary>
+        protected Rootfs Leased(Rootfs rootfs)
+        {
+            CacheUse.UseRootfs(Cache, rootfs);
+            return rootfs;
+        }
 
         /// <summary>Cancelled when the user presses Ctrl+C.</summary>
         protected CancellationToken CancellationToken => cancellation.Token;
@@ -159,19 +214,23 @@ namespace InitramfsPS.Commands
                 Progress = (index, count, read, size) => Progress(1, activity,
                     $"{image.Reference}: layer {index} of {count}", (int)((index - 1 + (size == 0 ? 1 : (double)read / size)) * 100 / Math.Max(1, count))),
             };
+            Rootfs rootfs;
             try
             {
-                return ImageExpander.Expand(image, new BlobStore(BlobStore.DefaultCacheRoot()), options, CancellationToken);
+                rootfs = ImageExpander.Expand(image, Cache, options, CancellationToken);
             }
             finally
             {
                 CompleteProgress(1, activity);
             }
+            KeepCacheWithinBudget();
+            return rootfs;
         }
 
-        /// <summary>Releases the cancellation source.</summary>
+        /// <summary>Releases the cancellation source and the lease on the cache (PowerShell calls it when the pipeline ends).</summary>
         public void Dispose()
         {
+            lease?.Dispose();
             cancellation.Dispose();
             GC.SuppressFinalize(this);
         }
@@ -202,12 +261,15 @@ namespace InitramfsPS.Commands
             };
         }
 
-        /// <summary>The rootfs to read: a piped Rootfs as is, or an expanded image.</summary>
+        /// <summary>
+        /// The rootfs to read: a piped Rootfs as is (its contents in the cache leased, so that no
+        /// eviction takes them while it is read), or an expanded image.
+        /// </summary>
         protected Rootfs? RootfsToRead()
         {
             return InputObject.BaseObject switch
             {
-                Rootfs rootfs => rootfs,
+                Rootfs rootfs => Leased(rootfs),
                 OciImage image => ExpandImage(image, ExpandOptions.DefaultMaxLayerSize),
                 var other => Reject(other),
             };

@@ -69,7 +69,7 @@ namespace InitramfsPS.Commands
                 switch (InputObject.BaseObject)
                 {
                     case Rootfs r:
-                        rootfs = r;
+                        rootfs = Leased(r);
                         break;
                     case OciImage image:
                         rootfs = ExpandImage(image, ExpandOptions.DefaultMaxLayerSize);
@@ -100,7 +100,8 @@ namespace InitramfsPS.Commands
         {
             Guard(file, () =>
             {
-                var result = CpioReader.Import(file, new BlobStore(BlobStore.DefaultCacheRoot()), new ImportOptions(), CancellationToken);
+                var result = CpioReader.Import(file, Cache, new ImportOptions(), CancellationToken);
+                KeepCacheWithinBudget();
                 var options = new InspectionOptions
                 {
                     ConsoleMissingSeverity = FindingSeverity.Error,
