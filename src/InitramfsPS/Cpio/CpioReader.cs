@@ -73,8 +73,8 @@ namespace InitramfsPS.Cpio
     /// children); an entry whose parent is missing, a non-regular entry with data, a name or symlink
     /// target longer than PATH_MAX, or a non-directory over a non-empty directory is dropped, as the
     /// kernel drops it, with a note. File contents are never held in memory: a plain part's files point
-    /// into the archive itself, a compressed part is decompressed into the cache (under the sha256 of
-    /// its bytes) and its files point into that.
+    /// into the archive itself, a compressed part is decompressed into the imports area of the cache
+    /// (under the sha256 of its bytes; the area has a budget of its own) and its files point into that.
     /// </summary>
     public static class CpioReader
     {
@@ -260,7 +260,9 @@ namespace InitramfsPS.Cpio
             private long ReadCompressedPart(long pos, string compression)
             {
                 string where = string.Create(CultureInfo.InvariantCulture, $"The {compression} part at offset {pos} of '{archivePath}'");
-                using var writer = cache.CreateWriter();
+                // Into the imports area, whose own budget keeps copies of archives from pushing pulled images out.
+                var area = cache.Imports;
+                using var writer = area.CreateWriter();
                 using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                 using var sink = new HashingSink(writer.Stream, hash);
                 long consumed;
@@ -274,7 +276,9 @@ namespace InitramfsPS.Cpio
                     throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{cache.Root}': {ex.Message}", cache.Root, ex);
                 }
                 uncompressedTotal += sink.Written;
-                string blobPath = writer.Commit(Digest.FromSha256(hash.GetHashAndReset()));
+                var digest = Digest.FromSha256(hash.GetHashAndReset());
+                string blobPath = writer.Commit(digest);
+                ImportOrigins.Record(area.MarkerOf(digest), archivePath);
                 using var blob = File.OpenHandle(blobPath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
                 var source = new Source(blobPath, blob, RandomAccess.GetLength(blob), $"the {compression} part at offset {pos} of '{archivePath}' (decompressed)");
                 int before = records;
