@@ -135,6 +135,17 @@ namespace InitramfsPS.Cache
         public override string ToString() => $"{FamiliarName}@{Digest}";
     }
 
+    /// <summary>What <see cref="CacheInventory.Remove"/> did.</summary>
+    public enum RemoveOutcome
+    {
+        /// <summary>The entry was removed.</summary>
+        Removed,
+        /// <summary>There was no such entry.</summary>
+        NotFound,
+        /// <summary>A running command uses the entry: it was kept.</summary>
+        InUse,
+    }
+
     /// <summary>Lists, verifies and removes what the cache holds.</summary>
     public static class CacheInventory
     {
@@ -180,6 +191,10 @@ namespace InitramfsPS.Cache
                 OldestLastUsed = entries.Count == 0 ? null : entries.Min(e => e.LastUsed),
             };
         }
+
+        /// <summary>The entries no cached image uses and no running command holds: what <c>Clear-OciCache -Unused</c> removes.</summary>
+        public static IReadOnlyList<CacheBlob> ListUnused(BlobStore store, CancellationToken cancellationToken) =>
+            List(store, false, cancellationToken).Where(e => e.UsedBy.Count == 0 && !e.InUse).ToList();
 
         private static CacheGraph GraphOf(BlobStore store, List<CacheUnit> units) =>
             CacheGraph.Build(store, units.Where(u => !u.Import && u.BlobPath is not null).Select(u => (u.Digest, u.BlobPath!, u.BlobSize)));
@@ -318,32 +333,125 @@ namespace InitramfsPS.Cache
             CacheGraph.Build(store, blobs.Where(b => b.Kind != CacheEntryKind.Part).Select(b => (b.Digest, b.Path, b.Size)), readBudget).Descriptions;
 
 
-        /// <summary>Removes one blob; returns false when it was already gone.</summary>
-        public static bool Remove(BlobStore store, Digest digest)
+        /// <summary>
+        /// Removes the entry <paramref name="digest"/> (a blob with its layer index, and a part of the
+        /// same digest in the imports area), unless a running command uses it.
+        /// </summary>
+        public static RemoveOutcome Remove(BlobStore store, Digest digest)
         {
-            string path = store.PathOf(digest);
-            if (!File.Exists(path))
+            using var exclusive = EvictionLock.TryExclusive(store.Root, TimeSpan.FromSeconds(30), CancellationToken.None);
+            if (exclusive is not null && CacheLease.ReadLive(store.Root, sweep: true).Contains(digest))
             {
-                return false;
+                return RemoveOutcome.InUse;
             }
-            File.Delete(path);
-            // A layer index describes the tar of the same digest: without the tar it is of no use.
-            Files.TryDelete(Layers.LayerIndex.PathFor(store, digest));
-            return true;
+            bool found = false;
+            foreach (var area in new[] { store, store.Imports })
+            {
+                string path = area.PathOf(digest);
+                string index = Layers.LayerIndex.PathFor(area, digest);
+                if (File.Exists(path) || (!area.IsImportArea && File.Exists(index)))
+                {
+                    found = true;
+                    CacheBudget.Delete(new CacheUnit { Digest = digest, Import = area.IsImportArea, BlobPath = path, IndexPath = area.IsImportArea ? null : index, MarkerPath = area.MarkerOf(digest) });
+                }
+            }
+            return found ? RemoveOutcome.Removed : RemoveOutcome.NotFound;
         }
 
-        /// <summary>Removes everything: blobs, tag refs, locks and temporary files.</summary>
-        public static void Clear(BlobStore store)
+        /// <summary>
+        /// Removes <paramref name="entries"/> (from <see cref="ListUnused"/>) but those a running command
+        /// leased since, and the last-use markers of entries no longer there. Returns what was removed.
+        /// </summary>
+        public static IReadOnlyList<CacheBlob> RemoveEntries(BlobStore store, IEnumerable<CacheBlob> entries, CancellationToken cancellationToken)
         {
-            foreach (string sub in new[] { "blobs", "index", "refs", "tmp", "locks" })
+            var removed = new List<CacheBlob>();
+            using var exclusive = EvictionLock.TryExclusive(store.Root, TimeSpan.FromSeconds(30), cancellationToken);
+            if (exclusive is null)
             {
-                string path = Path.Combine(store.Root, sub);
-                if (Directory.Exists(path))
+                return removed;
+            }
+            var inUse = CacheLease.ReadLive(store.Root, sweep: true);
+            foreach (var entry in entries)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (inUse.Contains(entry.Digest))
                 {
-                    Directory.Delete(path, recursive: true);
+                    continue;
+                }
+                bool import = entry.Kind == CacheEntryKind.Part;
+                var area = import ? store.Imports : store;
+                CacheBudget.Delete(new CacheUnit
+                {
+                    Digest = entry.Digest,
+                    Import = import,
+                    // For a layer index whose tar is gone, Path is the index: deleting it twice does no harm.
+                    BlobPath = entry.Path,
+                    IndexPath = import ? null : Layers.LayerIndex.PathFor(store, entry.Digest),
+                    MarkerPath = area.MarkerOf(entry.Digest),
+                });
+                removed.Add(entry);
+            }
+            SweepMarkers(store);
+            SweepMarkers(store.Imports);
+            return removed;
+        }
+
+        /// <summary>Deletes the last-use markers whose entry is gone.</summary>
+        private static void SweepMarkers(BlobStore area)
+        {
+            foreach (var (digest, info) in CacheBudget.DigestFiles(Path.Combine(area.Root, "used")).ToList())
+            {
+                if (!File.Exists(area.PathOf(digest)))
+                {
+                    Files.TryDelete(info.FullName);
                 }
             }
         }
+
+        /// <summary>
+        /// Removes everything: blobs, layer indexes, the imports area, tag refs, locks and temporary
+        /// files, except the entries running commands use (and the temporary files they write).
+        /// Returns how many entries were kept for that reason.
+        /// </summary>
+        public static int Clear(BlobStore store)
+        {
+            using var exclusive = EvictionLock.TryExclusive(store.Root, TimeSpan.FromSeconds(30), CancellationToken.None);
+            var inUse = CacheLease.ReadLive(store.Root, sweep: exclusive is not null);
+            if (inUse.Count == 0)
+            {
+                foreach (string sub in new[] { "blobs", "index", "used", BlobStore.ImportsDirectory, "refs", "tmp", "locks" })
+                {
+                    string path = Path.Combine(store.Root, sub);
+                    if (Directory.Exists(path))
+                    {
+                        Directory.Delete(path, recursive: true);
+                    }
+                }
+                return 0;
+            }
+            int kept = 0;
+            foreach (var unit in CacheBudget.Scan(store))
+            {
+                if (inUse.Contains(unit.Digest))
+                {
+                    kept++;
+                    continue;
+                }
+                CacheBudget.Delete(unit);
+            }
+            SweepMarkers(store);
+            SweepMarkers(store.Imports);
+            string refs = Path.Combine(store.Root, "refs");
+            if (Directory.Exists(refs))
+            {
+                Directory.Delete(refs, recursive: true);
+            }
+            // A running command may be writing into tmp/ (and holding locks/): only leftovers go.
+            Files.SweepStalePartials(Path.Combine(store.Root, "tmp"), "*.partial");
+            Files.SweepStalePartials(Path.Combine(store.Imports.Root, "tmp"), "*.partial");
+            return kept;
+        }
+
 
         private static bool Hashes(string file, Digest digest, CancellationToken cancellationToken)
         {
