@@ -10,7 +10,14 @@ namespace InitramfsPS.Commands
     /// Removes entries from the local cache: the ones named, the ones no cached image uses
     /// (-Unused), or everything. Entries a running command uses are kept.
     /// </summary>
-    [Cmdlet(VerbsCommon.Clear, "OciCache", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = AllSet)]
+    /// <remarks>
+    /// ConfirmImpact is High for what the bare form does, empty the whole cache: like Remove-Item on
+    /// a tree, it asks first at the prompt unless -Force or -Confirm:$false says not to. Removing the
+    /// entries named or piped, or those no image uses, is of Medium impact and asks only when
+    /// $ConfirmPreference or -Confirm say so; PowerShell has one ConfirmImpact per cmdlet, so
+    /// <see cref="ShouldRemove"/> applies the Medium rule itself.
+    /// </remarks>
+    [Cmdlet(VerbsCommon.Clear, "OciCache", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = AllSet)]
     [OutputType(typeof(void))]
     public sealed class ClearOciCacheCommand : InitramfsCmdlet
     {
@@ -28,6 +35,10 @@ namespace InitramfsPS.Commands
         [Parameter(Mandatory = true, ParameterSetName = UnusedSet)]
         public SwitchParameter Unused { get; set; }
 
+        /// <summary>Empty the whole cache without asking.</summary>
+        [Parameter(ParameterSetName = AllSet)]
+        public SwitchParameter Force { get; set; }
+
         private readonly BlobStore store = new(BlobStore.DefaultCacheRoot());
         private bool any;
 
@@ -44,7 +55,7 @@ namespace InitramfsPS.Commands
                 Guard(text, () =>
                 {
                     var digest = Images.Digest.Parse(text);
-                    if (!ShouldProcess($"{digest} in {store.Root}", "Remove cached entry"))
+                    if (!ShouldRemove($"{digest} in {store.Root}", "Remove cached entry", ConfirmImpact.Medium))
                     {
                         return;
                     }
@@ -79,7 +90,7 @@ namespace InitramfsPS.Commands
             {
                 var entries = CacheInventory.List(store, false, CancellationToken).ToList();
                 string what = string.Create(CultureInfo.InvariantCulture, $"Remove all {entries.Count} entries ({Units.Bytes(entries.Sum(b => b.Size))}) and tag records");
-                if (!ShouldProcess(store.Root, what))
+                if (!ShouldRemove(store.Root, what, Force ? ConfirmImpact.None : ConfirmImpact.High))
                 {
                     return;
                 }
@@ -96,7 +107,7 @@ namespace InitramfsPS.Commands
             Guard(store.Root, () =>
             {
                 var approved = CacheInventory.ListUnused(store, CancellationToken)
-                    .Where(e => ShouldProcess($"{e.Digest} ({e.Kind}, {Units.Bytes(e.Size)}) in {store.Root}", "Remove cached entry no image uses"))
+                    .Where(e => ShouldRemove($"{e.Digest} ({e.Kind}, {Units.Bytes(e.Size)}) in {store.Root}", "Remove cached entry no image uses", ConfirmImpact.Medium))
                     .ToList();
                 foreach (var removed in CacheInventory.RemoveEntries(store, approved, CancellationToken))
                 {
@@ -107,6 +118,25 @@ namespace InitramfsPS.Commands
                     EnforceBudget(store);
                 }
             });
+        }
+
+        /// <summary>
+        /// ShouldProcess as if this cmdlet's ConfirmImpact were <paramref name="impact"/>: it asks when
+        /// -Confirm is given or $ConfirmPreference is at or below the impact, honours -WhatIf, and
+        /// otherwise goes ahead (saying so with -Verbose, as ShouldProcess does). ConfirmImpact.None
+        /// asks only for -Confirm (that is -Force).
+        /// </summary>
+        private bool ShouldRemove(string target, string action, ConfirmImpact impact)
+        {
+            bool confirmAsked = MyInvocation.BoundParameters.TryGetValue("Confirm", out object? confirm) && LanguagePrimitives.IsTrue(confirm);
+            var preference = LanguagePrimitives.TryConvertTo(GetVariableValue("ConfirmPreference"), out ConfirmImpact p) ? p : ConfirmImpact.High;
+            bool wouldAsk = impact != ConfirmImpact.None && preference != ConfirmImpact.None && impact >= preference;
+            if (confirmAsked || wouldAsk || WhatIfWanted())
+            {
+                return ShouldProcess(target, action);
+            }
+            WriteVerbose($"Performing the operation \"{action}\" on target \"{target}\".");
+            return true;
         }
 
         private bool WhatIfWanted() => MyInvocation.BoundParameters.TryGetValue("WhatIf", out object? whatIf)
