@@ -309,16 +309,19 @@ namespace InitramfsPS.Cache
             }
         }
 
-        /// <summary>Removes a unit: the blob first, since a layer index without its tar is ignored by every reader.</summary>
+        /// <summary>
+        /// Removes a unit: the layer index first, so that a process killed in between leaves a tar
+        /// without an index (which the next expansion indexes again), never an index without its tar.
+        /// </summary>
         internal static void Delete(CacheUnit unit)
         {
-            if (unit.BlobPath is not null)
-            {
-                Files.TryDelete(unit.BlobPath);
-            }
             if (unit.IndexPath is not null)
             {
                 Files.TryDelete(unit.IndexPath);
+            }
+            if (unit.BlobPath is not null)
+            {
+                Files.TryDelete(unit.BlobPath);
             }
             Files.TryDelete(unit.MarkerPath);
         }
