@@ -107,7 +107,7 @@ Describe 'A cache over its budget' {
         $entryA.LastUsed | Should -BeGreaterThan (Get-Date).AddMinutes(-5)
 
         # Room for two of the three layers.
-        $env:INITRAMFSPS_CACHE_MAX_SIZE = [long](2.5 * $entryA.Size)
+        $env:INITRAMFSPS_CACHE_MAX_SIZE = [long](2.5 * ($entryA.Size + $entryA.IndexSize))
         $verbose = Get-OciImage $c.Reference | Expand-OciLayers -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
         ($verbose.Message -join "`n") | Should -Match "Evicted $([regex]::Escape($b.DiffIds[0]))"
         Test-Path (BlobPath $b.DiffIds[0]) | Should -BeFalse
@@ -267,7 +267,8 @@ Describe 'Get-OciCache and Clear-OciCache -Unused on a cache of tagged images' {
         $decompressed.Kind | Should -Be DecompressedLayer
         @($decompressed.UsedBy) | Should -Be @('alpine:3.20 (linux/amd64)')
         $decompressed.IndexPath | Should -Be (IndexPath $amd.DiffIds[0])
-        $decompressed.Size | Should -Be ((Get-Item (BlobPath $amd.DiffIds[0])).Length + (Get-Item (IndexPath $amd.DiffIds[0])).Length)
+        $decompressed.Size | Should -Be (Get-Item (BlobPath $amd.DiffIds[0])).Length
+        $decompressed.IndexSize | Should -Be (Get-Item (IndexPath $amd.DiffIds[0])).Length
         $parts = @($entries | Where-Object Kind -EQ Part)
         $parts | Should -Not -BeNullOrEmpty
         @($parts[0].UsedBy) | Should -Be @($archive)
@@ -282,7 +283,7 @@ Describe 'Get-OciCache and Clear-OciCache -Unused on a cache of tagged images' {
         $summary = Get-OciCache -Summary
         $summary | Should -BeOfType ([InitramfsPS.Cache.CacheSummary])
         $summary.Count | Should -Be $entries.Count
-        $summary.Size | Should -Be ($entries | Measure-Object Size -Sum).Sum
+        $summary.Size | Should -Be (($entries | Measure-Object Size -Sum).Sum + ($entries | Measure-Object IndexSize -Sum).Sum)
         $summary.ImportSize | Should -Be ($parts | Measure-Object Size -Sum).Sum
         $summary.MaxSize | Should -Be 10GB
         $summary.UnusedCount | Should -Be 0

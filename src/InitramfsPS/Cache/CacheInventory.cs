@@ -38,8 +38,11 @@ namespace InitramfsPS.Cache
         /// <summary>What it is.</summary>
         public CacheEntryKind Kind { get; init; }
 
-        /// <summary>Bytes it takes on disk: the blob, and for a decompressed layer its layer index too.</summary>
+        /// <summary>Bytes of the file at <see cref="Path"/>.</summary>
         public long Size { get; init; }
+
+        /// <summary>Bytes of the layer index kept beside a decompressed layer (0 without one): it is kept and removed with the blob.</summary>
+        public long IndexSize { get; init; }
 
         /// <summary>When it was last used (read for a pull, expansion, export or import, or written).</summary>
         public DateTime LastUsed { get; init; }
@@ -82,7 +85,7 @@ namespace InitramfsPS.Cache
         /// <summary>How many entries it holds.</summary>
         public int Count { get; init; }
 
-        /// <summary>Bytes it holds in all.</summary>
+        /// <summary>Bytes it holds in all (blobs, layer indexes and parts).</summary>
         public long Size { get; init; }
 
         /// <summary>The budget: evictions keep <see cref="Size"/> at most this.</summary>
@@ -181,12 +184,12 @@ namespace InitramfsPS.Cache
             {
                 Path = store.Root,
                 Count = entries.Count,
-                Size = entries.Sum(e => e.Size),
+                Size = entries.Sum(e => e.Size + e.IndexSize),
                 MaxSize = limits.MaxSize,
                 ImportSize = entries.Where(e => e.Kind == CacheEntryKind.Part).Sum(e => e.Size),
                 ImportMaxSize = limits.ImportMaxSize,
                 UnusedCount = unused.Count,
-                UnusedSize = unused.Sum(e => e.Size),
+                UnusedSize = unused.Sum(e => e.Size + e.IndexSize),
                 InUseCount = entries.Count(e => e.InUse),
                 OldestLastUsed = entries.Count == 0 ? null : entries.Min(e => e.LastUsed),
             };
@@ -232,7 +235,8 @@ namespace InitramfsPS.Cache
             {
                 Digest = unit.Digest,
                 Kind = kind,
-                Size = unit.Size,
+                Size = unit.BlobPath is null ? unit.Size : unit.BlobSize,
+                IndexSize = unit.BlobPath is null ? 0 : unit.Size - unit.BlobSize,
                 LastUsed = unit.LastUsedUtc.ToLocalTime(),
                 LastWriteTime = unit.WrittenUtc.ToLocalTime(),
                 UsedBy = usedBy,

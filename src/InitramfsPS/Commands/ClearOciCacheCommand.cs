@@ -89,7 +89,7 @@ namespace InitramfsPS.Commands
             Guard(store.Root, () =>
             {
                 var entries = CacheInventory.List(store, false, CancellationToken).ToList();
-                string what = string.Create(CultureInfo.InvariantCulture, $"Remove all {entries.Count} entries ({Units.Bytes(entries.Sum(b => b.Size))}) and tag records");
+                string what = string.Create(CultureInfo.InvariantCulture, $"Remove all {entries.Count} entries ({Units.Bytes(entries.Sum(b => b.Size + b.IndexSize))}) and tag records");
                 if (!ShouldRemove(store.Root, what, Force ? ConfirmImpact.None : ConfirmImpact.High))
                 {
                     return;
