@@ -373,17 +373,25 @@ namespace InitramfsPS
             return string.Create(CultureInfo.InvariantCulture, $"{from} ({Count} entries, {Units.Bytes(Size)}{changes})");
         }
 
+        /// <summary>
+        /// The directory node that is to hold <paramref name="path"/>, its missing parents created
+        /// from <paramref name="template"/>. One pass over the components: the path of a parent is
+        /// made (a prefix of the parent path) only for a parent that is created or in the way, so a
+        /// deep path costs time linear in its length, not in its length times its depth.
+        /// </summary>
         private Node EnsureParent(string path, RootfsEntry? template)
         {
             Node node = WritableRoot();
-            string walked = RootfsPath.Root;
-            string[] parts = RootfsPath.Split(RootfsPath.Parent(path));
-            foreach (string part in parts)
+            string parentPath = RootfsPath.Parent(path);
+            int end = 0;
+            foreach (string part in RootfsPath.Split(parentPath))
             {
-                string next = RootfsPath.Combine(walked, part);
+                // parentPath[..end] is the directory this part names.
+                end += 1 + part.Length;
                 node.Children ??= new Dictionary<string, Node>(StringComparer.Ordinal);
                 if (!node.Children.TryGetValue(part, out var child))
                 {
+                    string next = parentPath[..end];
                     if (template is null)
                     {
                         throw new InitramfsException("ParentMissing", FailureKind.NotFound,
@@ -398,6 +406,7 @@ namespace InitramfsPS
                 }
                 else if (child.Entry.Type != EntryType.Directory)
                 {
+                    string next = parentPath[..end];
                     string what = child.Entry.Type == EntryType.Symlink ? "a symlink (symlinks are never followed)" : "not a directory";
                     throw new InitramfsException(child.Entry.Type == EntryType.Symlink ? "ParentIsSymlink" : "ParentNotDirectory",
                         child.Entry.Type == EntryType.Symlink ? FailureKind.Security : FailureKind.InvalidData,
@@ -408,9 +417,31 @@ namespace InitramfsPS
                     child = Writable(node, part, child);
                 }
                 node = child;
-                walked = next;
             }
             return node;
+        }
+
+        /// <summary>
+        /// The first entry on the way to <paramref name="normalizedPath"/> (itself included) that is
+        /// not a directory; null when every one that exists is (the walk stops at the first missing
+        /// one). One pass, linear in the length of the path.
+        /// </summary>
+        internal RootfsEntry? FirstNonDirectoryOnPath(string normalizedPath)
+        {
+            Node node = root;
+            foreach (string part in RootfsPath.Split(normalizedPath))
+            {
+                if (node.Children is null || !node.Children.TryGetValue(part, out var child))
+                {
+                    return null;
+                }
+                if (child.Entry.Type != EntryType.Directory)
+                {
+                    return child.Entry;
+                }
+                node = child;
+            }
+            return null;
         }
 
         private Node? Find(string normalizedPath)
