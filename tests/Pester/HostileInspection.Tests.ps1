@@ -1,0 +1,142 @@
+# Hostile input, round two: what an image can do to Test-Initramfs, the check Export-Initramfs
+# runs, and the rootfs cmdlets.
+#  - an ELF whose DT_NEEDED strings all point into one long string costs seconds at most;
+# Tests that hung before the fix run in a child pwsh with a timeout, so a regression fails
+# instead of hanging the suite.
+
+BeforeAll {
+    $script:ModulePath = [IO.Path]::GetFullPath(($env:INITRAMFSPS_MODULE ?? "$PSScriptRoot/../../out/InitramfsPS/InitramfsPS.psd1"))
+    Import-Module $ModulePath -Force
+    Import-Module $PSScriptRoot/TestHelpers.psm1 -Force
+    $script:work = New-TestDirectory -Temp -Prefix 'initramfsps-hostile-inspect'
+    $script:oldCache = $env:INITRAMFSPS_CACHE
+    $env:INITRAMFSPS_CACHE = Join-Path $work cache
+
+    # An ELF64 little-endian shared object or PIE: one PT_LOAD over the whole file (addresses are
+    # offsets), an optional PT_INTERP and a PT_DYNAMIC whose DT_NEEDED and DT_RUNPATH values are
+    # offsets into -StringTable (a NUL first, as in a real .dynstr).
+    function script:New-RawElf {
+        param([string] $Interpreter, [long[]] $NeededOffsets = @(), [long[]] $RunPathOffsets = @(), [byte[]] $StringTable = [byte[]]@(0), [int] $Machine = 62)
+        $ms = [IO.MemoryStream]::new()
+        $w = [IO.BinaryWriter]::new($ms)
+        $phNum = if ($Interpreter) { 3 } else { 2 }
+        $interp = [byte[]]::new(0)
+        if ($Interpreter) { $interp = [Text.Encoding]::UTF8.GetBytes($Interpreter + "`0") }
+        $interpOff = 64 + 56 * $phNum
+        $dynOff = [long]([Math]::Ceiling(($interpOff + $interp.Length) / 8) * 8)
+        $dynCount = $NeededOffsets.Count + $RunPathOffsets.Count + 3
+        $strOff = $dynOff + 16 * $dynCount
+        $total = $strOff + $StringTable.Length
+        $w.Write([byte[]](0x7F, 0x45, 0x4C, 0x46, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        $w.Write([uint16]3); $w.Write([uint16]$Machine); $w.Write([uint32]1); $w.Write([uint64]0); $w.Write([uint64]64); $w.Write([uint64]0)
+        $w.Write([uint32]0); $w.Write([uint16]64); $w.Write([uint16]56); $w.Write([uint16]$phNum); $w.Write([uint16]0); $w.Write([uint16]0); $w.Write([uint16]0)
+        $ph = { param($Type, $Offset, $Size) $w.Write([uint32]$Type); $w.Write([uint32]4); foreach ($v in $Offset, $Offset, $Offset, $Size, $Size, 8) { $w.Write([uint64]$v) } }
+        & $ph 1 0 $total
+        if ($Interpreter) { & $ph 3 $interpOff $interp.Length }
+        & $ph 2 $dynOff (16 * $dynCount)
+        $w.Write($interp)
+        while ($ms.Position -lt $dynOff) { $w.Write([byte]0) }
+        foreach ($o in $NeededOffsets) { $w.Write([uint64]1); $w.Write([uint64]$o) }
+        foreach ($o in $RunPathOffsets) { $w.Write([uint64]29); $w.Write([uint64]$o) }
+        $w.Write([uint64]5); $w.Write([uint64]$strOff)
+        $w.Write([uint64]10); $w.Write([uint64]$StringTable.Length)
+        $w.Write([uint64]0); $w.Write([uint64]0)
+        $w.Write($StringTable)
+        $w.Flush()
+        Write-Output -NoEnumerate $ms.ToArray()
+    }
+
+    # The same with names: each string is stored once.
+    function script:New-Elf {
+        param([string] $Interpreter, [string[]] $Needed = @(), [string] $RunPath, [int] $Machine = 62)
+        $table = [IO.MemoryStream]::new(); $table.WriteByte(0)
+        $offsets = [Collections.Generic.Dictionary[string, long]]::new([StringComparer]::Ordinal)
+        $add = {
+            param([string] $s)
+            if (-not $offsets.ContainsKey($s)) {
+                $offsets[$s] = $table.Length
+                $b = [Text.Encoding]::UTF8.GetBytes($s); $table.Write($b, 0, $b.Length); $table.WriteByte(0)
+            }
+            $offsets[$s]
+        }
+        $neededOffsets = [long[]]@(foreach ($n in $Needed) { & $add $n })
+        $runPathOffsets = [long[]]@(if ($RunPath) { & $add $RunPath })
+        New-RawElf -Interpreter $Interpreter -NeededOffsets $neededOffsets -RunPathOffsets $runPathOffsets -StringTable $table.ToArray() -Machine $Machine
+    }
+
+    # A tar written by System.Formats.Tar: microseconds an entry where New-TestTar takes
+    # milliseconds, for layers of thousands of entries. Entries as New-TestTar's: Name, Type (File,
+    # Dir, Symlink, Hardlink, CharDevice), Data, Mode (octal string), LinkName, DevMajor, DevMinor.
+    function script:New-BulkTar([System.Collections.IEnumerable] $Entry) {
+        $ms = [IO.MemoryStream]::new()
+        $tw = [System.Formats.Tar.TarWriter]::new($ms, [System.Formats.Tar.TarEntryFormat]::Pax, $true)
+        foreach ($e in $Entry) {
+            $type = switch ($e['Type']) { 'Dir' { 'Directory' } 'Symlink' { 'SymbolicLink' } 'Hardlink' { 'HardLink' } 'CharDevice' { 'CharacterDevice' } default { 'RegularFile' } }
+            $t = [System.Formats.Tar.PaxTarEntry]::new([System.Formats.Tar.TarEntryType]$type, $e['Name'])
+            $mode = if ($e['Mode']) { $e['Mode'] } elseif ($type -eq 'Directory') { '0755' } else { '0644' }
+            $t.Mode = [IO.UnixFileMode][Convert]::ToInt32($mode, 8)
+            if ($e['LinkName']) { $t.LinkName = $e['LinkName'] }
+            if ($type -eq 'CharacterDevice') { $t.DeviceMajor = $e['DevMajor']; $t.DeviceMinor = $e['DevMinor'] }
+            if ($null -ne $e['Data']) {
+                $bytes = if ($e['Data'] -is [string]) { [Text.Encoding]::UTF8.GetBytes($e['Data']) } else { [byte[]]$e['Data'] }
+                $t.DataStream = [IO.MemoryStream]::new($bytes)
+            }
+            $tw.WriteEntry($t)
+        }
+        $tw.Dispose()
+        Write-Output -NoEnumerate $ms.ToArray()
+    }
+
+    # An image of one layer (an oci: layout) and its expanded rootfs.
+    function script:New-Image([byte[]] $Tar, [hashtable] $Config) {
+        $layout = @{ Path = (Join-Path $work ([guid]::NewGuid().ToString('N'))); Layer = @(, $Tar); Tag = 't' }
+        if ($Config) { $layout.Config = $Config }
+        New-TestOciLayout @layout
+    }
+    function script:New-Rootfs([System.Collections.IEnumerable] $Entry, [hashtable] $Config) {
+        Get-OciImage (New-Image (New-BulkTar $Entry) $Config).Reference | Expand-OciLayers
+    }
+
+    # What every rootfs here starts with: a script /init for /bin/sh, and /dev/console.
+    $script:base = @(
+        @{ Name = 'bin/'; Type = 'Dir' }, @{ Name = 'lib/'; Type = 'Dir' }, @{ Name = 'etc/'; Type = 'Dir' }, @{ Name = 'dev/'; Type = 'Dir' },
+        @{ Name = 'dev/console'; Type = 'CharDevice'; DevMajor = 5; DevMinor = 1; Mode = '0600' },
+        @{ Name = 'bin/sh'; Data = 'a shell'; Mode = '0755' }, @{ Name = 'init'; Data = "#!/bin/sh`n"; Mode = '0755' })
+    $script:tinyElf = New-Elf
+
+    # Runs -Command in a child pwsh that has the module and the test cache; a child still running
+    # after -TimeoutSeconds is killed and fails the test (a hang must not hang the suite).
+    function script:Invoke-Child([string] $Command, [int] $TimeoutSeconds = 60, [hashtable] $Environment = @{}) {
+        $script = "Import-Module '$($ModulePath.Replace("'", "''"))'`n$Command"
+        $Environment['INITRAMFSPS_CACHE'] = $env:INITRAMFSPS_CACHE
+        $result = Invoke-ChildPwsh $script -WorkingDirectory $work -TimeoutSeconds $TimeoutSeconds -Environment $Environment
+        $result.ExitCode | Should -Be 0 -Because $result.Output
+        $result.Output
+    }
+}
+
+AfterAll {
+    $env:INITRAMFSPS_CACHE = $oldCache
+    Remove-Item -LiteralPath $work -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Describe 'Library search on hostile ELF files' {
+    It 'reports an ELF whose 20,000 DT_NEEDED strings overlap in one 1 MB string as malformed, at once' {
+        $table = [byte[]]::new(1MB + 2)
+        [Array]::Fill[byte]($table, 0x61, 1, 1MB)
+        $elf = New-RawElf -NeededOffsets ([long[]](1..20000)) -StringTable $table
+        $img = New-Image (New-BulkTar ($base + @{ Name = 'bin/app'; Data = $elf; Mode = '0755' }))
+        # In a child with 1 GB of heap: read to its NUL, each string is a MB, 40 GB in all.
+        $out = Invoke-Child -Environment @{ DOTNET_GCHeapHardLimit = '0x40000000' } -Command @"
+`$r = Get-OciImage '$($img.Reference)' | Expand-OciLayers
+`$clock = [Diagnostics.Stopwatch]::StartNew()
+`$f = @(`$r | Test-Initramfs)
+"SECONDS=`$(`$clock.Elapsed.TotalSeconds.ToString([cultureinfo]::InvariantCulture))"
+`$f | ForEach-Object { "FINDING=`$(`$_.Id) `$(`$_.Path) `$(`$_.Message)" }
+"@
+        [double](($out -split "`n" | Where-Object { $_ -like 'SECONDS=*' }) -replace '^SECONDS=') | Should -BeLessThan 15
+        $findings = @($out -split "`n" | Where-Object { $_ -like 'FINDING=*' })
+        $findings.Count | Should -Be 1
+        $findings[0] | Should -Match '^FINDING=ElfMalformed /bin/app .*strings'
+    }
+}
