@@ -1,6 +1,8 @@
 # Hostile input, round two: what an image can do to Test-Initramfs, the check Export-Initramfs
 # runs, and the rootfs cmdlets.
 #  - an ELF whose DT_NEEDED strings all point into one long string costs seconds at most;
+#  - PT_INTERP, DT_RUNPATH, DT_NEEDED, ld.so.conf lines and PATH entries that climb with '..' are
+#    confined to the root as inside the VM, and a library that is really missing is LibraryMissing;
 # Tests that hung before the fix run in a child pwsh with a timeout, so a regression fails
 # instead of hanging the suite.
 
@@ -138,5 +140,52 @@ Describe 'Library search on hostile ELF files' {
         $findings = @($out -split "`n" | Where-Object { $_ -like 'FINDING=*' })
         $findings.Count | Should -Be 1
         $findings[0] | Should -Match '^FINDING=ElfMalformed /bin/app .*strings'
+    }
+}
+
+Describe 'Paths in ELF headers and ld.so.conf that climb with ..' {
+    BeforeAll {
+        # Inside the VM the rootfs is the root: '..' there stays there, as the kernel and ld.so take it.
+        $script:climbing = @($base + @(
+                @{ Name = 'lib/ld.so'; Data = $tinyElf; Mode = '0755' },
+                @{ Name = 'bin/app'; Mode = '0755'; Data = (New-Elf -Interpreter '/../lib/ld.so' -RunPath '/../../opt/lib:$ORIGIN/../../../../origin/lib' `
+                            -Needed 'libopt.so', 'liborigin.so', 'libconf.so', 'libincl.so', '../srv/libpath.so') },
+                @{ Name = 'opt/'; Type = 'Dir' }, @{ Name = 'opt/lib/'; Type = 'Dir' }, @{ Name = 'opt/lib/libopt.so'; Data = $tinyElf },
+                @{ Name = 'origin/'; Type = 'Dir' }, @{ Name = 'origin/lib/'; Type = 'Dir' }, @{ Name = 'origin/lib/liborigin.so'; Data = $tinyElf },
+                @{ Name = 'conf/'; Type = 'Dir' }, @{ Name = 'conf/lib/'; Type = 'Dir' }, @{ Name = 'conf/lib/libconf.so'; Data = $tinyElf },
+                @{ Name = 'incl/'; Type = 'Dir' }, @{ Name = 'incl/lib/'; Type = 'Dir' }, @{ Name = 'incl/lib/libincl.so'; Data = $tinyElf },
+                @{ Name = 'srv/'; Type = 'Dir' }, @{ Name = 'srv/libpath.so'; Data = $tinyElf },
+                @{ Name = 'etc/ld.so.conf'; Data = "/../../conf/lib`ninclude ../../../etc/ld.so.conf.d/*.conf`n" },
+                @{ Name = 'etc/ld.so.conf.d/'; Type = 'Dir' }, @{ Name = 'etc/ld.so.conf.d/x.conf'; Data = "/../incl/lib`n" },
+                @{ Name = 'bin/musl'; Mode = '0755'; Data = (New-Elf -Interpreter '/../lib/ld-musl-x86_64.so.1' -Needed 'libmusl.so') },
+                @{ Name = 'lib/ld-musl-x86_64.so.1'; Data = $tinyElf; Mode = '0755' },
+                @{ Name = 'etc/ld-musl-x86_64.path'; Data = "/../musl/lib`n" },
+                @{ Name = 'musl/'; Type = 'Dir' }, @{ Name = 'musl/lib/'; Type = 'Dir' }, @{ Name = 'musl/lib/libmusl.so'; Data = $tinyElf }))
+        $script:gone = @{ Name = 'bin/gone'; Mode = '0755'; Data = (New-Elf -Interpreter '/../../lib/ld.so' -RunPath '/../../nowhere' -Needed 'libgone.so', '../../opt/lib/libopt.so') }
+    }
+
+    It 'Test-Initramfs finds the interpreters and libraries they name inside the rootfs' {
+        @(New-Rootfs $climbing | Test-Initramfs) | Should -BeNullOrEmpty
+    }
+
+    It 'a library that is really missing is LibraryMissing, and Export-Initramfs says so' {
+        $r = New-Rootfs ($climbing + $gone)
+        $f = @($r | Test-Initramfs)
+        $f.Id | Should -Be @('LibraryMissing')
+        $f[0].Path | Should -Be 'libgone.so'
+        $f[0].NeededBy | Should -Be @('/bin/gone')
+        $err = $null
+        $r | Export-Initramfs (Join-Path $work 'climb.cpio') -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'LibraryMissing,*'
+        $report = $r | Export-Initramfs (Join-Path $work 'climb.cpio') -Force -WarningAction SilentlyContinue
+        $report.Warnings | Should -Match 'libgone\.so'
+    }
+
+    It 'PATH entries of the image config that climb are read inside the root' {
+        $r = New-Rootfs ($base + $gone) -Config @{ Env = @('PATH=/../../usr/bin:/../bin') }
+        $f = @($r | Test-Initramfs)
+        ($f | Where-Object Path -EQ 'libgone.so').NeededBy | Should -Be @('/bin/gone') -Because '/../bin is /bin'
+        ($f | Where-Object Id -EQ 'InterpreterMissing').Path | Should -Be '/../../lib/ld.so' -Because 'this rootfs has no /lib/ld.so'
     }
 }

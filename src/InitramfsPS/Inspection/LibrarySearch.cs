@@ -10,7 +10,8 @@ namespace InitramfsPS.Inspection
     /// (when it has no DT_RUNPATH) and the executable's, DT_RUNPATH, the directories of
     /// /etc/ld.so.conf (and its includes) or musl's /etc/ld-musl-ARCH.path, then the default and
     /// multiarch directories. $ORIGIN is the directory of the object. Symlinks are followed inside
-    /// the rootfs; a candidate of another ELF class or machine is skipped, as the loader skips it.
+    /// the rootfs and '..' never climbs above its root, as inside the VM; a candidate of another ELF
+    /// class or machine is skipped, as the loader skips it.
     /// </summary>
     public sealed class LibrarySearch
     {
@@ -77,7 +78,8 @@ namespace InitramfsPS.Inspection
             RootfsEntry? found = null;
             foreach (string dir in dirs.Where(d => d.StartsWith('/')).Distinct(StringComparer.Ordinal))
             {
-                var candidate = rootfs.Resolve(RootfsPath.Combine(RootfsPath.Normalize(dir), name));
+                // Resolved as inside the VM: '/../../opt/lib' is /opt/lib, never PathOutsideRoot.
+                var candidate = rootfs.Resolve(dir + "/" + name);
                 if (candidate?.Type != EntryType.File)
                 {
                     continue;
@@ -133,7 +135,8 @@ namespace InitramfsPS.Inspection
 
         private static string? MuslArch(string interpreter)
         {
-            string name = RootfsPath.Name(RootfsPath.Normalize(interpreter));
+            // Confined, as the kernel reads PT_INTERP inside the VM: '/../lib/ld-musl-x86_64.so.1' is fine.
+            string name = RootfsPath.Name(RootfsPath.Confine(interpreter));
             const string prefix = "ld-musl-";
             if (!name.StartsWith(prefix, StringComparison.Ordinal))
             {
@@ -191,7 +194,9 @@ namespace InitramfsPS.Inspection
                 {
                     foreach (string pattern in line[8..].Split(Blanks, StringSplitOptions.RemoveEmptyEntries))
                     {
-                        string absolute = pattern.StartsWith('/') ? pattern : RootfsPath.Combine(RootfsPath.Parent(path), pattern);
+                        // As ldconfig: a relative pattern is read from the including file's directory.
+                        // '..' stays inside the root, as it would inside the VM.
+                        string absolute = RootfsPath.Confine(pattern.StartsWith('/') ? pattern : RootfsPath.Confine(path) + "/../" + pattern);
                         foreach (string file in Glob(absolute))
                         {
                             ReadConf(file, dirs, depth + 1);
@@ -210,10 +215,7 @@ namespace InitramfsPS.Inspection
         /// <summary>Expands a '*' and '?' pattern in the last component only, sorted as glob(3) sorts.</summary>
         private IEnumerable<string> Glob(string pattern)
         {
-            if (!RootfsPath.TryNormalize(pattern, out string normalized, out _))
-            {
-                return Array.Empty<string>();
-            }
+            string normalized = RootfsPath.Confine(pattern);
             string name = RootfsPath.Name(normalized);
             if (name.AsSpan().IndexOfAny(Wildcards) < 0)
             {

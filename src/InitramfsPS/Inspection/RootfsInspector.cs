@@ -74,24 +74,21 @@ namespace InitramfsPS.Inspection
             {
                 return (null, null);
             }
+            // Paths are resolved as inside the VM: '..' at the root stays there, symlinks are followed.
             if (program.Contains('/', StringComparison.Ordinal))
             {
-                if (!RootfsPath.TryNormalize(program, out string p, out _))
-                {
-                    return (null, null);
-                }
-                return (p, rootfs.Resolve(p));
+                return (RootfsPath.Confine(program), rootfs.Resolve(program));
             }
             foreach (string dir in searchPath.Split(':', StringSplitOptions.RemoveEmptyEntries))
             {
-                if (!dir.StartsWith('/') || !RootfsPath.TryNormalize(dir + "/" + program, out string candidate, out _))
+                if (!dir.StartsWith('/'))
                 {
                     continue;
                 }
-                var entry = rootfs.Resolve(candidate);
+                var entry = rootfs.Resolve(dir + "/" + program);
                 if (entry is { Type: EntryType.File } && entry.IsExecutable)
                 {
-                    return (candidate, entry);
+                    return (RootfsPath.Confine(dir + "/" + program), entry);
                 }
             }
             return (null, null);
@@ -259,11 +256,13 @@ namespace InitramfsPS.Inspection
                 var seenDirs = new HashSet<string>(StringComparer.Ordinal);
                 foreach (string dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries))
                 {
-                    if (!dir.StartsWith('/') || !RootfsPath.TryNormalize(dir, out string normalized, out _))
+                    if (!dir.StartsWith('/'))
                     {
                         continue;
                     }
-                    var resolved = rootfs.Resolve(normalized);
+                    // As a shell inside the VM: '/../bin' is /bin.
+                    string normalized = RootfsPath.Confine(dir);
+                    var resolved = rootfs.Resolve(dir);
                     if (resolved?.Type != EntryType.Directory || !seenDirs.Add(resolved.Path))
                     {
                         continue;
