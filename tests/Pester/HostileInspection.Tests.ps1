@@ -1,6 +1,11 @@
 # Hostile input, round two: what an image can do to Test-Initramfs, the check Export-Initramfs
 # runs, and the rootfs cmdlets.
-#  - an ELF whose DT_NEEDED strings all point into one long string costs seconds at most;
+#  - an ELF with thousands of DT_NEEDED and tens of thousands of DT_RUNPATH entries, and one whose
+#    DT_NEEDED strings all point into one long string, cost seconds at most, not minutes;
+#  - a self-including /etc/ld.so.conf, or a cycle through ld.so.conf.d, ends at once (each file is
+#    followed once, and the include depth and total are bounded);
+#  - Ctrl+C (SIGINT to a child pwsh) ends Test-Initramfs and Export-Initramfs within seconds
+#    while they inspect a large rootfs with that include bomb in it;
 #  - PT_INTERP, DT_RUNPATH, DT_NEEDED, ld.so.conf lines and PATH entries that climb with '..' are
 #    confined to the root as inside the VM, and a library that is really missing is LibraryMissing;
 # Tests that hung before the fix run in a child pwsh with a timeout, so a regression fails
@@ -123,6 +128,31 @@ AfterAll {
 }
 
 Describe 'Library search on hostile ELF files' {
+    It 'checks an ELF with 8,000 DT_NEEDED and 80,000 DT_RUNPATH entries in seconds' {
+        # 1,000 distinct RUNPATH directories (500 exist, each listed 80 times); the even-numbered
+        # libraries are in the last of them, the odd-numbered ones nowhere.
+        $dirs = [Collections.Generic.List[string]]::new()
+        for ($i = 0; $i -lt 80000; $i++) { $k = $i % 1000; $dirs.Add($(if ($k % 2) { "/nx/$k" } else { "/r/$($k / 2)" })) }
+        $needed = [string[]]@(for ($i = 0; $i -lt 8000; $i++) { "libn$i.so" })
+        $entries = [Collections.Generic.List[hashtable]]::new()
+        $entries.AddRange([hashtable[]]$base)
+        $entries.Add(@{ Name = 'r/'; Type = 'Dir' })
+        for ($k = 0; $k -lt 500; $k++) { $entries.Add(@{ Name = "r/$k/"; Type = 'Dir' }) }
+        $entries.Add(@{ Name = 'r/499/libn0.so'; Data = $tinyElf })
+        for ($i = 2; $i -lt 8000; $i += 2) { $entries.Add(@{ Name = "r/499/libn$i.so"; Type = 'Hardlink'; LinkName = 'r/499/libn0.so' }) }
+        $entries.Add(@{ Name = 'bin/app'; Data = (New-Elf -Needed $needed -RunPath ($dirs -join ':')); Mode = '0755' })
+        $r = New-Rootfs $entries
+
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        $f = @($r | Test-Initramfs)
+        $seconds = $clock.Elapsed.TotalSeconds
+        $seconds | Should -BeLessThan 15 -Because 'the search costs the NEEDED plus the RUNPATH entries, not their product (it ran for over 10 minutes and 6 GB)'
+        $f.Count | Should -Be 4000
+        $f.Id | Sort-Object -Unique | Should -Be 'LibraryMissing'
+        ($f.Path | Where-Object { $_ -match '^libn\d*[02468]\.so$' }) | Should -BeNullOrEmpty -Because 'the even-numbered libraries are in /r/499'
+        $f[0].NeededBy | Should -Be @('/bin/app')
+    }
+
     It 'reports an ELF whose 20,000 DT_NEEDED strings overlap in one 1 MB string as malformed, at once' {
         $table = [byte[]]::new(1MB + 2)
         [Array]::Fill[byte]($table, 0x61, 1, 1MB)
@@ -140,6 +170,138 @@ Describe 'Library search on hostile ELF files' {
         $findings = @($out -split "`n" | Where-Object { $_ -like 'FINDING=*' })
         $findings.Count | Should -Be 1
         $findings[0] | Should -Match '^FINDING=ElfMalformed /bin/app .*strings'
+    }
+}
+
+Describe '/etc/ld.so.conf include bombs' {
+    BeforeAll {
+        $script:app = @{ Name = 'bin/app'; Data = (New-Elf -Needed 'libconf.so', 'liblast.so'); Mode = '0755' }
+        # Runs Test-Initramfs in a child (it hung before the fix) and returns the finding ids and seconds.
+        function script:Test-InChild([string] $Reference) {
+            $out = Invoke-Child @"
+`$r = Get-OciImage '$Reference' | Expand-OciLayers
+`$clock = [Diagnostics.Stopwatch]::StartNew()
+`$f = @(`$r | Test-Initramfs)
+"SECONDS=`$(`$clock.Elapsed.TotalSeconds.ToString([cultureinfo]::InvariantCulture))"
+`$f | ForEach-Object { "FINDING=`$(`$_.Severity) `$(`$_.Id) `$(`$_.Path)" }
+"@ 60
+            [pscustomobject]@{
+                Seconds  = [double](($out -split "`n" | Where-Object { $_ -like 'SECONDS=*' }) -replace '^SECONDS=')
+                Findings = @($out -split "`n" | Where-Object { $_ -like 'FINDING=*' } | ForEach-Object { ($_ -replace '^FINDING=').Trim() })
+            }
+        }
+    }
+
+    It 'a self-including /etc/ld.so.conf is read once' {
+        $conf = ("include /etc/ld.so.conf`n" * 50) + "/opt/lib`ninclude ld.so.conf`n/opt/last`n"
+        $img = New-Image (New-BulkTar ($base + $app + @(
+                    @{ Name = 'etc/ld.so.conf'; Data = $conf },
+                    @{ Name = 'opt/'; Type = 'Dir' }, @{ Name = 'opt/lib/'; Type = 'Dir' }, @{ Name = 'opt/lib/libconf.so'; Data = $tinyElf },
+                    @{ Name = 'opt/last/'; Type = 'Dir' }, @{ Name = 'opt/last/liblast.so'; Data = $tinyElf })))
+        $t = Test-InChild $img.Reference
+        $t.Seconds | Should -BeLessThan 10
+        $t.Findings | Should -BeNullOrEmpty -Because 'both directories of the file are searched'
+    }
+
+    It 'a cycle through ld.so.conf.d is followed once per file' {
+        $entries = [Collections.Generic.List[hashtable]]::new()
+        $entries.AddRange([hashtable[]]($base + $app))
+        $entries.Add(@{ Name = 'etc/ld.so.conf'; Data = "include /etc/ld.so.conf.d/*.conf`n" })
+        $entries.Add(@{ Name = 'etc/ld.so.conf.d/'; Type = 'Dir' })
+        $entries.Add(@{ Name = 'opt/'; Type = 'Dir' })
+        for ($k = 10; $k -lt 40; $k++) {
+            $entries.Add(@{ Name = "etc/ld.so.conf.d/$k.conf"; Data = "include /etc/ld.so.conf`ninclude *.conf`n/opt/d$k`n" })
+            $entries.Add(@{ Name = "opt/d$k/"; Type = 'Dir' })
+        }
+        $entries.Add(@{ Name = 'opt/d10/libconf.so'; Data = $tinyElf })
+        $entries.Add(@{ Name = 'opt/d39/liblast.so'; Data = $tinyElf })
+        $t = Test-InChild (New-Image (New-BulkTar $entries)).Reference
+        $t.Seconds | Should -BeLessThan 10
+        $t.Findings | Should -BeNullOrEmpty -Because 'every file of the cycle is read, once'
+    }
+
+    It 'a chain of includes deeper than the bound is cut, and said so' {
+        $entries = [Collections.Generic.List[hashtable]]::new()
+        $entries.AddRange([hashtable[]]($base + $app))
+        $entries.Add(@{ Name = 'etc/ld.so.conf'; Data = "/opt/d`ninclude /etc/c/1.conf`n" })
+        $entries.Add(@{ Name = 'etc/c/'; Type = 'Dir' })
+        for ($k = 1; $k -le 100; $k++) { $entries.Add(@{ Name = "etc/c/$k.conf"; Data = "include /etc/c/$($k + 1).conf`n/opt/c$k`n" }) }
+        $entries.Add(@{ Name = 'opt/'; Type = 'Dir' }); $entries.Add(@{ Name = 'opt/d/'; Type = 'Dir' })
+        $entries.Add(@{ Name = 'opt/d/libconf.so'; Data = $tinyElf })
+        $entries.Add(@{ Name = 'opt/c100/'; Type = 'Dir' }); $entries.Add(@{ Name = 'opt/c100/liblast.so'; Data = $tinyElf })
+        $r = New-Rootfs $entries
+        $f = @($r | Test-Initramfs)
+        ($f | Where-Object Id -EQ 'LibraryMissing').Path | Should -Be 'liblast.so' -Because 'the 100th include is past the depth bound'
+        $limit = @($f | Where-Object Id -EQ 'LdSoConfLimit')
+        $limit.Count | Should -Be 1
+        $limit[0].Severity | Should -Be 'Warning'
+        $limit[0].Message | Should -Match 'deeper than'
+    }
+}
+
+Describe 'Ctrl+C during an inspection' {
+    BeforeAll {
+        # A rootfs whose inspection takes seconds even when every bound holds: 4,000 programs in
+        # /bin each need hub.so, which needs 4,000 libraries (hardlinks of one small file), so each
+        # program's closure is 4,000 libraries. And the include bomb of /etc/ld.so.conf.
+        $n = 4000
+        $entries = [Collections.Generic.List[hashtable]]::new()
+        $entries.AddRange([hashtable[]]$base)
+        $entries.Add(@{ Name = 'etc/ld.so.conf'; Data = ("include /etc/ld.so.conf`n" * 50) })
+        $entries.Add(@{ Name = 'lib/hub.so'; Data = (New-Elf -Needed ([string[]]@(for ($i = 0; $i -lt $n; $i++) { "l$i.so" }))) })
+        $entries.Add(@{ Name = 'lib/l0.so'; Data = $tinyElf })
+        for ($i = 1; $i -lt $n; $i++) { $entries.Add(@{ Name = "lib/l$i.so"; Type = 'Hardlink'; LinkName = 'lib/l0.so' }) }
+        $entries.Add(@{ Name = 'bin/p0'; Data = (New-Elf -Needed 'hub.so'); Mode = '0755' })
+        for ($i = 1; $i -lt $n; $i++) { $entries.Add(@{ Name = "bin/p$i"; Type = 'Hardlink'; LinkName = 'bin/p0' }) }
+        $script:bomb = New-Image (New-BulkTar $entries)
+        $null = Get-OciImage $bomb.Reference | Expand-OciLayers   # the layer is unpacked into the cache once
+    }
+
+    It '<Command> ends within seconds of SIGINT' -ForEach @(
+        @{ Command = 'Test-Initramfs'; Line = '$null = $r | Test-Initramfs' }
+        @{ Command = 'Export-Initramfs'; Line = '$null = $r | Export-Initramfs ./bomb.cpio -Force' }
+    ) {
+        $dir = New-TestDirectory -Parent $work -Prefix 'sigint'
+        $script = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$($ModulePath.Replace("'", "''"))'
+`$r = Get-OciImage '$($bomb.Reference)' | Expand-OciLayers
+[Console]::Out.WriteLine('ready')
+`$clock = [Diagnostics.Stopwatch]::StartNew()
+$Line
+[Console]::Out.WriteLine("finished after `$(`$clock.Elapsed.TotalSeconds) s")
+"@
+        $psi = [Diagnostics.ProcessStartInfo]::new([Environment]::ProcessPath)
+        if ([IO.Path]::GetFileNameWithoutExtension([Environment]::ProcessPath) -eq 'dotnet') { $psi.ArgumentList.Add([Environment]::GetCommandLineArgs()[0]) }
+        foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $script) { $psi.ArgumentList.Add($a) }
+        $psi.UseShellExecute = $false
+        $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true
+        $psi.WorkingDirectory = $dir
+        $psi.Environment['INITRAMFSPS_CACHE'] = $env:INITRAMFSPS_CACHE
+        $child = [Diagnostics.Process]::Start($psi)
+        try {
+            $child.StandardInput.Close()
+            $stderr = $child.StandardError.ReadToEndAsync()
+            $ready = $child.StandardOutput.ReadLineAsync()
+            $ready.Wait(120000) | Should -BeTrue -Because 'the child expands the image and starts the inspection'
+            $ready.Result | Should -Be 'ready' -Because $(if ($child.HasExited) { $stderr.Result })
+            Start-Sleep -Milliseconds 1500
+            # (Reading the child's output here would wait for it to end.)
+            $child.HasExited | Should -BeFalse -Because 'SIGINT must land in the middle of the inspection'
+            $clock = [Diagnostics.Stopwatch]::StartNew()
+            & kill -INT $child.Id
+            $LASTEXITCODE | Should -Be 0 -Because 'the child must still be there to be interrupted'
+            $exited = $child.WaitForExit(10000)
+            $seconds = $clock.Elapsed.TotalSeconds
+            $exited | Should -BeTrue -Because 'Ctrl+C stops the inspection'
+            $seconds | Should -BeLessThan 3 -Because 'Ctrl+C ends it within a second or so (the rest is the process exiting on a busy machine)'
+            $child.StandardOutput.ReadToEnd() | Should -Not -Match 'finished' -Because 'it was stopped, not completed'
+            Get-ChildItem -LiteralPath $dir -Force | Should -BeNullOrEmpty -Because 'a stopped export leaves no file'
+        }
+        finally {
+            if (-not $child.HasExited) { $child.Kill($true); $child.WaitForExit() }
+            $child.Dispose()
+        }
     }
 }
 
