@@ -8,6 +8,8 @@
 #    while they inspect a large rootfs with that include bomb in it;
 #  - PT_INTERP, DT_RUNPATH, DT_NEEDED, ld.so.conf lines and PATH entries that climb with '..' are
 #    confined to the root as inside the VM, and a library that is really missing is LibraryMissing;
+#  - a directory chain 6,000 deep: extending it with Rootfs.Set, the recursive cmdlets,
+#    Compare-Initramfs, Test-Initramfs and Export-Initramfs cost time linear in the entries.
 # Tests that hung before the fix run in a child pwsh with a timeout, so a regression fails
 # instead of hanging the suite.
 
@@ -349,5 +351,56 @@ Describe 'Paths in ELF headers and ld.so.conf that climb with ..' {
         $f = @($r | Test-Initramfs)
         ($f | Where-Object Path -EQ 'libgone.so').NeededBy | Should -Be @('/bin/gone') -Because '/../bin is /bin'
         ($f | Where-Object Id -EQ 'InterpreterMissing').Path | Should -Be '/../../lib/ld.so' -Because 'this rootfs has no /lib/ld.so'
+    }
+}
+
+Describe 'A directory chain 6,000 deep' {
+    It 'costs seconds at most to extend with Rootfs.Set, list, remove, compare, test and export' {
+        # Each case: code run in the child (with $chain and $deepest), and the expected result.
+        $cases = [ordered]@{
+            'the chain built by Rootfs.Set'                                  = '$chain.Count', 6001
+            'Rootfs.Set of 100 files at the bottom'                          = '$c = $chain.Clone(); for ($i = 0; $i -lt 100; $i++) { $c.Set((New-Entry "$deepest/f$i" File), $null) }; $c.Count', 6101
+            'Get-InitramfsItem -Recurse'                                     = '@($chain | Get-InitramfsItem -Recurse).Count', 6000
+            'Get-InitramfsItem /**'                                          = '@($chain | Get-InitramfsItem /**).Count', 6001
+            'Get-InitramfsItem /d/** -Recurse'                               = '@($chain | Get-InitramfsItem /d/** -Recurse).Count', 6000
+            'Remove-InitramfsItem -Recurse'                                  = '($chain | Remove-InitramfsItem /d -Recurse).Count', 1
+            'Remove-InitramfsItem /d/** -Recurse'                            = '($chain | Remove-InitramfsItem /d/** -Recurse).Count', 1
+            'Remove-InitramfsItem of the deepest directory'                  = '($chain | Remove-InitramfsItem $deepest).Count', 6000
+            'Compare-Initramfs with an empty rootfs'                         = '@(Compare-Initramfs ([InitramfsPS.Rootfs]::new()) $chain).Count', 6000
+            'Compare-Initramfs with a copy changed at the bottom'            = '$c = $chain.Clone(); $c.Set((New-Entry "$deepest/x" File), $null); @(Compare-Initramfs $chain $c).Path.Length', 12002
+            'Test-Initramfs'                                                 = '@($chain | Test-Initramfs | Where-Object Id -EQ NameTooLong).Count', 3952
+            'Export-Initramfs'                                               = 'try { $chain | Export-Initramfs ./deep.cpio -Force -WarningAction SilentlyContinue } catch { $_.FullyQualifiedErrorId -replace ",.*" }', 'EntryNameTooLong'
+            'Rootfs.RealPath and Resolve of the deepest paths'               = '$chain.RealPath("$deepest/x").Length + $chain.Resolve($deepest + "/.." * 6000).Path.Length', 12003
+            'Rootfs.Set of a file over the top of the chain, ClearDirectory' = '$c = $chain.Clone(); $c.Set((New-Entry /d File), $null); $c.Count + $chain.Clone().ClearDirectory("/d")', 6001
+        }
+        # In a child, with a timeout: before the fix, one of these ran for hours.
+        $script = [Text.StringBuilder]::new()
+        $null = $script.AppendLine(@'
+function New-Entry([string] $Path, [string] $Type) { [InitramfsPS.RootfsEntry]@{ Path = $Path; Type = $Type; Mode = 0x1ED } }
+# Not timed: the paths alone are 36M characters (each entry holds its whole path), so building
+# the chain is quadratic in its depth whatever Set costs; before the fix it was cubic.
+$chain = [InitramfsPS.Rootfs]::new()
+$path = [Text.StringBuilder]::new()
+for ($i = 0; $i -lt 6000; $i++) { $chain.Set([InitramfsPS.RootfsEntry]@{ Path = $path.Append('/d').ToString(); Type = 'Directory'; Mode = 0x1ED }, $null) }
+$deepest = $path.ToString()
+function Measure-Case([string] $Case, [string] $Code) {
+    $clock = [Diagnostics.Stopwatch]::StartNew()
+    $result = Invoke-Expression $Code
+    'RESULT=' + (@{ Case = $Case; Seconds = $clock.Elapsed.TotalSeconds; Result = "$result" } | ConvertTo-Json -Compress)
+}
+'@)
+        foreach ($k in $cases.Keys) { $null = $script.AppendLine("Measure-Case '$k' '$($cases[$k][0].Replace("'", "''"))'") }
+        $out = Invoke-Child $script.ToString() 300
+        $results = @{}
+        foreach ($line in $out -split "`n" | Where-Object { $_ -like 'RESULT=*' }) { $o = $line.Substring(7) | ConvertFrom-Json; $results[$o.Case] = $o }
+        # At this depth a step quadratic in it takes 5 to 40 s here; a linear one a fraction of a second.
+        $problems = foreach ($k in $cases.Keys) {
+            $r = $results[$k]
+            if (-not $r) { "${k}: no result"; continue }
+            if ($r.Seconds -ge 5) { "${k}: $([Math]::Round($r.Seconds, 1)) s" }
+            if ($r.Result -ne "$($cases[$k][1])") { "${k}: $($r.Result), expected $($cases[$k][1])" }
+        }
+        $timings = @(foreach ($k in $cases.Keys) { if ($results[$k]) { '{0} {1:n2} s' -f $k, $results[$k].Seconds } }) -join '; '
+        $problems | Should -BeNullOrEmpty -Because "each is linear in the entries (times: $timings)"
     }
 }

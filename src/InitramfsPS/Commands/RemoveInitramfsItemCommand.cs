@@ -44,9 +44,12 @@ namespace InitramfsPS.Commands
             int entries = 0;
             long bytes = 0;
             var what = new List<string>();
+            // What is gone already, by reference: a pattern like /d/** names a directory and all
+            // below it, and the rest must cost O(1) each, not a lookup of its (long) path.
+            var gone = new HashSet<RootfsEntry>(ReferenceEqualityComparer.Instance);
             void RemoveTop(RootfsEntry top, string reason)
             {
-                if (rootfs.GetEntry(top.Path) is null)
+                if (gone.Contains(top) || rootfs.GetEntry(top.Path) is null)
                 {
                     return;
                 }
@@ -61,6 +64,7 @@ namespace InitramfsPS.Commands
                     return;
                 }
                 var removed = rootfs.Remove(top.Path);
+                gone.UnionWith(removed);
                 entries += removed.Count;
                 bytes += size;
                 WriteVerbose("Removed " + detail + ".");

@@ -186,8 +186,9 @@ namespace InitramfsPS.Cpio
             }
             warnings.AddRange(findings.Where(f => f.Severity != Inspection.FindingSeverity.Info).Select(f => f.Message));
 
-            var entries = rootfs.GetEntries().ToList();
-            var plan = Plan(rootfs, entries, options, out long totalBytes);
+            var walked = rootfs.GetEntriesWithSubdirectoryCounts().ToList();
+            var entries = walked.ConvertAll(w => w.Entry);
+            var plan = Plan(entries, walked.ConvertAll(w => w.Subdirectories), options, out long totalBytes);
 
             string fullPath = System.IO.Path.GetFullPath(path);
             string directory = System.IO.Path.GetDirectoryName(fullPath)!;
@@ -321,7 +322,7 @@ namespace InitramfsPS.Cpio
         private readonly record struct Planned(CpioHeader Header, bool WriteData);
 
         /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
-        private static Planned[] Plan(Rootfs rootfs, List<RootfsEntry> entries, ExportOptions options, out long totalBytes)
+        private static Planned[] Plan(List<RootfsEntry> entries, List<int> subdirectories, ExportOptions options, out long totalBytes)
         {
             totalBytes = CpioNewcWriter.TrailerSize;
             var plan = new Planned[entries.Count];
@@ -393,7 +394,7 @@ namespace InitramfsPS.Cpio
                         break;
                     case EntryType.Directory:
                         ino = nextIno++;
-                        nlink = (uint)(2 + rootfs.CountSubdirectories(e.Path));
+                        nlink = (uint)(2 + subdirectories[i]);
                         size = 0;
                         break;
                     default:
