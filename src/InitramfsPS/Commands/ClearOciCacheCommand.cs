@@ -50,12 +50,15 @@ namespace InitramfsPS.Commands
             {
                 return;
             }
-            var blobs = CacheInventory.List(store, false, CancellationToken).ToList();
-            string what = string.Create(CultureInfo.InvariantCulture, $"Remove all {blobs.Count} blobs ({Units.Bytes(blobs.Sum(b => b.Size))}) and tag records");
-            if (ShouldProcess(store.Root, what))
+            Guard(store.Root, () =>
             {
-                CacheInventory.Clear(store);
-            }
+                var blobs = CacheInventory.List(store, false, CancellationToken).ToList();
+                string what = string.Create(CultureInfo.InvariantCulture, $"Remove all {blobs.Count} blobs ({Units.Bytes(blobs.Sum(b => b.Size))}) and tag records");
+                if (ShouldProcess(store.Root, what))
+                {
+                    CacheInventory.Clear(store);
+                }
+            });
         }
     }
 }

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Diagnostics;
+using System.IO;
 using System.Management.Automation;
 using System.Threading;
 using InitramfsPS.Cache;
@@ -48,6 +49,32 @@ namespace InitramfsPS.Commands
             {
                 throw new PipelineStoppedException();
             }
+            catch (Exception ex) when (HostFailure(ex, target) is { } failure)
+            {
+                WriteError(ToErrorRecord(failure, target));
+                return false;
+            }
+        }
+
+        /// <summary>
+        /// The safety net of <see cref="Guard"/>: what the host file system can throw at any file
+        /// access (a path deeper than PATH_MAX, a file that vanished, a read-only or special file
+        /// system, a full disk) becomes an error with a stable id that names the path, even where
+        /// the engine does not map it itself. Any other exception is a bug, not bad input: it is
+        /// not caught, so it surfaces as it is (a terminating error naming its type) to be seen and
+        /// fixed, rather than passed off under an id a script would take for a user's mistake.
+        /// </summary>
+        internal static InitramfsException? HostFailure(Exception ex, object? target)
+        {
+            string what = target is null ? ex.Message : $"{target}: {ex.Message}";
+            return ex switch
+            {
+                PathTooLongException => new InitramfsException("HostPathTooLong", FailureKind.LimitExceeded, $"A host path is too long ({what}).", target, ex),
+                FileNotFoundException or DirectoryNotFoundException => new InitramfsException("HostPathNotFound", FailureKind.NotFound, $"A host file or directory is missing ({what}).", target, ex),
+                UnauthorizedAccessException => new InitramfsException("HostAccessDenied", FailureKind.AccessDenied, $"Access to a host file was denied ({what}).", target, ex),
+                IOException => new InitramfsException("HostIOFailed", FailureKind.HostFailed, $"A host file operation failed ({what}).", target, ex),
+                _ => null,
+            };
         }
 
         /// <summary>
@@ -99,6 +126,9 @@ namespace InitramfsPS.Commands
                 FailureKind.LimitExceeded => ErrorCategory.LimitsExceeded,
                 FailureKind.WriteFailed => ErrorCategory.WriteError,
                 FailureKind.NotBootable => ErrorCategory.InvalidResult,
+                FailureKind.AccessDenied => ErrorCategory.PermissionDenied,
+                FailureKind.ReadFailed => ErrorCategory.ReadError,
+                FailureKind.HostFailed => ErrorCategory.ResourceUnavailable,
                 _ => ErrorCategory.NotSpecified,
             };
             return new ErrorRecord(ex, ex.ErrorId, category, ex.Target ?? target);

@@ -35,8 +35,9 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void ProcessRecord()
         {
-            var rootfs = RootfsToChange();
-            if (rootfs is null)
+            // Expanding a piped image can fail (a corrupt layer): one error record, as every failure.
+            Rootfs? rootfs = null;
+            if (!Guard(InputObject.BaseObject, () => rootfs = RootfsToChange()) || rootfs is null)
             {
                 return;
             }

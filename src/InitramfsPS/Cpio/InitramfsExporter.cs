@@ -219,7 +219,17 @@ namespace InitramfsPS.Cpio
                 string sha256;
                 long compressedSize;
                 int parts;
-                using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
+                FileStream created;
+                try
+                {
+                    created = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // A directory no file can be made in (/proc, /sys, read-only): as a write failure, naming the output.
+                    throw new InitramfsException("ExportWriteFailed", FailureKind.WriteFailed, $"Cannot write '{fullPath}': {ex.Message}", fullPath, ex);
+                }
+                using (var file = created)
                 {
                     using var pipeline = new PartPipeline(file, options.Compression, options.Level, options.Workers, cancellationToken);
                     options.Progress?.Start(totalBytes, entries.Count, pipeline);

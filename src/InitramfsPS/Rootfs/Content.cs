@@ -156,7 +156,15 @@ namespace InitramfsPS
         {
             if (!handles.TryGetValue(path, out var handle))
             {
-                handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                try
+                {
+                    handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // A host file removed, or made unreadable, since it was added (or a cached layer since it was expanded).
+                    throw new InitramfsException("HostFileUnreadable", FailureKind.ReadFailed, $"Cannot read '{path}': {ex.Message}", path, ex);
+                }
                 handles[path] = handle;
             }
             return handle;

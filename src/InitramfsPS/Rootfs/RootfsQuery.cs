@@ -67,7 +67,8 @@ namespace InitramfsPS
                         sb.Append("[^/]");
                         break;
                     case '[':
-                        int end = glob.IndexOf(']', i + 2);
+                        // A set holds at least one character: "[]]" is the set of ']'; an unclosed '[' is literal.
+                        int end = i + 2 < glob.Length ? glob.IndexOf(']', i + 2) : -1;
                         if (end < 0)
                         {
                             sb.Append(@"\[");
