@@ -55,7 +55,11 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void ProcessRecord()
         {
-            string fullPath = GetUnresolvedProviderPathFromPSPath(Path);
+            string fullPath = string.Empty;
+            if (!Guard(Path, () => fullPath = FileSystemPath(Path, "OutputPathNotFileSystem", "output path")))
+            {
+                return;
+            }
             Guard(fullPath, () =>
             {
                 if (exported)

@@ -86,21 +86,23 @@ namespace InitramfsPS.Commands
         {
             failed = false;
             var result = new List<string>();
-            if (literalPaths is not null)
-            {
-                result.AddRange(literalPaths.Select(GetUnresolvedProviderPathFromPSPath));
-                return result;
-            }
-            foreach (string p in paths ?? Array.Empty<string>())
+            foreach (string p in literalPaths ?? paths ?? Array.Empty<string>())
             {
                 try
                 {
+                    if (literalPaths is not null)
+                    {
+                        result.Add(FileSystemPath(p, notFileSystemId, what));
+                        continue;
+                    }
                     var resolved = GetResolvedProviderPathFromPSPath(p, out var provider);
                     if (provider.Name != "FileSystem")
                     {
-                        WriteError(ToErrorRecord(new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p), p));
-                        failed = true;
-                        continue;
+                        throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p);
+                    }
+                    if (resolved.Count == 0)
+                    {
+                        throw new InitramfsException(notFoundId, FailureKind.NotFound, $"The {what} '{p}' matches nothing.", p);
                     }
                     result.AddRange(resolved);
                 }
@@ -109,8 +111,44 @@ namespace InitramfsPS.Commands
                     WriteError(ToErrorRecord(new InitramfsException(notFoundId, FailureKind.NotFound, $"The {what} '{p}' does not exist.", p), p));
                     failed = true;
                 }
+                catch (SessionStateException ex)
+                {
+                    // A drive or provider that does not exist ('nope:/x').
+                    WriteError(ToErrorRecord(new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path: {ex.Message}", p, ex), p));
+                    failed = true;
+                }
+                catch (InitramfsException ex)
+                {
+                    WriteError(ToErrorRecord(ex, p));
+                    failed = true;
+                }
             }
             return result;
+        }
+
+        /// <summary>
+        /// The file system path a -LiteralPath or output path names, resolved against the current
+        /// location but not required to exist. A path of another provider (<c>env:/x</c>) or of a
+        /// drive that does not exist is an error with <paramref name="notFileSystemId"/>: taken as
+        /// it was, it named a file relative to the process's directory.
+        /// </summary>
+        protected string FileSystemPath(string path, string notFileSystemId, string what)
+        {
+            ProviderInfo provider;
+            string resolved;
+            try
+            {
+                resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out provider, out _);
+            }
+            catch (SessionStateException ex)
+            {
+                throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"The {what} '{path}' is not a file system path: {ex.Message}", path, ex);
+            }
+            if (provider.Name != "FileSystem")
+            {
+                throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"The {what} '{path}' is not a file system path (it is on the {provider.Name} provider).", path);
+            }
+            return resolved;
         }
 
         /// <summary>An ErrorRecord with the exception's stable id and the matching category.</summary>
