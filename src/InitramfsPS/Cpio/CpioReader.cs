@@ -93,7 +93,12 @@ namespace InitramfsPS.Cpio
             SafeFileHandle handle;
             try
             {
-                handle = File.OpenHandle(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                handle = IO.HostFile.OpenForReading(fullPath);
+            }
+            catch (IO.NotAFileException ex)
+            {
+                throw new InitramfsException("ArchiveNotFile", FailureKind.InvalidArgument,
+                    $"'{fullPath}' is not a regular file (a FIFO, socket or terminal): an archive is read by position, more than once.", fullPath, ex);
             }
             catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
             {

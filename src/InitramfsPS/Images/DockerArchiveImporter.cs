@@ -30,7 +30,16 @@ namespace InitramfsPS.Images
             var links = new Dictionary<string, string>(StringComparer.Ordinal);
             byte[]? manifestJson = null;
             long total = new FileInfo(file).Length;
-            using (var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan))
+            FileStream opened;
+            try
+            {
+                opened = IO.HostFile.OpenStream(file, 1 << 16);
+            }
+            catch (IO.NotAFileException ex)
+            {
+                throw new InitramfsException("ArchiveNotFile", FailureKind.InvalidArgument, $"The docker archive '{file}' is not a regular file (a FIFO, socket or terminal).", file, ex);
+            }
+            using (var stream = opened)
             {
                 IReader reader;
                 try
@@ -120,7 +129,7 @@ namespace InitramfsPS.Images
         /// </summary>
         public static IReadOnlyList<string> ListNames(string file, int maxEntries = 100_000)
         {
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 12, FileOptions.RandomAccess);
+            using var stream = IO.HostFile.OpenStream(file, 1 << 12);
             var head = new byte[4];
             int n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
             stream.Position = 0;

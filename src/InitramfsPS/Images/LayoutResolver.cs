@@ -281,7 +281,17 @@ namespace InitramfsPS.Images
             {
                 throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded, $"The {what} at '{path}' is larger than 4 MiB.", path);
             }
-            return File.ReadAllBytes(path);
+            try
+            {
+                using var stream = IO.HostFile.OpenStream(path, 1 << 12);
+                using var copy = new MemoryStream();
+                stream.CopyTo(copy);
+                return copy.ToArray();
+            }
+            catch (IO.NotAFileException ex)
+            {
+                throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData, $"The {what} at '{path}' is not a regular file (a FIFO, socket or terminal).", path, ex);
+            }
         }
 
         private static readonly UTF8Encoding StrictUtf8 = new(false, true);
