@@ -22,6 +22,7 @@
         'Import-Initramfs'
         'Compare-Initramfs'
         'Test-Initramfs'
+        'Start-InitramfsVM'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

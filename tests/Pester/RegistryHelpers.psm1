@@ -7,8 +7,10 @@
         htpasswd (basic) auth or token auth;
       - tests/tools/token-server.py, a token service for the registry's token auth mode;
       - tests/tools/fault-proxy.py, a reverse proxy that injects faults (429/503 answers, a
-        connection dropped halfway through a blob, a flipped byte, slow bodies) and logs every
-        request it sees;
+        connection dropped halfway through a blob, a flipped byte, slow bodies, redirects) and
+        logs every request it sees;
+      - tests/tools/rogue-registry.py, a registry of its own that misbehaves as no proxy can
+        (echoes the Authorization header, hangs, streams forever, odd token realms);
     and pushes test images with skopeo (OCI or Docker v2s2 media types, zstd layers, indexes).
 
     Each server ends by itself when the PowerShell process that started it is gone, or after a
@@ -458,8 +460,10 @@ function Start-FaultProxy {
     Starts tests/tools/fault-proxy.py on 127.0.0.1: a reverse proxy in front of -Upstream that injects -Fault into requests whose path matches -Match (default: blob URLs).
     .DESCRIPTION
     -Fault, comma-separated: none | <code>-once|twice|always|<n> (e.g. 429-once, 503-twice,
-    503-always, 403-always; 429/503 carry Retry-After: -RetryAfter) | drop-half | reset-half |
-    flip-byte | slow (bodies at -SlowRate bytes/s). -PerPath counts <code>-<n> per path.
+    503-always, 403-always; 429/503 carry Retry-After: -RetryAfter) | drop-half | drop-always |
+    reset-half | flip-byte | slow (bodies at -SlowRate bytes/s) | redirect (307 to -RedirectTo,
+    where {path} is the request's path; by default /__redirect{path} on the proxy itself, which
+    forwards it upstream). -PerPath counts <code>-<n> per path.
     See the header of tests/tools/fault-proxy.py for the details. Get-FaultProxyLog reads what it saw.
     .OUTPUTS
     PSCustomObject: Url ('127.0.0.1:<port>'), Port, Pid, Process, Upstream, Fault, Directory,
@@ -473,6 +477,7 @@ function Start-FaultProxy {
         [switch] $PerPath,
         [int] $RetryAfter = 1,
         [int] $SlowRate = 1MB,
+        [string] $RedirectTo,
         [string] $Directory,
         [int] $MaxLifetimeSeconds = 1800
     )
@@ -486,6 +491,7 @@ function Start-FaultProxy {
         '--parent-pid', "$PID", '--max-lifetime', "$MaxLifetimeSeconds")
     if ($Match) { $cmd += @('--match', $Match) }
     if ($PerPath) { $cmd += '--per-path' }
+    if ($RedirectTo) { $cmd += @('--redirect-to', $RedirectTo) }
     $proc = Start-RigProcess -LogPath $log -Command $cmd
     $ready = Wait-RigReadyFile -Directory $dir -Process $proc -LogPath $log -What 'fault-proxy.py'
     [pscustomobject]@{
@@ -560,6 +566,96 @@ function Reset-FaultProxy {
     [CmdletBinding()]
     param([Parameter(Mandatory, ValueFromPipeline)] $Proxy)
     process { $null = Invoke-RestMethod -Method Post -Uri "http://127.0.0.1:$($Proxy.Port)/__proxy/reset" -TimeoutSec 10 }
+}
+
+#endregion
+
+#region rogue registry
+
+function Start-RogueRegistry {
+    <#
+    .SYNOPSIS
+    Starts tests/tools/rogue-registry.py on 127.0.0.1: a registry of its own whose repository name picks how it misbehaves.
+    .DESCRIPTION
+    It serves one small image under any repository; the last component of the repository names
+    the misbehaviour (`<Url>/rogue/echo-body:1.0`): ok, echo-body, echo-reason, echo-challenge,
+    echo-denied, echo-token, echo-token-error, hang, token-hang, endless-manifest, endless-token,
+    endless-error, huge-length, big-config, newline-digest, realm-file, realm-ftp, realm-tls.
+    See the header of tests/tools/rogue-registry.py. -User/-Password are the Basic credentials
+    it accepts, -Token the Bearer token its /token issues for them. Endless bodies stop after
+    -EndlessCap bytes.
+    .OUTPUTS
+    PSCustomObject: Url ('127.0.0.1:<port>'), Port, TlsPort (the same server behind TLS with a
+    self-signed certificate), StalledPort (a listener whose connects never complete), Pid,
+    Process, Directory, LogPath (requests.jsonl), ServerLogPath.
+    #>
+    [CmdletBinding(PositionalBinding = $false)]
+    param(
+        [string] $User = 'rogue-user',
+        [string] $Password = 'rogue-password',
+        [string] $Token = 'rogue-token',
+        [long] $EndlessCap = 256MB,
+        [string] $Directory,
+        [int] $MaxLifetimeSeconds = 1800
+    )
+    $dir = if ($Directory) { Resolve-RigPath $Directory } else { New-RigDirectory 'rogue-registry' }
+    [void][System.IO.Directory]::CreateDirectory($dir)
+    $log = Join-Path $dir 'server.log'
+    $proc = Start-RigProcess -LogPath $log -Command @((Get-PythonPath), (Join-Path $script:ToolsDir 'rogue-registry.py'),
+        '--dir', $dir, '--user', $User, '--password', $Password, '--token', $Token, '--endless-cap', "$EndlessCap",
+        '--parent-pid', "$PID", '--max-lifetime', "$MaxLifetimeSeconds")
+    $ready = Wait-RigReadyFile -Directory $dir -Process $proc -LogPath $log -What 'rogue-registry.py' -TimeoutSeconds 30
+    [pscustomobject]@{
+        PSTypeName    = 'InitramfsPS.Test.RogueRegistry'
+        Url           = "127.0.0.1:$($ready.port)"
+        Port          = [int]$ready.port
+        TlsPort       = [int]$ready.tls_port
+        StalledPort   = [int]$ready.stalled_port
+        Pid           = [int]$ready.pid
+        Process       = $proc
+        Directory     = $dir
+        LogPath       = Join-Path $dir 'requests.jsonl'
+        ServerLogPath = $log
+    }
+}
+
+function Stop-RogueRegistry {
+    <#
+    .SYNOPSIS
+    Stops a server started by Start-RogueRegistry, by PID.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, ValueFromPipeline)][AllowNull()] $Server)
+    process {
+        Stop-RigServer $Server -Expect 'rogue-registry.py'
+    }
+}
+
+function Get-RogueRegistryLog {
+    <#
+    .SYNOPSIS
+    The requests the rogue registry has finished, oldest first: Id, T0, T1, Method, Path, Behaviour, Auth (scheme only), Status, Bytes, Complete.
+    .DESCRIPTION
+    Waits (up to -WaitSeconds) until it has no request in flight, as Get-FaultProxyLog does.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, ValueFromPipeline)] $Server, [double] $WaitSeconds = 10)
+    process {
+        $deadline = [DateTime]::UtcNow.AddSeconds($WaitSeconds)
+        while ($true) {
+            $status = Invoke-RestMethod -Uri "http://127.0.0.1:$($Server.Port)/__rogue/status" -TimeoutSec 5
+            if ([int]$status.inflight -eq 0) { break }
+            if ([DateTime]::UtcNow -gt $deadline) { Write-Warning "The rogue registry still has $($status.inflight) request(s) in flight."; break }
+            Start-Sleep -Milliseconds 20
+        }
+        foreach ($line in @(Get-Content -LiteralPath $Server.LogPath | Where-Object { $_ })) {
+            $r = $line | ConvertFrom-Json
+            [pscustomobject]@{
+                Id = [int]$r.id; T0 = [double]$r.t0; T1 = [double]$r.t1; Method = $r.method; Path = $r.path; Behaviour = $r.behaviour
+                Auth = $r.auth; Status = [int]$r.status; Bytes = [long]$r.bytes; Complete = [bool]$r.complete
+            }
+        }
+    }
 }
 
 #endregion
@@ -787,4 +883,5 @@ function Start-PwshProcess {
 Export-ModuleMember -Function Start-TestRegistry, Stop-TestRegistry, New-Htpasswd,
     Start-TestTokenServer, Stop-TestTokenServer, Get-TokenServerStats, Reset-TokenServerStats,
     Start-FaultProxy, Stop-FaultProxy, Get-FaultProxyLog, Reset-FaultProxy,
+    Start-RogueRegistry, Stop-RogueRegistry, Get-RogueRegistryLog,
     Push-TestImage, Get-TestRegistryManifest, New-TestAuthConfig, New-TestCredentialHelper, Start-PwshProcess

@@ -21,10 +21,18 @@ Python regex; default: blob URLs /v2/<name>/blobs/sha256:<hex>):
   drop-half       the first GET of each matching path: send the upstream status and headers (full
                   Content-Length), then half of the body, then shut the connection down (FIN) and
                   close it. Later requests (e.g. a `Range: bytes=N-` resume) pass through.
+  drop-always     as drop-half, for every GET of a matching path (a resume too gets half of what
+                  it asked for): a download that keeps dropping.
   reset-half      as drop-half but closes with a TCP reset (SO_LINGER 0) after 0.2 s.
   flip-byte       every GET of a matching path: flip (XOR 0xFF) the byte in the middle of the blob
                   (offset total_size // 2; within a 206 only when the range covers it); length kept.
-  slow            stream matching GET bodies at --slow-rate bytes/s (widens race windows).
+  slow            stream matching GET bodies at --slow-rate bytes/s (widens race windows), in
+                  pieces of at most --slow-rate bytes, so --slow-rate 1 sends one byte a second.
+  redirect        answer matching GETs with `307 Temporary Redirect` to --redirect-to, where
+                  {path} stands for the request's path and query (e.g. `/__redirect{path}`, or
+                  `http://localhost:<port>{path}` for another host). A request for
+                  /__redirect/<path> is forwarded upstream as /<path>, Authorization included,
+                  without faults.
 
 Every request is logged when it ends, one JSON object a line in <dir>/requests.jsonl:
   {"id", "t0", "t1" (epoch seconds, start/end), "method", "path", "query", "range" (Range header
@@ -71,7 +79,7 @@ def parse_faults(spec):
             if n is None:
                 n = int(m.group(2))
             faults.append(('status', (int(m.group(1)), m.group(3)), n))
-        elif item in ('none', 'drop-half', 'reset-half', 'flip-byte', 'slow'):
+        elif item in ('none', 'drop-half', 'drop-always', 'reset-half', 'flip-byte', 'slow', 'redirect'):
             if item != 'none':
                 faults.append((item, None, None))
         else:
@@ -126,6 +134,8 @@ class State:
             return None
         with self.lock:
             for kind, _, _ in self.faults:
+                if kind == 'drop-always':
+                    return kind
                 if kind in ('drop-half', 'reset-half') and path not in self.dropped:
                     self.dropped.add(path)
                     return kind
@@ -245,14 +255,33 @@ class Handler(BaseHTTPRequestHandler):
         rec['length'] = len(body)
         rec['complete'] = True
 
+    def send_redirect(self, rec):
+        target = self.state.args.redirect_to.replace('{path}', self.path)
+        self.send_response(307)
+        self.send_header('Location', target)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+        rec['status'] = 307
+        rec['fault'] = 'redirect'
+        rec['length'] = 0
+        rec['complete'] = True
+
     def forward(self, url, rec):
         st = self.state
         body = self.read_request_body()
-        matched = bool(st.match.search(url.path))
+        if url.path.startswith('/__redirect/'):
+            # the target of a same-host redirect: forwarded upstream without the prefix, no faults
+            self.path = self.path[len('/__redirect'):]
+            url = urllib.parse.urlsplit(self.path)
+            matched = False
+        else:
+            matched = bool(st.match.search(url.path))
         if matched:
             code = st.take_status_fault(url.path, self.command)
             if code is not None:
                 return self.send_fault_status(code, rec)
+            if self.command == 'GET' and st.has('redirect'):
+                return self.send_redirect(rec)
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != 'content-length']
         if body is not None:
             headers.append(('Content-Length', str(len(body))))
@@ -311,14 +340,17 @@ class Handler(BaseHTTPRequestHandler):
         limit = None
         if drop:
             limit = (length or 0) // 2
-            rec['fault'] = drop
+            if drop == 'drop-always':
+                drop = 'drop-half'
+                rec['fault'] = 'drop-always'
+            rec['fault'] = rec['fault'] or drop
         elif flip_at is not None:
             rec['fault'] = 'flip-byte@%d' % flip_at
         elif slow:
             rec['fault'] = 'slow'
         sent = 0
         while True:
-            want = CHUNK
+            want = min(CHUNK, max(1, st.args.slow_rate)) if slow else CHUNK
             if limit is not None:
                 want = min(want, limit - sent)
                 if want <= 0:
@@ -401,6 +433,7 @@ def main():
     p.add_argument('--per-path', action='store_true', help='count <code>-<n> faults per path')
     p.add_argument('--retry-after', type=int, default=1)
     p.add_argument('--slow-rate', type=int, default=1 << 20, help='bytes per second for the slow fault')
+    p.add_argument('--redirect-to', default='/__redirect{path}', help='Location of the redirect fault; {path} is the request path')
     p.add_argument('--port', type=int, default=0)
     p.add_argument('--parent-pid', type=int, default=0)
     p.add_argument('--max-lifetime', type=float, default=1800)

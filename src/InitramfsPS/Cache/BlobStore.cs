@@ -41,20 +41,63 @@ namespace InitramfsPS.Cache
         /// <summary>Whether the blob is present.</summary>
         public bool Has(Digest digest) => File.Exists(PathOf(digest));
 
-        /// <summary>Opens a blob for reading; a missing blob is a clear error.</summary>
-        public FileStream OpenRead(Digest digest, string what)
+        /// <summary>Opens a blob for reading; a missing blob is a clear error. See <see cref="OpenRead(Digest, string, out string)"/>.</summary>
+        public FileStream OpenRead(Digest digest, string what) => OpenRead(digest, what, out _);
+
+        /// <summary>
+        /// Opens a blob for reading, from <paramref name="path"/>: where it really is, every symlink
+        /// resolved. A blob may be a symlink, but not one that leads out of the store (its root,
+        /// <c>blobs/</c> or <c>blobs/&lt;alg&gt;</c>, wherever the user's own symlinks put those):
+        /// a layout blob that links to a host file would make the module read that file and tell its
+        /// size (BlobOutsideLayout, which says neither where it points nor how large that is). A blob
+        /// that is not a regular file (a FIFO would block the open forever) is BlobNotRegularFile.
+        /// </summary>
+        public FileStream OpenRead(Digest digest, string what, out string path)
         {
-            string path = PathOf(digest);
+            path = Locate(digest, what);
             try
             {
-                return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+                return RegularFile.OpenStream(path);
+            }
+            catch (NotRegularFileException ex)
+            {
+                throw new InitramfsException("BlobNotRegularFile", FailureKind.InvalidData,
+                    $"The {what} {digest} in '{Root}' is {ex.Kind}, not a regular file; it is not read.", digest.ToString(), ex);
             }
             catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
             {
-                throw new InitramfsException("BlobMissing", FailureKind.NotFound,
-                    $"The {what} {digest} is missing: '{path}' does not exist.", digest.ToString(), ex);
+                throw Missing(digest, what, ex);
             }
         }
+
+        /// <summary>The length of a blob, opened as <see cref="OpenRead(Digest, string, out string)"/> opens it.</summary>
+        public long LengthOf(Digest digest, string what)
+        {
+            using var stream = OpenRead(digest, what);
+            return stream.Length;
+        }
+
+        /// <summary>The real path of a blob, checked to lie inside the store.</summary>
+        private string Locate(Digest digest, string what)
+        {
+            string? real = RegularFile.RealPath(PathOf(digest));
+            if (real is null)
+            {
+                throw Missing(digest, what, null);
+            }
+            foreach (string directory in new[] { Root, Path.Combine(Root, "blobs"), Path.Combine(Root, "blobs", digest.Algorithm) })
+            {
+                if (RegularFile.RealPath(directory) is { } realDirectory && real != realDirectory && RegularFile.IsWithin(real, realDirectory))
+                {
+                    return real;
+                }
+            }
+            throw new InitramfsException("BlobOutsideLayout", FailureKind.Security,
+                $"The {what} {digest} in '{Root}' is a symlink that leads out of the layout; it is not followed.", digest.ToString());
+        }
+
+        private InitramfsException Missing(Digest digest, string what, Exception? inner) =>
+            new("BlobMissing", FailureKind.NotFound, $"The {what} {digest} is missing: '{PathOf(digest)}' does not exist.", digest.ToString(), inner);
 
         /// <summary>
         /// Reads a small blob (manifest, index, config) whole and checks it against the descriptor's

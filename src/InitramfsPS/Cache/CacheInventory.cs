@@ -354,9 +354,9 @@ namespace InitramfsPS.Cache
             FileStream stream;
             try
             {
-                stream = IO.HostFile.OpenStream(file, 1 << 16);
+                stream = IO.RegularFile.OpenStream(file, 1 << 16);
             }
-            catch (IO.NotAFileException)
+            catch (IO.NotRegularFileException)
             {
                 return false; // a FIFO named like a blob is no blob (and reading it would wait forever)
             }

@@ -37,12 +37,12 @@ namespace InitramfsPS.Commands
         /// Without it a file named on its own gets 0755, and -Recurse keeps the host's bits.
         /// </summary>
         [Parameter]
-        [ValidatePattern("^[0-7]{3,4}$")]
+        [ValidatePattern(@"^[0-7]{3,4}\z")]
         public string Mode { get; set; } = "0755";
 
         /// <summary>Owner of the added entries as uid:gid.</summary>
         [Parameter]
-        [ValidatePattern(@"^\d{1,10}:\d{1,10}$")]
+        [ValidatePattern(@"^\d{1,10}:\d{1,10}\z")]
         public string Owner { get; set; } = "0:0";
 
         /// <summary>Add directories with everything below them.</summary>

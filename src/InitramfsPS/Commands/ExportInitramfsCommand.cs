@@ -52,6 +52,11 @@ namespace InitramfsPS.Commands
         [ValidateRange(0, uint.MaxValue)]
         public long SourceDateEpoch { get; set; }
 
+        /// <summary>The kernel that will boot the archive: checked first (decompressor, initrd support, architecture, devtmpfs); its errors refuse the export unless -Force.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? Kernel { get; set; }
+
         /// <inheritdoc/>
         protected override void ProcessRecord()
         {
@@ -99,6 +104,7 @@ namespace InitramfsPS.Commands
                     Overwrite = !NoClobber,
                     ClampMTime = ClampTime(),
                     Progress = progress,
+                    Kernel = Kernel is null ? null : Boot.KernelImage.Read(GetUnresolvedProviderPathFromPSPath(Kernel)),
                 };
                 ExportReport report;
                 var clock = System.Diagnostics.Stopwatch.StartNew();

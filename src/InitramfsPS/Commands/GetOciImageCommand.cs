@@ -87,6 +87,8 @@ namespace InitramfsPS.Commands
                 {
                     Credential = Credential is null ? null : new RegistryCredential(Credential.UserName, Credential.GetNetworkCredential().Password, "-Credential"),
                     AllowPlainHttp = AllowPlainHttp,
+                    // Timeouts, minimum rate and attempts: the INITRAMFSPS_* variables (a bad value is RegistrySettingInvalid).
+                    Limits = Offline ? RegistryLimits.Default : RegistryLimits.FromEnvironment(),
                     Verbose = QueueVerbose,
                 },
             };

@@ -41,7 +41,7 @@ namespace InitramfsPS.Commands
         /// <summary>The host name a generated /init sets.</summary>
         [Parameter(ParameterSetName = CommandSet)]
         [Parameter(ParameterSetName = GenerateSet)]
-        [ValidatePattern(@"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")]
+        [ValidatePattern(@"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\z")]
         [ValidateLength(1, 64)]
         public string Hostname { get; set; } = "initramfs";
 

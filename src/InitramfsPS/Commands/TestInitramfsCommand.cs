@@ -1,4 +1,6 @@
 using System.Collections.Generic;
+using System.Linq;
+using InitramfsPS.Compression;
 using System.Management.Automation;
 using InitramfsPS.Cache;
 using InitramfsPS.Cpio;
@@ -37,6 +39,29 @@ namespace InitramfsPS.Commands
         [Alias("PSPath")]
         [ValidateNotNullOrEmpty]
         public string[] LiteralPath { get; set; } = null!;
+
+        /// <summary>Also check that this kernel can boot it: initrd support, the decompressor, architecture, devtmpfs, virtio-mmio and vsock.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? Kernel { get; set; }
+
+        private Boot.KernelImage? kernel;
+
+        /// <inheritdoc/>
+        protected override void BeginProcessing()
+        {
+            if (Kernel is not null)
+            {
+                try
+                {
+                    kernel = Boot.KernelImage.Read(GetUnresolvedProviderPathFromPSPath(Kernel));
+                }
+                catch (Errors.InitramfsException ex)
+                {
+                    ThrowTerminatingError(ToErrorRecord(ex, Kernel));
+                }
+            }
+        }
 
         /// <inheritdoc/>
         protected override void ProcessRecord()
@@ -93,6 +118,10 @@ namespace InitramfsPS.Commands
                 {
                     WriteObject(finding);
                 }
+                if (kernel is not null)
+                {
+                    WriteObject(Boot.KernelCheck.Check(kernel, prepared.Rootfs, null), enumerateCollection: true);
+                }
             });
         }
 
@@ -113,6 +142,13 @@ namespace InitramfsPS.Commands
                 foreach (var finding in RootfsInspector.Inspect(result.Rootfs, options, CancellationToken))
                 {
                     WriteObject(finding);
+                }
+                if (kernel is not null)
+                {
+                    var codecs = result.Parts.Select(p => p.Compression).Distinct()
+                        .Select(c => c switch { "gzip" => InitramfsCompression.Gzip, "zstd" => InitramfsCompression.Zstd, _ => InitramfsCompression.None })
+                        .Where(c => c != InitramfsCompression.None).ToList();
+                    WriteObject(Boot.KernelCheck.Check(kernel, result.Rootfs, codecs), enumerateCollection: true);
                 }
             });
         }

@@ -242,13 +242,20 @@ namespace InitramfsPS.Compression
             new("ArchiveTooLarge", FailureKind.LimitExceeded,
                 $"{where} expands past {max} bytes (a decompression bomb?); raise -MaxSize if it is genuine.", where);
 
-        /// <summary>Reads small fields by position, failing with ArchiveTruncated past the end.</summary>
+        /// <summary>
+        /// Reads small fields by position, failing with ArchiveTruncated past the end. Reads go through a
+        /// buffer of its own: walking a zstd frame reads a 3-byte header per block, and a pread for each
+        /// byte took 26 s for a part of 2 million empty blocks.
+        /// </summary>
         private sealed class PositionalReader
         {
+            private const int BufferSize = 64 * 1024;
             private readonly SafeFileHandle handle;
             private readonly long end;
             private readonly string truncatedMessage;
-            private readonly byte[] one = new byte[1];
+            private readonly byte[] buffer = new byte[BufferSize];
+            private long bufferStart;
+            private int bufferLength;
 
             public PositionalReader(SafeFileHandle handle, long start, long end, string truncatedMessage = "the compressed part is truncated")
             {
@@ -262,12 +269,15 @@ namespace InitramfsPS.Compression
 
             public int Byte()
             {
-                if (Position >= end || RandomAccess.Read(handle, one, Position) != 1)
+                if (Position >= end)
                 {
                     throw Truncated();
                 }
-                Position++;
-                return one[0];
+                if (Position < bufferStart || Position >= bufferStart + bufferLength)
+                {
+                    Fill();
+                }
+                return buffer[(int)(Position++ - bufferStart)];
             }
 
             public uint UInt32() => (uint)(Byte() | (Byte() << 8) | (Byte() << 16) | (Byte() << 24));
@@ -287,6 +297,18 @@ namespace InitramfsPS.Compression
                 while (Byte() != 0)
                 {
                 }
+            }
+
+            private void Fill()
+            {
+                int want = (int)Math.Min(BufferSize, end - Position);
+                int n = RandomAccess.Read(handle, buffer.AsSpan(0, want), Position);
+                if (n <= 0)
+                {
+                    throw Truncated();
+                }
+                bufferStart = Position;
+                bufferLength = n;
             }
 
             private InitramfsException Truncated() =>

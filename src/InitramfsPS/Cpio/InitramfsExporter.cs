@@ -45,6 +45,9 @@ namespace InitramfsPS.Cpio
 
         /// <summary>Updated as the export goes, for a caller on another thread to show.</summary>
         public ExportProgress? Progress { get; init; }
+
+        /// <summary>The kernel that will boot the archive: its errors (no decompressor, another architecture...) refuse the export as /init problems do.</summary>
+        public Boot.KernelImage? Kernel { get; init; }
     }
 
     /// <summary>
@@ -178,6 +181,11 @@ namespace InitramfsPS.Cpio
                 CheckArchiveLimits = false,
                 Init = prepared.Init,
             }, cancellationToken);
+            if (options.Kernel is { } kernel)
+            {
+                var codecs = options.Compression == InitramfsCompression.None ? Array.Empty<InitramfsCompression>() : new[] { options.Compression };
+                findings.AddRange(Boot.KernelCheck.Check(kernel, rootfs, codecs));
+            }
             var errors = findings.Where(f => f.Severity == Inspection.FindingSeverity.Error).ToList();
             if (errors.Count > 0 && !options.AllowUnbootable)
             {

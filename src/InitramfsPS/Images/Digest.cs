@@ -11,8 +11,8 @@ namespace InitramfsPS.Images
     /// </summary>
     public readonly record struct Digest
     {
-        private static readonly Regex Sha256Hex = new("^[a-f0-9]{64}$", RegexOptions.CultureInvariant);
-        private static readonly Regex Sha512Hex = new("^[a-f0-9]{128}$", RegexOptions.CultureInvariant);
+        private static readonly Regex Sha256Hex = new(@"^[a-f0-9]{64}\z", RegexOptions.CultureInvariant);
+        private static readonly Regex Sha512Hex = new(@"^[a-f0-9]{128}\z", RegexOptions.CultureInvariant);
 
         private Digest(string algorithm, string hex)
         {
@@ -34,7 +34,7 @@ namespace InitramfsPS.Images
                 return digest;
             }
             throw new InitramfsException("InvalidDigest", FailureKind.InvalidData,
-                $"The {what} '{text}' is not a valid sha256 or sha512 digest.", text);
+                $"The {what} '{RootfsPath.Printable(text)}' is not a valid sha256 or sha512 digest.", text);
         }
 
         /// <summary>Parses <c>algorithm:hex</c>; false for anything else.</summary>

@@ -6,114 +6,275 @@ using System.Text.Json;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
-using SharpCompress.Readers;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Images
 {
     /// <summary>
-    /// Reads a <c>docker save</c> archive into the cache. The outer archive holds only plain files
-    /// (manifest.json, configs, layer tars), which is what SharpCompress reads well, and it detects
-    /// an outer gzip or zstd wrapper on its own (<c>docker save | gzip</c>). Each member is copied
-    /// into the content-addressed cache under the digest of its bytes, so the image then reads
-    /// like any other, and the config's diff_ids verify every layer.
+    /// Reads a <c>docker save</c> archive into the cache: plain, or wrapped in gzip or zstd
+    /// (<c>docker save | gzip</c>). The archive is read twice. The first pass reads the headers
+    /// only (a plain tar is seeked through; a wrapped one is decompressed and its data dropped) and
+    /// manifest.json, chooses the image, and checks every member against the bound of a layer; the
+    /// second copies only the members the chosen image references (its config and its layers, through
+    /// the links a newer docker save writes for repeated layers) into the content-addressed cache,
+    /// under the digest of their bytes. Nothing else is written: a member no image of interest
+    /// names, however large, costs no disk, and an archive refused in the first pass leaves nothing
+    /// in the cache. The image then reads like any other, and the config's diff_ids verify every layer.
     /// </summary>
     public static class DockerArchiveImporter
     {
-        /// <summary>Imports the archive at <paramref name="file"/> and resolves the image <paramref name="reference"/> names.</summary>
-        public static OciImage Import(ImageReference reference, string file, BlobStore cache, Action<long, long>? progress, CancellationToken cancellationToken)
+        /// <summary>The most members (tar headers) an archive may hold.</summary>
+        public const int MaxMembers = 100_000;
+
+        /// <summary>
+        /// Imports the archive at <paramref name="file"/> and resolves the image <paramref name="reference"/>
+        /// names. No member may be larger than <paramref name="maxMemberSize"/> (the bound of a layer).
+        /// </summary>
+        public static OciImage Import(ImageReference reference, string file, BlobStore cache, Action<long, long>? progress, CancellationToken cancellationToken,
+            long maxMemberSize = Layers.ExpandOptions.DefaultMaxLayerSize)
         {
             if (!File.Exists(file))
             {
                 throw new InitramfsException("ArchiveNotFound", FailureKind.NotFound, $"The docker archive '{file}' does not exist.", file);
             }
-            var members = new Dictionary<string, (Digest Digest, long Size)>(StringComparer.Ordinal);
-            var links = new Dictionary<string, string>(StringComparer.Ordinal);
+            using var stream = OpenArchive(file, 1 << 16, FileOptions.SequentialScan);
+            var compression = MediaTypes.Sniff(stream);
+            var scan = Scan(stream, compression, reference, file, maxMemberSize, progress, cancellationToken);
+            var members = Store(stream, compression, scan, file, cache, progress, cancellationToken);
+            return Build(reference, file, scan.Plan, members, scan.Links, cache);
+        }
+
+        /// <summary>A member of the archive: where its data starts in the (decompressed) tar, and its size.</summary>
+        private readonly record struct ArchiveMember(long DataOffset, long Size);
+
+        /// <summary>The image chosen in manifest.json: the names of its config and layers, as written there.</summary>
+        private sealed record Plan(string ConfigName, IReadOnlyList<string> LayerNames);
+
+        /// <summary>What the first pass found.</summary>
+        private sealed class ArchiveScan
+        {
+            public Dictionary<string, ArchiveMember> Files { get; } = new(StringComparer.Ordinal);
+            public Dictionary<string, string> Links { get; } = new(StringComparer.Ordinal);
+            public Plan Plan { get; set; } = null!;
+
+            /// <summary>The files to store, by name, each the target of the plan's names through the links.</summary>
+            public Dictionary<string, ArchiveMember> Needed { get; } = new(StringComparer.Ordinal);
+        }
+
+        /// <summary>The first pass: headers, links and manifest.json; the plan, and the members it needs.</summary>
+        private static ArchiveScan Scan(FileStream stream, LayerCompression compression, ImageReference reference, string file, long maxMemberSize,
+            Action<long, long>? progress, CancellationToken cancellationToken)
+        {
+            var scan = new ArchiveScan();
             byte[]? manifestJson = null;
-            long total = new FileInfo(file).Length;
-            FileStream opened;
-            try
+            ReadTar(stream, compression, file, progress, (header, data) =>
             {
-                opened = IO.HostFile.OpenStream(file, 1 << 16);
-            }
-            catch (IO.NotAFileException ex)
+                string name = Normalize(header.Name);
+                if (header.Size > maxMemberSize)
+                {
+                    throw new InitramfsException("LayerTooLarge", FailureKind.LimitExceeded,
+                        $"The docker archive '{file}' holds the member '{RootfsPath.Printable(name)}' of {header.Size} bytes, past the {maxMemberSize} bytes a layer may expand to (a decompression bomb?); the archive is not imported.", file);
+                }
+                if (name == "manifest.json" && header.TypeFlag is '0' or '\0' && manifestJson is null)
+                {
+                    using var ms = new MemoryStream();
+                    CopyLimited(data, ms, 4 << 20, file);
+                    manifestJson = ms.ToArray();
+                }
+            }, header =>
             {
-                throw new InitramfsException("ArchiveNotFile", FailureKind.InvalidArgument, $"The docker archive '{file}' is not a regular file (a FIFO, socket or terminal).", file, ex);
-            }
-            using (var stream = opened)
-            {
-                IReader reader;
-                try
+                string name = Normalize(header.Name);
+                if (name.Length == 0)
                 {
-                    reader = ReaderFactory.OpenReader(stream, new ReaderOptions { LeaveStreamOpen = true });
+                    return;
                 }
-                catch (Exception ex) when (ex is not InitramfsException and not OperationCanceledException and not OutOfMemoryException)
+                switch (header.TypeFlag)
                 {
-                    // SharpCompress says "not an archive" with its own InvalidFormatException, among others.
-                    throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"'{file}' is not a tar archive: {ex.Message}", file, ex);
+                    case '0' or '\0' or '7':
+                        // A later member of the same name replaces an earlier one, as tar extracts them.
+                        scan.Files[name] = new ArchiveMember(header.DataOffset, header.Size);
+                        scan.Links.Remove(name);
+                        break;
+                    case '1':
+                        // A hardlink names its target from the root of the archive.
+                        scan.Links[name] = Normalize(header.LinkName);
+                        scan.Files.Remove(name);
+                        break;
+                    case '2':
+                        // Newer docker saves write a repeated layer as a symlink to the first copy.
+                        scan.Links[name] = CombineRelative(name, header.LinkName);
+                        scan.Files.Remove(name);
+                        break;
                 }
-                using (reader)
-                {
-                    try
-                    {
-                        while (reader.MoveToNextEntry())
-                        {
-                            cancellationToken.ThrowIfCancellationRequested();
-                            var entry = reader.Entry;
-                            string key = Normalize(entry.Key ?? string.Empty);
-                            if (entry.IsDirectory || key.Length == 0)
-                            {
-                                continue;
-                            }
-                            if (!string.IsNullOrEmpty(entry.LinkTarget))
-                            {
-                                // Newer docker saves write a repeated layer as a link to the first copy.
-                                links[key] = entry.LinkTarget.Contains('/', StringComparison.Ordinal) && !entry.LinkTarget.StartsWith("../", StringComparison.Ordinal)
-                                    ? Normalize(entry.LinkTarget)
-                                    : Normalize(CombineRelative(key, entry.LinkTarget));
-                                continue;
-                            }
-                            if (key == "manifest.json")
-                            {
-                                using var ms = new MemoryStream();
-                                using (var es = reader.OpenEntryStream())
-                                {
-                                    CopyLimited(es, ms, 4 << 20, file);
-                                }
-                                manifestJson = ms.ToArray();
-                                continue;
-                            }
-                            using var writer = cache.CreateWriter();
-                            using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-                            long size = 0;
-                            using (var es = reader.OpenEntryStream())
-                            {
-                                var buffer = new byte[1 << 16];
-                                int n;
-                                while ((n = es.Read(buffer, 0, buffer.Length)) > 0)
-                                {
-                                    cancellationToken.ThrowIfCancellationRequested();
-                                    hash.AppendData(buffer, 0, n);
-                                    writer.Write(buffer, n);
-                                    size += n;
-                                }
-                            }
-                            var digest = Digest.FromSha256(hash.GetHashAndReset());
-                            writer.Commit(digest);
-                            members[key] = (digest, size);
-                            progress?.Invoke(stream.Position, total);
-                        }
-                    }
-                    catch (Exception ex) when (ex is not InitramfsException and not OperationCanceledException)
-                    {
-                        throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"The docker archive '{file}' is corrupt or truncated: {ex.Message}", file, ex);
-                    }
-                }
-            }
+            }, null, cancellationToken);
             if (manifestJson is null)
             {
                 throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"'{file}' is not a docker save archive: it has no manifest.json.", file);
             }
-            return Resolve(reference, file, manifestJson, members, links, cache);
+            scan.Plan = Choose(reference, file, manifestJson);
+            AddNeeded(scan, scan.Plan.ConfigName, "config", file);
+            if (scan.Needed[Resolve(scan.Plan.ConfigName, scan.Links)].Size > MaxConfigSize)
+            {
+                throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded,
+                    $"The config '{RootfsPath.Printable(scan.Plan.ConfigName)}' of '{file}' is larger than {MaxConfigSize} bytes.", file);
+            }
+            for (int i = 0; i < scan.Plan.LayerNames.Count; i++)
+            {
+                AddNeeded(scan, scan.Plan.LayerNames[i], $"layer {i + 1}", file);
+            }
+            return scan;
+        }
+
+        private const long MaxConfigSize = 64 << 20;
+
+        private static void AddNeeded(ArchiveScan scan, string name, string what, string file)
+        {
+            string target = Resolve(name, scan.Links);
+            if (!scan.Files.TryGetValue(target, out var member))
+            {
+                throw new InitramfsException("ArchiveLayerMissing", FailureKind.NotFound,
+                    $"The docker archive '{file}' names '{RootfsPath.Printable(target)}' as its {what}, but the archive does not contain it.", target);
+            }
+            scan.Needed[target] = member;
+        }
+
+        /// <summary>The name a member's name leads to through the archive's links (at most 8 of them).</summary>
+        private static string Resolve(string name, Dictionary<string, string> links)
+        {
+            for (int hops = 0; hops < 8 && links.TryGetValue(name, out var target); hops++)
+            {
+                name = target;
+            }
+            return name;
+        }
+
+        /// <summary>
+        /// The second pass: copies the members the plan needs into the cache, each committed under the
+        /// digest of its bytes. A plain archive is read only where those members are; a wrapped one is
+        /// decompressed again, up to the last of them.
+        /// </summary>
+        private static Dictionary<string, (Digest Digest, long Size)> Store(FileStream stream, LayerCompression compression, ArchiveScan scan, string file,
+            BlobStore cache, Action<long, long>? progress, CancellationToken cancellationToken)
+        {
+            var stored = new Dictionary<string, (Digest Digest, long Size)>(StringComparer.Ordinal);
+            var byOffset = new Dictionary<long, string>();
+            foreach (var (name, member) in scan.Needed)
+            {
+                byOffset[member.DataOffset] = name;
+            }
+            if (compression == LayerCompression.None)
+            {
+                foreach (var (name, member) in scan.Needed.OrderBy(n => n.Value.DataOffset))
+                {
+                    stream.Position = member.DataOffset;
+                    stored[name] = Copy(new RangeStream(stream, member.Size), member.Size, file, cache, cancellationToken);
+                    progress?.Invoke(stream.Position, stream.Length);
+                }
+                return stored;
+            }
+            ReadTar(stream, compression, file, progress, (header, data) =>
+            {
+                if (byOffset.TryGetValue(header.DataOffset, out string? name) && !stored.ContainsKey(name))
+                {
+                    stored[name] = Copy(data, header.Size, file, cache, cancellationToken);
+                }
+            }, null, () => stored.Count == byOffset.Count, cancellationToken);
+            if (stored.Count != byOffset.Count)
+            {
+                throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"The docker archive '{file}' changed while it was read.", file);
+            }
+            return stored;
+        }
+
+        /// <summary>Hashes and writes <paramref name="size"/> bytes of <paramref name="data"/> into the cache, committed under their digest.</summary>
+        private static (Digest Digest, long Size) Copy(Stream data, long size, string file, BlobStore cache, CancellationToken cancellationToken)
+        {
+            using var writer = cache.CreateWriter();
+            using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+            var buffer = new byte[1 << 16];
+            long copied = 0;
+            int n;
+            while ((n = data.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                hash.AppendData(buffer, 0, n);
+                writer.Write(buffer, n);
+                copied += n;
+            }
+            if (copied != size)
+            {
+                throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"The docker archive '{file}' is truncated: a member ends after {copied} of its {size} bytes.", file);
+            }
+            var digest = Digest.FromSha256(hash.GetHashAndReset());
+            writer.Commit(digest);
+            return (digest, size);
+        }
+
+        /// <summary>
+        /// Reads the tar in <paramref name="stream"/> (decompressing it first when wrapped) from its start,
+        /// until its end or until <paramref name="done"/> says so: <paramref name="beforeData"/> sees each
+        /// header before its data is skipped, <paramref name="after"/> after. Damage of any kind is ArchiveInvalid.
+        /// </summary>
+        private static void ReadTar(FileStream stream, LayerCompression compression, string file, Action<long, long>? progress,
+            Action<Layers.TarHeader, Stream> beforeData, Action<Layers.TarHeader>? after, Func<bool>? done, CancellationToken cancellationToken)
+        {
+            stream.Position = 0;
+            Stream tar = compression switch
+            {
+                LayerCompression.Gzip => new System.IO.Compression.GZipStream(stream, System.IO.Compression.CompressionMode.Decompress, leaveOpen: true),
+                LayerCompression.Zstd => new ZstdSharp.DecompressionStream(stream, 1 << 17, checkEndOfStream: true, leaveOpen: true),
+                _ => stream,
+            };
+            try
+            {
+                var reader = new Layers.TarReader(tar, seekData: compression == LayerCompression.None, cancellationToken);
+                int members = 0;
+                while (done?.Invoke() != true && reader.Next(beforeData) is { } header)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (++members > MaxMembers)
+                    {
+                        throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"The docker archive '{file}' holds more than {MaxMembers} members.", file);
+                    }
+                    after?.Invoke(header);
+                    progress?.Invoke(stream.Position, stream.Length);
+                }
+            }
+            catch (InitramfsException ex) when (ex.ErrorId is "LayerTarCorrupt" or "LayerEntryNameInvalid" or "LayerSparseUnsupported")
+            {
+                throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"The docker archive '{file}' is not a tar archive (plain, gzip or zstd), or is corrupt or truncated: {ex.Message}", file, ex);
+            }
+            catch (Exception ex) when (ex is InvalidDataException or EndOfStreamException or ZstdSharp.ZstdException)
+            {
+                throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"The docker archive '{file}' is corrupt or truncated: {ex.Message}", file, ex);
+            }
+            finally
+            {
+                if (!ReferenceEquals(tar, stream))
+                {
+                    tar.Dispose();
+                }
+            }
+        }
+
+        /// <summary>The next <c>size</c> bytes of a stream, from where it is.</summary>
+        private sealed class RangeStream : ReadOnlyStream
+        {
+            private readonly Stream inner;
+            private long left;
+
+            public RangeStream(Stream inner, long size)
+            {
+                this.inner = inner;
+                left = size;
+            }
+
+            public override int Read(Span<byte> buffer)
+            {
+                int n = inner.Read(buffer[..(int)Math.Min(buffer.Length, left)]);
+                left -= n;
+                return n;
+            }
         }
 
         /// <summary>The most bytes of a gzip- or zstd-wrapped archive <see cref="ListNames"/> decompresses looking for manifest.json.</summary>
@@ -129,7 +290,7 @@ namespace InitramfsPS.Images
         /// </summary>
         public static IReadOnlyList<string> ListNames(string file, int maxEntries = 100_000)
         {
-            using var stream = IO.HostFile.OpenStream(file, 1 << 12);
+            using var stream = OpenArchive(file, 1 << 12, FileOptions.RandomAccess);
             var head = new byte[4];
             int n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
             stream.Position = 0;
@@ -154,6 +315,23 @@ namespace InitramfsPS.Images
                 return NamesIn(manifestJson, file);
             }
             return Array.Empty<string>();
+        }
+
+        /// <summary>Opens the archive; a FIFO (whose open would block forever), a device or a directory is ArchiveNotFile.</summary>
+        private static FileStream OpenArchive(string file, int bufferSize, FileOptions options)
+        {
+            try
+            {
+                return RegularFile.OpenStream(file, bufferSize, options);
+            }
+            catch (NotRegularFileException ex)
+            {
+                throw new InitramfsException("ArchiveNotFile", FailureKind.InvalidArgument, $"'{file}' is {ex.Kind}, not a docker archive; it is not read.", file, ex);
+            }
+            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+            {
+                throw new InitramfsException("ArchiveNotFound", FailureKind.NotFound, $"The docker archive '{file}' does not exist.", file, ex);
+            }
         }
 
         private static MemoryStream DecompressHead(Stream stream, LayerCompression compression)
@@ -201,8 +379,8 @@ namespace InitramfsPS.Images
             return names;
         }
 
-        private static OciImage Resolve(ImageReference reference, string file, byte[] manifestJson,
-            Dictionary<string, (Digest Digest, long Size)> members, Dictionary<string, string> links, BlobStore cache)
+        /// <summary>The image <paramref name="reference"/> names in manifest.json: the names of its config and layers.</summary>
+        private static Plan Choose(ImageReference reference, string file, byte[] manifestJson)
         {
             using var doc = LayoutResolver.Parse(manifestJson, $"manifest.json of '{file}'");
             if (doc.RootElement.ValueKind != JsonValueKind.Array || doc.RootElement.GetArrayLength() == 0)
@@ -240,6 +418,25 @@ namespace InitramfsPS.Images
             }
 
             string configName = Normalize(chosen.TryGetProperty("Config", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()! : string.Empty);
+            var layerNames = new List<string>();
+            if (chosen.TryGetProperty("Layers", out var layers) && layers.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var l in layers.EnumerateArray())
+                {
+                    if (l.ValueKind != JsonValueKind.String)
+                    {
+                        throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"The manifest.json of '{file}' names a layer with something that is not a string.", file);
+                    }
+                    layerNames.Add(Normalize(l.GetString()!));
+                }
+            }
+            return new Plan(configName, layerNames);
+        }
+
+        private static OciImage Build(ImageReference reference, string file, Plan plan,
+            Dictionary<string, (Digest Digest, long Size)> members, Dictionary<string, string> links, BlobStore cache)
+        {
+            string configName = plan.ConfigName;
             var config = Member(configName, members, links, file, "config");
             // Legacy archives name the config <sha256>.json, newer ones blobs/sha256/<hex>: either way the name is its digest.
             string stem = Path.GetFileNameWithoutExtension(configName);
@@ -254,30 +451,24 @@ namespace InitramfsPS.Images
             var imageConfig = ImageConfig.Parse(configDoc.RootElement);
 
             var layers = new List<LayerDescriptor>();
-            if (chosen.TryGetProperty("Layers", out var layerNames) && layerNames.ValueKind == JsonValueKind.Array)
+            for (int i = 0; i < plan.LayerNames.Count; i++)
             {
-                int i = 0;
-                foreach (var l in layerNames.EnumerateArray())
+                var member = Member(plan.LayerNames[i], members, links, file, $"layer {i + 1}");
+                var compression = SniffBlob(cache, member.Digest);
+                layers.Add(new LayerDescriptor
                 {
-                    string name = Normalize(l.GetString() ?? string.Empty);
-                    var member = Member(name, members, links, file, $"layer {i + 1}");
-                    var compression = SniffBlob(cache, member.Digest);
-                    layers.Add(new LayerDescriptor
+                    Index = i + 1,
+                    MediaType = compression switch
                     {
-                        Index = i + 1,
-                        MediaType = compression switch
-                        {
-                            LayerCompression.Gzip => MediaTypes.DockerLayerGzip,
-                            LayerCompression.Zstd => MediaTypes.OciLayerZstd,
-                            _ => MediaTypes.OciLayerTar,
-                        },
-                        Digest = member.Digest,
-                        Size = member.Size,
-                        DiffId = i < imageConfig.DiffIds.Count ? imageConfig.DiffIds[i] : null,
-                        Compression = compression,
-                    });
-                    i++;
-                }
+                        LayerCompression.Gzip => MediaTypes.DockerLayerGzip,
+                        LayerCompression.Zstd => MediaTypes.OciLayerZstd,
+                        _ => MediaTypes.OciLayerTar,
+                    },
+                    Digest = member.Digest,
+                    Size = member.Size,
+                    DiffId = i < imageConfig.DiffIds.Count ? imageConfig.DiffIds[i] : null,
+                    Compression = compression,
+                });
             }
             LayoutResolver.CheckDiffIds(imageConfig, layers, $"'{file}'");
             // A docker archive has no manifest blob; the config digest is the image's identity, as docker shows it.
@@ -302,9 +493,7 @@ namespace InitramfsPS.Images
         private static LayerCompression SniffBlob(BlobStore cache, Digest digest)
         {
             using var s = cache.OpenRead(digest, "layer");
-            var head = new byte[4];
-            int n = s.ReadAtLeast(head, 4, throwOnEndOfStream: false);
-            return MediaTypes.Sniff(head.AsSpan(0, n));
+            return MediaTypes.Sniff(s);
         }
 
         private static IEnumerable<string> RepoTags(JsonElement image)

@@ -24,9 +24,9 @@ namespace InitramfsPS.Images
         /// <summary>The registry that Docker Hub short names mean.</summary>
         public const string DockerHub = "docker.io";
 
-        private static readonly Regex Component = new("^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$", RegexOptions.CultureInvariant);
-        private static readonly Regex TagPattern = new(@"^[\w][\w.-]{0,127}$", RegexOptions.CultureInvariant);
-        private static readonly Regex HostPattern = new(@"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$", RegexOptions.CultureInvariant);
+        private static readonly Regex Component = new(@"^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*\z", RegexOptions.CultureInvariant);
+        private static readonly Regex TagPattern = new(@"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\z", RegexOptions.CultureInvariant);
+        private static readonly Regex HostPattern = new(@"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?\z", RegexOptions.CultureInvariant);
 
         private ImageReference(ImageTransport transport, string original)
         {
@@ -68,7 +68,19 @@ namespace InitramfsPS.Images
             {
                 throw Invalid(text, "the reference is empty");
             }
-            text = text.Trim();
+            // Spaces around a pasted reference are trimmed; a newline or another control character
+            // is refused (a reference read whole from a file ends in one), as is anything else the
+            // grammar has no place for.
+            int control = text.AsSpan().IndexOfAnyInRange('\0', '\x1f');
+            if (control < 0)
+            {
+                control = text.IndexOf('\x7f', StringComparison.Ordinal);
+            }
+            if (control >= 0)
+            {
+                throw Invalid(text, $"it contains a control character (U+{(int)text[control]:X4}) at position {control + 1}");
+            }
+            text = text.Trim(' ');
             if (text.StartsWith("oci:", StringComparison.Ordinal))
             {
                 return ParseLayout(text);
@@ -91,7 +103,7 @@ namespace InitramfsPS.Images
             {
                 if (!Images.Digest.TryParse(text[(at + 1)..], out var digest))
                 {
-                    throw Invalid(original, $"'{text[(at + 1)..]}' is not a valid digest");
+                    throw Invalid(original, $"'{RootfsPath.Printable(text[(at + 1)..])}' is not a valid digest");
                 }
                 r.Digest = digest;
                 name = text[..at];
@@ -103,7 +115,7 @@ namespace InitramfsPS.Images
                 string tag = name[(colon + 1)..];
                 if (!TagPattern.IsMatch(tag))
                 {
-                    throw Invalid(original, $"'{tag}' is not a valid tag");
+                    throw Invalid(original, $"'{RootfsPath.Printable(tag)}' is not a valid tag");
                 }
                 r.Tag = tag;
                 name = name[..colon];
@@ -119,7 +131,7 @@ namespace InitramfsPS.Images
             {
                 if (!HostPattern.IsMatch(first))
                 {
-                    throw Invalid(original, $"'{first}' is not a valid registry host");
+                    throw Invalid(original, $"'{RootfsPath.Printable(first)}' is not a valid registry host");
                 }
                 r.Registry = first == "index.docker.io" ? DockerHub : first;
                 repository = name[(firstSlash + 1)..];
@@ -139,7 +151,7 @@ namespace InitramfsPS.Images
                 {
                     string why = !string.Equals(part.ToLowerInvariant(), part, StringComparison.Ordinal) && Component.IsMatch(part.ToLowerInvariant())
                         ? "repository names must be lowercase"
-                        : $"'{part}' is not a valid repository name component";
+                        : $"'{RootfsPath.Printable(part)}' is not a valid repository name component";
                     throw Invalid(original, why);
                 }
             }
@@ -244,6 +256,6 @@ namespace InitramfsPS.Images
         };
 
         private static InitramfsException Invalid(string text, string why) =>
-            new("InvalidReference", FailureKind.InvalidArgument, $"'{text}' is not a valid image reference: {why}.", text);
+            new("InvalidReference", FailureKind.InvalidArgument, $"'{RootfsPath.Printable(text)}' is not a valid image reference: {why}.", text);
     }
 }

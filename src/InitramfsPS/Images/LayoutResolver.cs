@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Images
 {
@@ -36,17 +37,21 @@ namespace InitramfsPS.Images
             Descriptor chosen;
             if (reference.Digest is { } digest)
             {
-                var info = new FileInfo(store.PathOf(digest));
-                if (!info.Exists)
+                long length;
+                try
+                {
+                    length = store.LengthOf(digest, "manifest");
+                }
+                catch (InitramfsException ex) when (ex.ErrorId == "BlobMissing")
                 {
                     throw new InitramfsException("ManifestNotFound", FailureKind.NotFound,
-                        $"The layout '{directory}' has no blob {digest}.", digest.ToString());
+                        $"The layout '{directory}' has no blob {digest}.", digest.ToString(), ex);
                 }
-                chosen = new Descriptor(null, digest, info.Length);
+                chosen = new Descriptor(null, digest, length);
             }
             else
             {
-                var indexBytes = ReadSmallFile(indexPath, "index.json");
+                var indexBytes = ReadIndexJson(directory);
                 var entries = ParseIndex(indexBytes, "index.json of " + directory);
                 chosen = PickTagged(entries, reference.Tag, directory, platform);
             }
@@ -67,7 +72,7 @@ namespace InitramfsPS.Images
                 throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData,
                     $"'{directory}' is not an OCI image layout: it has no index.json.", directory);
             }
-            using var doc = Parse(ReadSmallFile(indexPath, "index.json"), "index.json of " + directory);
+            using var doc = Parse(ReadIndexJson(directory), "index.json of " + directory);
             var tags = new List<string>();
             var seen = new HashSet<string>(StringComparer.Ordinal);
             if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("manifests", out var manifests) || manifests.ValueKind != JsonValueKind.Array)
@@ -274,23 +279,43 @@ namespace InitramfsPS.Images
             return match;
         }
 
-        private static byte[] ReadSmallFile(string path, string what)
+        /// <summary>
+        /// The index.json of the layout at <paramref name="directory"/>, at most 4 MiB. As a blob
+        /// (<see cref="BlobStore.OpenRead(Digest, string, out string)"/>), it may not be a symlink out of
+        /// the layout, nor anything but a regular file (opening a FIFO would block forever).
+        /// </summary>
+        private static byte[] ReadIndexJson(string directory)
         {
-            var info = new FileInfo(path);
-            if (info.Length > 4 << 20)
+            string path = Path.Combine(directory, "index.json");
+            string? real = RegularFile.RealPath(path);
+            if (real is null)
             {
-                throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded, $"The {what} at '{path}' is larger than 4 MiB.", path);
+                throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData, $"'{directory}' is not an OCI image layout: it has no index.json.", directory);
+            }
+            if (RegularFile.RealPath(directory) is not { } realDirectory || !RegularFile.IsWithin(real, realDirectory))
+            {
+                throw new InitramfsException("LayoutInvalid", FailureKind.Security,
+                    $"The index.json of '{directory}' is a symlink that leads out of the layout; it is not followed.", directory);
             }
             try
             {
-                using var stream = IO.HostFile.OpenStream(path, 1 << 12);
-                using var copy = new MemoryStream();
-                stream.CopyTo(copy);
-                return copy.ToArray();
+                using var stream = RegularFile.OpenStream(real, 1 << 12);
+                if (stream.Length > 4 << 20)
+                {
+                    throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded, $"The index.json at '{path}' is larger than 4 MiB.", path);
+                }
+                var bytes = new byte[stream.Length];
+                stream.ReadExactly(bytes);
+                return bytes;
             }
-            catch (IO.NotAFileException ex)
+            catch (NotRegularFileException ex)
             {
-                throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData, $"The {what} at '{path}' is not a regular file (a FIFO, socket or terminal).", path, ex);
+                throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData,
+                    $"The index.json of '{directory}' is {ex.Kind}, not a regular file; it is not read.", directory, ex);
+            }
+            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+            {
+                throw new InitramfsException("LayoutInvalid", FailureKind.InvalidData, $"'{directory}' is not an OCI image layout: it has no index.json.", directory, ex);
             }
         }
 

@@ -1,4 +1,6 @@
 using System;
+using System.Buffers.Binary;
+using System.IO;
 
 namespace InitramfsPS.Images
 {
@@ -85,6 +87,49 @@ namespace InitramfsPS.Images
                 return LayerCompression.Zstd;
             }
             return LayerCompression.None;
+        }
+
+        /// <summary>How many skippable frames <see cref="Sniff(Stream)"/> looks past.</summary>
+        private const int MaxSkippableFrames = 16;
+
+        /// <summary>
+        /// The compression of the bytes of a seekable <paramref name="stream"/> from its position,
+        /// which is left unchanged: as <see cref="Sniff(ReadOnlySpan{byte})"/>, and zstd also when
+        /// skippable frames (magic 0x184D2A50 to 0x184D2A5F, RFC 8878 §3.1.2) come before a zstd
+        /// frame, as zstd and the layer writers that put metadata first write them.
+        /// </summary>
+        public static LayerCompression Sniff(Stream stream)
+        {
+            long start = stream.Position;
+            try
+            {
+                Span<byte> head = stackalloc byte[8];
+                long at = start;
+                for (int skipped = 0; ; skipped++)
+                {
+                    stream.Position = at;
+                    int n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+                    var found = Sniff(head[..n]);
+                    if (skipped == 0 && found != LayerCompression.None)
+                    {
+                        return found;
+                    }
+                    if (skipped > 0 && found == LayerCompression.Zstd)
+                    {
+                        return LayerCompression.Zstd;
+                    }
+                    if (n < head.Length || skipped == MaxSkippableFrames
+                        || (head[0] & 0xF0) != 0x50 || head[1] != 0x2A || head[2] != 0x4D || head[3] != 0x18)
+                    {
+                        return LayerCompression.None;
+                    }
+                    at += head.Length + (long)BinaryPrimitives.ReadUInt32LittleEndian(head[4..]);
+                }
+            }
+            finally
+            {
+                stream.Position = start;
+            }
         }
     }
 }

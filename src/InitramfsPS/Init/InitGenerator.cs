@@ -54,7 +54,7 @@ namespace InitramfsPS.Init
         /// <summary>Comment holding the workload's whole command line, for reports (control characters escaped).</summary>
         public const string CommandMarker = "# initramfsps-command: ";
 
-        private static readonly Regex EnvName = new("^[A-Za-z_][A-Za-z0-9_]*$", RegexOptions.CultureInvariant);
+        private static readonly Regex EnvName = new(@"^[A-Za-z_][A-Za-z0-9_]*\z", RegexOptions.CultureInvariant);
 
         /// <summary>Quotes a word for sh: single quotes, each ' written as '\''.</summary>
         public static string Quote(string word) => "'" + word.Replace("'", "'\\''", StringComparison.Ordinal) + "'";

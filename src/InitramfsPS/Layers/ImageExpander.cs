@@ -17,8 +17,15 @@ namespace InitramfsPS.Layers
         /// <summary>16 GiB: more than any real layer, less than a disk fills with.</summary>
         public const long DefaultMaxLayerSize = 16L << 30;
 
-        /// <summary>The most entries a rootfs may hold (metadata is kept in memory).</summary>
-        public int MaxEntries { get; init; } = 2_000_000;
+        /// <summary>
+        /// The most entries a rootfs may hold (metadata is kept in memory), and the most records
+        /// (entries and whiteouts) one layer may hold: counted as the layer is parsed and applied, so
+        /// a layer stops at the cap instead of being read whole first.
+        /// </summary>
+        public int MaxEntries { get; init; } = DefaultMaxEntries;
+
+        /// <summary>2,000,000 entries.</summary>
+        public const int DefaultMaxEntries = 2_000_000;
 
         /// <summary>Called as layer bytes are read: (layer index, layer count, bytes read, layer size).</summary>
         public Action<int, int, long, long>? Progress { get; init; }
@@ -40,12 +47,7 @@ namespace InitramfsPS.Layers
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var parsed = Read(image, layer, cache, options, cancellationToken);
-                LayerApplier.Apply(rootfs, parsed, layer.DisplayName);
-                if (rootfs.Count > options.MaxEntries)
-                {
-                    throw new InitramfsException("TooManyEntries", FailureKind.LimitExceeded,
-                        $"The image has more than {options.MaxEntries} entries; refusing to hold more in memory.", image.ToString());
-                }
+                LayerApplier.Apply(rootfs, parsed, layer.DisplayName, options.MaxEntries);
             }
             return rootfs;
         }
@@ -64,28 +66,25 @@ namespace InitramfsPS.Layers
                 {
                     throw TooLarge(name, layer, options.MaxLayerSize);
                 }
-                var indexed = LayerIndex.TryRead(cache, known);
+                var indexed = LayerIndex.TryRead(cache, known, options.MaxEntries);
                 if (indexed is not null)
                 {
                     return indexed;
                 }
-                var fromCache = TryReadCached(cache, known, name, cancellationToken);
+                var fromCache = TryReadCached(cache, known, name, options.MaxEntries, cancellationToken);
                 if (fromCache is not null)
                 {
                     LayerIndex.Write(cache, known, fromCache);
                     return fromCache;
                 }
             }
-            using var raw = image.Blobs.OpenRead(layer.Digest, name);
+            using var raw = image.Blobs.OpenRead(layer.Digest, name, out string blobPath);
             if (raw.Length != layer.Size)
             {
                 throw new InitramfsException("LayerSizeMismatch", FailureKind.InvalidData,
                     $"{name}: the blob has {raw.Length} bytes but the manifest says {layer.Size}.", layer.Digest.ToString());
             }
-            Span<byte> head = stackalloc byte[4];
-            int headLength = raw.ReadAtLeast(head, 4, throwOnEndOfStream: false);
-            raw.Position = 0;
-            var actual = MediaTypes.Sniff(head[..headLength]);
+            var actual = MediaTypes.Sniff(raw);
             if (actual != layer.Compression)
             {
                 throw new InitramfsException("LayerCompressionMismatch", FailureKind.InvalidData,
@@ -95,7 +94,7 @@ namespace InitramfsPS.Layers
             if (layer.Compression == LayerCompression.None)
             {
                 // An uncompressed layer is its own random-access form: entries point into the blob.
-                var parsed = new ParsedLayer { BackingPath = image.Blobs.PathOf(layer.Digest), BackingLength = raw.Length };
+                var parsed = new ParsedLayer { BackingPath = blobPath, BackingLength = raw.Length, MaxEntries = options.MaxEntries };
                 using var hash = layer.Digest.CreateHash();
                 var counted = new HashingReadStream(raw, hash);
                 try
@@ -122,7 +121,7 @@ namespace InitramfsPS.Layers
                 return parsed;
             }
 
-            var result = new ParsedLayer();
+            var result = new ParsedLayer { MaxEntries = options.MaxEntries };
             UnpackedLayer unpacked;
             try
             {
@@ -180,10 +179,10 @@ namespace InitramfsPS.Layers
         private static void ClassifyAll(Stream tar, ParsedLayer parsed, string name, Action? progress, CancellationToken cancellationToken)
             => TarReader.ReadAll(tar, header => LayerApplier.Classify(header, parsed, name), progress, cancellationToken);
 
-        private static ParsedLayer? TryReadCached(BlobStore cache, Digest diffId, string name, CancellationToken cancellationToken)
+        private static ParsedLayer? TryReadCached(BlobStore cache, Digest diffId, string name, int maxEntries, CancellationToken cancellationToken)
         {
             string path = cache.PathOf(diffId);
-            var parsed = new ParsedLayer { BackingPath = path };
+            var parsed = new ParsedLayer { BackingPath = path, MaxEntries = maxEntries };
             try
             {
                 using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Text;
 using InitramfsPS.Errors;
 
 namespace InitramfsPS.Layers
@@ -29,22 +30,37 @@ namespace InitramfsPS.Layers
         /// <summary>Paths that <c>.wh.NAME</c> files delete from lower layers.</summary>
         public List<string> Whiteouts { get; } = new();
 
+        /// <summary>Where each of <see cref="Whiteouts"/> is in the tar: the number of <see cref="Entries"/> before it.</summary>
+        public List<int> WhiteoutPositions { get; } = new();
+
         /// <summary>Directories that <c>.wh..wh..opq</c> empties of lower-layer content.</summary>
         public List<string> OpaqueDirectories { get; } = new();
+
+        /// <summary>Where each of <see cref="OpaqueDirectories"/> is in the tar: the number of <see cref="Entries"/> before it.</summary>
+        public List<int> OpaquePositions { get; } = new();
 
         /// <summary>The file that holds the uncompressed tar (a layout blob or a cache blob).</summary>
         public string BackingPath { get; set; } = string.Empty;
 
         /// <summary>Length of that file, to notice later if it changed.</summary>
         public long BackingLength { get; set; }
+
+        /// <summary>The most records (entries, whiteouts, opaque directories) the layer may hold; <see cref="LayerApplier.Classify"/> stops there.</summary>
+        public int MaxEntries { get; init; } = ExpandOptions.DefaultMaxEntries;
+
+        /// <summary>Records held: entries, whiteouts and opaque directories.</summary>
+        public int Records => Entries.Count + Whiteouts.Count + OpaqueDirectories.Count;
     }
 
     /// <summary>
     /// Applies layers to a rootfs per the OCI image spec's "Applying changesets": whiteouts and
     /// opaque whiteouts act on lower layers only, whatever their place in the tar, so they are
-    /// applied first; then the entries in tar order. Nothing is ever followed or written outside
-    /// the rootfs: paths are normalised lexically, a '..' above the root is refused, and an entry
-    /// whose parent is a symlink is refused rather than resolved.
+    /// applied first; then the entries in tar order. One exception to "whatever their place", as
+    /// containerd applies a layer in stream order: a hardlink to a lower file that comes before the
+    /// whiteout of that file keeps it (under the link's name); after the whiteout it has no target.
+    /// Nothing is ever followed or written outside the rootfs: paths are normalised lexically, a
+    /// '..' above the root is refused, and an entry whose parent is a symlink is refused rather
+    /// than resolved.
     /// </summary>
     public static class LayerApplier
     {
@@ -55,6 +71,12 @@ namespace InitramfsPS.Layers
         /// <summary>Classifies one tar header into <paramref name="layer"/>; <paramref name="layerName"/> names the layer in errors.</summary>
         public static void Classify(TarHeader header, ParsedLayer layer, string layerName)
         {
+            if (layer.Records >= layer.MaxEntries)
+            {
+                // Counted while parsing: the rest of the layer is never read, let alone held.
+                throw new InitramfsException("TooManyEntries", FailureKind.LimitExceeded,
+                    $"{layerName}: the layer holds more than {layer.MaxEntries} entries; refusing to hold more in memory.", RootfsPath.Printable(header.Name));
+            }
             if (!RootfsPath.TryNormalize(header.Name, out string path, out string? problem))
             {
                 throw problem == "climbs"
@@ -69,7 +91,12 @@ namespace InitramfsPS.Layers
                 string parent = RootfsPath.Parent(path);
                 if (name == OpaqueMarker)
                 {
+                    if (TooLong(parent, out int parentBytes))
+                    {
+                        throw TooLongError(layerName, $"the opaque whiteout '{RootfsPath.Printable(header.Name)}' names the directory '{RootfsPath.Printable(parent)}', which is {parentBytes} bytes long", parent);
+                    }
                     layer.OpaqueDirectories.Add(parent);
+                    layer.OpaquePositions.Add(layer.Entries.Count);
                     return;
                 }
                 if (name.StartsWith(MetaPrefix, StringComparison.Ordinal))
@@ -83,8 +110,18 @@ namespace InitramfsPS.Layers
                     throw new InitramfsException("LayerWhiteoutInvalid", FailureKind.Security,
                         $"{layerName}: the whiteout '{RootfsPath.Printable(header.Name)}' names no entry it could delete; the layer is refused.", header.Name);
                 }
-                layer.Whiteouts.Add(RootfsPath.Combine(parent, target));
+                string whitedOut = RootfsPath.Combine(parent, target);
+                if (TooLong(whitedOut, out int whitedOutBytes))
+                {
+                    throw TooLongError(layerName, $"the whiteout '{RootfsPath.Printable(header.Name)}' names '{RootfsPath.Printable(whitedOut)}', which is {whitedOutBytes} bytes long", whitedOut);
+                }
+                layer.Whiteouts.Add(whitedOut);
+                layer.WhiteoutPositions.Add(layer.Entries.Count);
                 return;
+            }
+            if (TooLong(path, out int bytes))
+            {
+                throw TooLongError(layerName, $"the entry '{RootfsPath.Printable(path)}' is {bytes} bytes long", path);
             }
 
             EntryType type;
@@ -103,6 +140,10 @@ namespace InitramfsPS.Layers
                         throw new InitramfsException(linkProblem == "climbs" ? "LayerHardlinkOutsideRoot" : "LayerEntryNameInvalid",
                             linkProblem == "climbs" ? FailureKind.Security : FailureKind.InvalidData,
                             $"{layerName}: the hardlink '{RootfsPath.Printable(header.Name)}' points to '{RootfsPath.Printable(header.LinkName)}', which is {(linkProblem == "climbs" ? "outside the root" : "not a valid path")}; the layer is refused.", header.Name);
+                    }
+                    if (TooLong(linkPath, out int linkBytes))
+                    {
+                        throw TooLongError(layerName, $"the hardlink '{RootfsPath.Printable(path)}' points to '{RootfsPath.Printable(linkPath)}', which is {linkBytes} bytes long", linkPath);
                     }
                     hardlinkTarget = linkPath;
                     break;
@@ -141,22 +182,34 @@ namespace InitramfsPS.Layers
             layer.Entries.Add(new LayerEntry { Path = path, Type = type, HardlinkTarget = hardlinkTarget, Header = header });
         }
 
-        /// <summary>Applies a parsed layer to <paramref name="rootfs"/>.</summary>
-        public static void Apply(Rootfs rootfs, ParsedLayer layer, string layerName)
+        /// <summary>
+        /// Whether the kernel would drop <paramref name="path"/> (a name of PATH_MAX bytes or more with
+        /// its NUL). Such a path is refused as soon as it is parsed: nothing longer reaches the rootfs,
+        /// which bounds the cost of every later step (a path of 40,000 components once took time and
+        /// memory quadratic in its length).
+        /// </summary>
+        private static bool TooLong(string path, out int bytes)
         {
-            foreach (string directory in layer.OpaqueDirectories)
+            // The name in the archive is the path without its leading '/'.
+            bytes = path.Length <= 1 ? 0 : Encoding.UTF8.GetByteCount(path.AsSpan(1));
+            return !RootfsPath.FitsPathMax(bytes);
+        }
+
+        private static InitramfsException TooLongError(string layerName, string what, string path) =>
+            new("LayerEntryNameTooLong", FailureKind.LimitExceeded,
+                $"{layerName}: {what}; the kernel drops names of PATH_MAX ({RootfsPath.PathMax} bytes with the NUL) or more, so the layer is refused.",
+                RootfsPath.Printable(path));
+
+        /// <summary>
+        /// Applies a parsed layer to <paramref name="rootfs"/>, which may hold at most
+        /// <paramref name="maxEntries"/> entries (the directories the layer creates implicitly count too).
+        /// </summary>
+        public static void Apply(Rootfs rootfs, ParsedLayer layer, string layerName, int maxEntries = int.MaxValue)
+        {
+            var removed = RemoveLower(rootfs, layer);
+            for (int i = 0; i < layer.Entries.Count; i++)
             {
-                if (rootfs.GetEntry(directory)?.Type == EntryType.Directory)
-                {
-                    rootfs.ClearDirectory(directory);
-                }
-            }
-            foreach (string path in layer.Whiteouts)
-            {
-                rootfs.Remove(path);
-            }
-            foreach (var e in layer.Entries)
-            {
+                var e = layer.Entries[i];
                 var h = e.Header;
                 RootfsEntry entry;
                 if (e.HardlinkTarget is { } targetPath)
@@ -166,6 +219,27 @@ namespace InitramfsPS.Layers
                         continue;
                     }
                     var target = rootfs.GetEntry(targetPath);
+                    if (target is null && removed is not null && removed.TryGetValue(targetPath, out var gone))
+                    {
+                        if (gone.Position <= i)
+                        {
+                            throw new InitramfsException("LayerHardlinkTargetMissing", FailureKind.InvalidData,
+                                $"{layerName}: the hardlink '{RootfsPath.Printable(e.Path)}' points to '{RootfsPath.Printable(targetPath)}', which a whiteout earlier in this layer removed (a link keeps a lower file only when it comes before the file's whiteout).", e.Path);
+                        }
+                        // The link comes first in the tar: as containerd, which applies the layer in
+                        // that order, it is made before the whiteout removes its target, and the lower
+                        // file lives on under the link's name (in the inode the target shared, if any).
+                        var lower = gone.Entry;
+                        if (lower.Hardlink is null)
+                        {
+                            lower = lower with { Hardlink = new HardlinkGroup() };
+                            removed[targetPath] = (lower, gone.Position);
+                        }
+                        entry = lower with { Path = e.Path, Source = layerName };
+                        Set(rootfs, entry, layerName, h.MTime);
+                        CheckCount(rootfs, maxEntries, layerName, e.Path);
+                        continue;
+                    }
                     if (target is null)
                     {
                         throw new InitramfsException("LayerHardlinkTargetMissing", FailureKind.InvalidData,
@@ -203,7 +277,80 @@ namespace InitramfsPS.Layers
                     };
                 }
                 Set(rootfs, entry, layerName, h.MTime);
+                CheckCount(rootfs, maxEntries, layerName, e.Path);
             }
+        }
+
+        private static void CheckCount(Rootfs rootfs, int maxEntries, string layerName, string path)
+        {
+            if (rootfs.Count > maxEntries)
+            {
+                throw new InitramfsException("TooManyEntries", FailureKind.LimitExceeded,
+                    $"{layerName}: with this layer the image has more than {maxEntries} entries (the directories it creates included); refusing to hold more in memory.", RootfsPath.Printable(path));
+            }
+        }
+
+        /// <summary>
+        /// Applies the layer's whiteouts and opaque whiteouts to the lower layers, in the order of the
+        /// tar. When the layer also holds hardlinks, returns the lower entries those links point to
+        /// that were removed, each with the position in the tar of the whiteout that removed it first
+        /// (the number of entries before it); null otherwise.
+        /// </summary>
+        private static Dictionary<string, (RootfsEntry Entry, int Position)>? RemoveLower(Rootfs rootfs, ParsedLayer layer)
+        {
+            HashSet<string>? linkTargets = null;
+            if (layer.Whiteouts.Count + layer.OpaqueDirectories.Count > 0)
+            {
+                foreach (var e in layer.Entries)
+                {
+                    if (e.HardlinkTarget is { } t)
+                    {
+                        (linkTargets ??= new HashSet<string>(StringComparer.Ordinal)).Add(t);
+                    }
+                }
+            }
+            var removed = linkTargets is null ? null : new Dictionary<string, (RootfsEntry Entry, int Position)>(StringComparer.Ordinal);
+            void Remember(IEnumerable<RootfsEntry> entries, int position)
+            {
+                foreach (var gone in entries)
+                {
+                    if (linkTargets!.Contains(gone.Path))
+                    {
+                        removed!.TryAdd(gone.Path, (gone, position));
+                    }
+                }
+            }
+            // An index written before positions were kept has none: its whiteouts count as coming first.
+            int PositionOf(List<int> positions, int k) => k < positions.Count ? positions[k] : 0;
+            int w = 0, o = 0;
+            while (w < layer.Whiteouts.Count || o < layer.OpaqueDirectories.Count)
+            {
+                bool opaqueNext = o < layer.OpaqueDirectories.Count
+                    && (w >= layer.Whiteouts.Count || PositionOf(layer.OpaquePositions, o) <= PositionOf(layer.WhiteoutPositions, w));
+                if (opaqueNext)
+                {
+                    string directory = layer.OpaqueDirectories[o];
+                    int position = PositionOf(layer.OpaquePositions, o++);
+                    if (rootfs.GetEntry(directory)?.Type == EntryType.Directory)
+                    {
+                        if (removed is not null)
+                        {
+                            Remember(rootfs.GetEntriesBelow(directory), position);
+                        }
+                        rootfs.ClearDirectory(directory);
+                    }
+                }
+                else
+                {
+                    int position = PositionOf(layer.WhiteoutPositions, w);
+                    var gone = rootfs.Remove(layer.Whiteouts[w++]);
+                    if (removed is not null)
+                    {
+                        Remember(gone, position);
+                    }
+                }
+            }
+            return removed;
         }
 
         private static void Set(Rootfs rootfs, RootfsEntry entry, string layerName, long mtime)

@@ -17,7 +17,8 @@ namespace InitramfsPS.Layers
     /// </summary>
     public static class LayerIndex
     {
-        private const string Magic = "InitramfsPS layer index 1";
+        // 2: each whiteout and opaque directory with its position in the tar.
+        private const string Magic = "InitramfsPS layer index 2";
 
         /// <summary>Where the index of the layer with <paramref name="diffId"/> lives.</summary>
         public static string PathFor(BlobStore cache, Digest diffId) => Path.Combine(cache.Root, "index", diffId.Algorithm, diffId.Hex);
@@ -25,9 +26,10 @@ namespace InitramfsPS.Layers
         /// <summary>
         /// Loads the index, or null when it is missing, damaged, or does not match the tar it
         /// describes (missing, or another length). Every path is checked again to be normalised,
-        /// so an edited index cannot place an entry outside the root.
+        /// so an edited index cannot place an entry outside the root. An index of more than
+        /// <paramref name="maxEntries"/> records is not loaded (the tar is then parsed, and stops at the cap).
         /// </summary>
-        public static ParsedLayer? TryRead(BlobStore cache, Digest diffId)
+        public static ParsedLayer? TryRead(BlobStore cache, Digest diffId, int maxEntries = ExpandOptions.DefaultMaxEntries)
         {
             string path = PathFor(cache, diffId);
             string backing = cache.PathOf(diffId);
@@ -47,12 +49,17 @@ namespace InitramfsPS.Layers
                 {
                     return null;
                 }
-                var parsed = new ParsedLayer { BackingPath = backing, BackingLength = length };
-                if (!ReadPaths(reader, parsed.Whiteouts) || !ReadPaths(reader, parsed.OpaqueDirectories))
+                var parsed = new ParsedLayer { BackingPath = backing, BackingLength = length, MaxEntries = maxEntries };
+                if (!ReadPaths(reader, parsed.Whiteouts, parsed.WhiteoutPositions, maxEntries)
+                    || !ReadPaths(reader, parsed.OpaqueDirectories, parsed.OpaquePositions, maxEntries - parsed.Records))
                 {
                     return null;
                 }
                 int count = reader.ReadInt32();
+                if (count < 0 || count > maxEntries - parsed.Records)
+                {
+                    return null;
+                }
                 for (int i = 0; i < count; i++)
                 {
                     string entryPath = reader.ReadString();
@@ -79,6 +86,10 @@ namespace InitramfsPS.Layers
                     }
                     parsed.Entries.Add(new LayerEntry { Path = entryPath, Type = type, HardlinkTarget = hardlink, Header = header });
                 }
+                if (parsed.WhiteoutPositions.Exists(p => p > count) || parsed.OpaquePositions.Exists(p => p > count))
+                {
+                    return null;
+                }
                 return parsed;
             }
             catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException or ArgumentException or UnauthorizedAccessException)
@@ -99,8 +110,8 @@ namespace InitramfsPS.Layers
                 {
                     writer.Write(Magic);
                     writer.Write(parsed.BackingLength);
-                    WritePaths(writer, parsed.Whiteouts);
-                    WritePaths(writer, parsed.OpaqueDirectories);
+                    WritePaths(writer, parsed.Whiteouts, parsed.WhiteoutPositions);
+                    WritePaths(writer, parsed.OpaqueDirectories, parsed.OpaquePositions);
                     writer.Write(parsed.Entries.Count);
                     foreach (var e in parsed.Entries)
                     {
@@ -132,28 +143,38 @@ namespace InitramfsPS.Layers
             }
         }
 
-        private static bool IsNormalized(string path) => RootfsPath.TryNormalize(path, out string normalized, out _) && normalized == path;
+        /// <summary>Normalised, and short enough for the kernel (an index of an older version may hold longer paths, which layers now refuse).</summary>
+        private static bool IsNormalized(string path) =>
+            RootfsPath.TryNormalize(path, out string normalized, out _) && normalized == path
+            && RootfsPath.FitsPathMax(path.Length <= 1 ? 0 : Encoding.UTF8.GetByteCount(path.AsSpan(1)));
 
-        private static void WritePaths(BinaryWriter writer, List<string> paths)
+        private static void WritePaths(BinaryWriter writer, List<string> paths, List<int> positions)
         {
             writer.Write(paths.Count);
-            foreach (string p in paths)
+            for (int i = 0; i < paths.Count; i++)
             {
-                writer.Write(p);
+                writer.Write(paths[i]);
+                writer.Write(i < positions.Count ? positions[i] : 0);
             }
         }
 
-        private static bool ReadPaths(BinaryReader reader, List<string> into)
+        private static bool ReadPaths(BinaryReader reader, List<string> into, List<int> positions, int max)
         {
             int count = reader.ReadInt32();
+            if (count < 0 || count > max)
+            {
+                return false;
+            }
             for (int i = 0; i < count; i++)
             {
                 string p = reader.ReadString();
-                if (!IsNormalized(p))
+                int position = reader.ReadInt32();
+                if (!IsNormalized(p) || position < 0)
                 {
                     return false;
                 }
                 into.Add(p);
+                positions.Add(position);
             }
             return true;
         }

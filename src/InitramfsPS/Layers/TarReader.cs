@@ -65,6 +65,7 @@ namespace InitramfsPS.Layers
         private readonly byte[] scratch = new byte[64 * 1024];
         private readonly Dictionary<string, string> globalPax = new(StringComparer.Ordinal);
         private readonly bool seekData;
+        private readonly CancellationToken cancellationToken;
         private bool ended;
 
         /// <summary>Reads tar headers from <paramref name="stream"/>, which need not be seekable.</summary>
@@ -74,8 +75,12 @@ namespace InitramfsPS.Layers
         /// Reads tar headers from a seekable <paramref name="stream"/>, seeking past each entry's data
         /// instead of reading it: a scan of the headers of a large archive then reads little.
         /// </summary>
-        internal TarReader(Stream stream, bool seekData)
-            : this(stream) => this.seekData = seekData && stream.CanSeek;
+        internal TarReader(Stream stream, bool seekData, CancellationToken cancellationToken = default)
+            : this(stream)
+        {
+            this.seekData = seekData && stream.CanSeek;
+            this.cancellationToken = cancellationToken;
+        }
 
         /// <summary>
         /// Hands every header of the tar in <paramref name="stream"/> to <paramref name="onEntry"/>,
@@ -104,7 +109,15 @@ namespace InitramfsPS.Layers
         /// The next entry, with its data skipped; null at the end of the archive (two zero blocks,
         /// one zero block, or the end of the stream at a header boundary).
         /// </summary>
-        public TarHeader? Next()
+        public TarHeader? Next() => Next(null);
+
+        /// <summary>
+        /// The next entry, as <see cref="Next()"/>; <paramref name="beforeData"/> sees each entry before its
+        /// data is skipped, with a stream of that data (exactly its size), which it may read from or
+        /// not: what it leaves is skipped. It may also refuse the entry by throwing, before any of a
+        /// large entry's data is read.
+        /// </summary>
+        internal TarHeader? Next(Action<TarHeader, Stream>? beforeData)
         {
             if (ended)
             {
@@ -202,18 +215,26 @@ namespace InitramfsPS.Layers
                 // Hardlinks, symlinks, devices, fifos and directories have no data, whatever a header says,
                 // except that a hardlink's size is skipped as tar writers expect.
                 entry.DataOffset = Position;
-                Skip(entry.Size, headerOffset);
+                long consumed = 0;
+                if (beforeData is not null)
+                {
+                    var data = new EntryData(this, entry.Size, headerOffset);
+                    beforeData(entry, data);
+                    consumed = data.Consumed;
+                }
+                Skip(entry.Size, consumed, headerOffset);
                 return entry;
             }
         }
 
-        private void Skip(long size, long headerOffset)
+        /// <summary>Skips what is left of an entry's <paramref name="size"/> bytes of data (<paramref name="consumed"/> were read) and its padding.</summary>
+        private void Skip(long size, long consumed, long headerOffset)
         {
             if (seekData)
             {
-                long padded = Padded(size);
+                long padded = Padded(size) - consumed;
                 long left = stream.Length - stream.Position;
-                if (size > left)
+                if (size - consumed > left)
                 {
                     throw Corrupt("the stream ended inside an entry's data (a size larger than the layer?)", headerOffset);
                 }
@@ -223,9 +244,14 @@ namespace InitramfsPS.Layers
                 ended = step < padded;
                 return;
             }
-            long remaining = size;
+            long remaining = size - consumed;
+            long chunks = 0;
             while (remaining > 0)
             {
+                if ((++chunks & 255) == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
                 int want = (int)Math.Min(scratch.Length, remaining);
                 if (ReadFull(scratch, 0, want) < want)
                 {
@@ -452,5 +478,39 @@ namespace InitramfsPS.Layers
 
         private static InitramfsException Corrupt(string what, long headerOffset) =>
             new("LayerTarCorrupt", FailureKind.InvalidData, $"The layer tar is corrupt: {what} at offset {headerOffset}.", headerOffset);
+
+        /// <summary>The data of the entry <see cref="Next(Action{TarHeader, Stream})"/> is at, read through the reader so its position stays right.</summary>
+        private sealed class EntryData : InitramfsPS.IO.ReadOnlyStream
+        {
+            private readonly TarReader owner;
+            private readonly long size;
+            private readonly long headerOffset;
+
+            public EntryData(TarReader owner, long size, long headerOffset)
+            {
+                this.owner = owner;
+                this.size = size;
+                this.headerOffset = headerOffset;
+            }
+
+            public long Consumed { get; private set; }
+
+            public override int Read(Span<byte> buffer)
+            {
+                int want = (int)Math.Min(buffer.Length, size - Consumed);
+                if (want <= 0)
+                {
+                    return 0;
+                }
+                int n = owner.stream.Read(buffer[..want]);
+                if (n <= 0)
+                {
+                    throw Corrupt("the stream ended inside an entry's data", headerOffset);
+                }
+                owner.Position += n;
+                Consumed += n;
+                return n;
+            }
+        }
     }
 }

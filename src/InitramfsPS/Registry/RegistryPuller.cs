@@ -44,6 +44,26 @@ namespace InitramfsPS.Registry
                 return FromCache(reference, platform, cache);
             }
             using var client = new RegistryClient(reference, options.Registry);
+            try
+            {
+                return await PullWithAsync(client, reference, platform, cache, options, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                // The one way out of a pull: secrets scrubbed, .NET's exceptions as the module's errors.
+                var contained = client.Contain(ex);
+                if (ReferenceEquals(contained, ex))
+                {
+                    throw;
+                }
+                throw contained;
+            }
+        }
+
+        private static async Task<OciImage> PullWithAsync(RegistryClient client, ImageReference reference, Platform platform, BlobStore cache, PullOptions options, CancellationToken cancellationToken)
+        {
+            // Verbose lines of the pull (some quote the registry's documents) go through the client's scrubber too.
+            Action<string>? verbose = options.Registry.Verbose is { } say ? message => say(client.Secrets.Scrub(message)) : null;
             string wanted = reference.Digest?.ToString() ?? reference.Tag ?? "latest";
             var (bytes, top) = await client.GetManifestAsync(wanted, cancellationToken).ConfigureAwait(false);
             Put(cache, top.Digest, bytes);
@@ -58,7 +78,7 @@ namespace InitramfsPS.Registry
                 if (document.Index is { } entries)
                 {
                     var chosen = LayoutResolver.PickPlatform(entries, platform, $"{reference} ({top.Digest})");
-                    options.Registry.Verbose?.Invoke($"{reference}: {platform} is {chosen.Digest}.");
+                    verbose?.Invoke($"{reference}: {platform} is {chosen.Digest}.");
                     if (cache.Has(chosen.Digest))
                     {
                         bytes = cache.ReadVerified(chosen, "manifest");
@@ -71,7 +91,7 @@ namespace InitramfsPS.Registry
                     descriptor = chosen with { MediaType = chosen.MediaType };
                     continue;
                 }
-                await DownloadAllAsync(client, document, descriptor.Digest, cache, options, cancellationToken).ConfigureAwait(false);
+                await DownloadAllAsync(client, document, descriptor.Digest, cache, options, verbose, cancellationToken).ConfigureAwait(false);
                 break;
             }
             if (reference.Digest is null && reference.Tag is { } tag)
@@ -81,8 +101,15 @@ namespace InitramfsPS.Registry
             return LayoutResolver.Resolve(reference, cache, top, platform);
         }
 
-        private static async Task DownloadAllAsync(RegistryClient client, LayoutResolver.ManifestDocument manifest, Digest manifestDigest, BlobStore cache, PullOptions options, CancellationToken cancellationToken)
+        private static async Task DownloadAllAsync(RegistryClient client, LayoutResolver.ManifestDocument manifest, Digest manifestDigest, BlobStore cache, PullOptions options, Action<string>? verbose, CancellationToken cancellationToken)
         {
+            // A config is read whole (as a manifest is): refuse a descriptor that says it is huge before downloading it.
+            if (manifest.Config!.Size > RegistryClient.ManifestCap)
+            {
+                throw new InitramfsException("BlobTooLarge", FailureKind.LimitExceeded,
+                    $"The config of {manifestDigest} is {Units.Bytes(manifest.Config.Size)}, says its manifest; a config is read whole and limited to {RegistryClient.ManifestCap >> 20} MiB. Nothing was downloaded.",
+                    manifest.Config.Digest.ToString());
+            }
             await client.DownloadBlobAsync(manifest.Config!, cache, null, cancellationToken).ConfigureAwait(false);
             // The config names each layer's diff_id: a compressed layer not yet unpacked in the cache
             // is unpacked while it downloads (Layers/LayerPrefetch), so Expand-OciLayers need not read it again.
@@ -98,7 +125,7 @@ namespace InitramfsPS.Registry
                     var descriptor = manifest.Layers[layer.Index - 1];
                     options.Progress?.TryAdd(key, (0, layer.Size));
                     using var prefetch = layer.Compression != LayerCompression.None && layer.DiffId is { } diffId && !cache.Has(diffId)
-                        ? new LayerPrefetch(layer, cache, options.Registry.Verbose)
+                        ? new LayerPrefetch(layer, cache, verbose)
                         : null;
                     await client.DownloadBlobAsync(descriptor, cache, done => options.Progress?.AddOrUpdate(key, (done, layer.Size), (_, _) => (done, layer.Size)), linked.Token, prefetch).ConfigureAwait(false);
                     prefetch?.Finish();

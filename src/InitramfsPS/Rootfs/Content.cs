@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Threading;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 using Microsoft.Win32.SafeHandles;
 
 namespace InitramfsPS
@@ -31,6 +32,10 @@ namespace InitramfsPS
 
         /// <summary>Reads up to <paramref name="buffer"/>.Length bytes at <paramref name="position"/>.</summary>
         internal abstract int Read(ContentReader reader, long position, Span<byte> buffer);
+
+        /// <summary>The error <see cref="Validate"/> throws when the backing store changed.</summary>
+        internal virtual InitramfsException Changed() =>
+            new("ContentChanged", FailureKind.InvalidData, $"'{this}' changed since the rootfs was made.", ToString());
     }
 
     /// <summary>A byte range of a file we own or were pointed at: a layer tar in a layout or in the cache.</summary>
@@ -68,13 +73,16 @@ namespace InitramfsPS
             var info = new FileInfo(FilePath);
             if (!info.Exists || info.Length != FileLength)
             {
-                throw new InitramfsException("LayerContentMissing", FailureKind.NotFound,
-                    $"'{FilePath}' (a layer or an imported archive) is missing or changed since the rootfs was made; expand the image or import the archive again.", FilePath);
+                throw Changed();
             }
         }
 
+        internal override InitramfsException Changed() =>
+            new("LayerContentMissing", FailureKind.NotFound,
+                $"'{FilePath}' (a layer or an imported archive) is missing or changed since the rootfs was made; expand the image or import the archive again.", FilePath);
+
         internal override int Read(ContentReader reader, long position, Span<byte> buffer)
-            => RandomAccess.Read(reader.Handle(FilePath), buffer, Offset + position);
+            => RandomAccess.Read(reader.Handle(this, FilePath), buffer, Offset + position);
     }
 
     /// <summary>A file of the host, added with Add-InitramfsFile; read at export time.</summary>
@@ -104,13 +112,16 @@ namespace InitramfsPS
             var info = new FileInfo(FilePath);
             if (!info.Exists || info.Length != Length)
             {
-                throw new InitramfsException("HostFileChanged", FailureKind.InvalidData,
-                    $"The host file '{FilePath}' was removed or changed size since it was added; add it again.", FilePath);
+                throw Changed();
             }
         }
 
+        internal override InitramfsException Changed() =>
+            new("HostFileChanged", FailureKind.InvalidData,
+                $"The host file '{FilePath}' was removed or changed since it was added; add it again.", FilePath);
+
         internal override int Read(ContentReader reader, long position, Span<byte> buffer)
-            => RandomAccess.Read(reader.Handle(FilePath), buffer, position);
+            => RandomAccess.Read(reader.Handle(this, FilePath), buffer, position);
     }
 
     /// <summary>Bytes held in memory: generated files such as an /init script.</summary>
@@ -152,13 +163,18 @@ namespace InitramfsPS
     {
         private readonly Dictionary<string, SafeFileHandle> handles = new(StringComparer.Ordinal);
 
-        internal SafeFileHandle Handle(string path)
+        internal SafeFileHandle Handle(Content content, string path)
         {
             if (!handles.TryGetValue(path, out var handle))
             {
                 try
                 {
-                    handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                    // Not a plain open: a file replaced by a FIFO since it was added would block it forever.
+                    handle = RegularFile.OpenRead(path);
+                }
+                catch (Exception ex) when (ex is NotRegularFileException or FileNotFoundException or DirectoryNotFoundException)
+                {
+                    throw content.Changed();
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {

@@ -438,22 +438,25 @@ namespace InitramfsPS
             return string.Create(CultureInfo.InvariantCulture, $"{from} ({Count} entries, {Units.Bytes(Size)}{changes})");
         }
 
+        /// <summary>
+        /// The directory node that is to hold <paramref name="path"/>, its missing parents created
+        /// from <paramref name="template"/>. One pass over the components: the path of a parent is
+        /// made (a prefix of the parent path) only for a parent that is created or in the way, so a
+        /// deep path costs time linear in its length, not in its length times its depth.
+        /// </summary>
         private Node EnsureParent(string path, RootfsEntry? template)
         {
             Node node = WritableRoot();
-            // The components of the parent, walked by index: the path of a parent is cut from
-            // `path` only when one is created or named in an error, so that a Set costs O(depth)
-            // (building each prefix made it O(depth²), and a chain of Sets cubic).
-            int parentEnd = path.LastIndexOf('/');
-            for (int start = 1; start < parentEnd; )
+            string parentPath = RootfsPath.Parent(path);
+            int end = 0;
+            foreach (string part in RootfsPath.Split(parentPath))
             {
-                int slash = path.IndexOf('/', start);
-                string part = path[start..slash];
-                start = slash + 1;
+                // parentPath[..end] is the directory this part names.
+                end += 1 + part.Length;
                 node.Children ??= new Dictionary<string, Node>(StringComparer.Ordinal);
                 if (!node.Children.TryGetValue(part, out var child))
                 {
-                    string next = path[..slash];
+                    string next = parentPath[..end];
                     if (template is null)
                     {
                         throw new InitramfsException("ParentMissing", FailureKind.NotFound,
@@ -468,7 +471,7 @@ namespace InitramfsPS
                 }
                 else if (child.Entry.Type != EntryType.Directory)
                 {
-                    string next = path[..slash];
+                    string next = parentPath[..end];
                     string what = child.Entry.Type == EntryType.Symlink ? "a symlink (symlinks are never followed)" : "not a directory";
                     throw new InitramfsException(child.Entry.Type == EntryType.Symlink ? "ParentIsSymlink" : "ParentNotDirectory",
                         child.Entry.Type == EntryType.Symlink ? FailureKind.Security : FailureKind.InvalidData,
@@ -481,6 +484,29 @@ namespace InitramfsPS
                 node = child;
             }
             return node;
+        }
+
+        /// <summary>
+        /// The first entry on the way to <paramref name="normalizedPath"/> (itself included) that is
+        /// not a directory; null when every one that exists is (the walk stops at the first missing
+        /// one). One pass, linear in the length of the path.
+        /// </summary>
+        internal RootfsEntry? FirstNonDirectoryOnPath(string normalizedPath)
+        {
+            Node node = root;
+            foreach (string part in RootfsPath.Split(normalizedPath))
+            {
+                if (node.Children is null || !node.Children.TryGetValue(part, out var child))
+                {
+                    return null;
+                }
+                if (child.Entry.Type != EntryType.Directory)
+                {
+                    return child.Entry;
+                }
+                node = child;
+            }
+            return null;
         }
 
         private Node? Find(string normalizedPath)

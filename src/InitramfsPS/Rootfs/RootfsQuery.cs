@@ -34,7 +34,7 @@ namespace InitramfsPS
             {
                 sb.Append('/');
             }
-            sb.Append('$');
+            sb.Append(@"\z");
             regex = new Regex(sb.ToString(), RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
         }
 
@@ -50,7 +50,7 @@ namespace InitramfsPS
         public bool IsMatch(string path) => regex.IsMatch(path);
 
         /// <summary>A matcher for one path component (<c>*</c>, <c>?</c>, <c>[...]</c>, no '/').</summary>
-        public static Regex Component(string glob) => new("^" + Segment(glob) + "$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+        public static Regex Component(string glob) => new("^" + Segment(glob) + @"\z", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
 
         private static string Segment(string glob)
         {
