@@ -188,6 +188,16 @@ BeforeDiscovery {
         @{ Cmdlet = 'Compare-Initramfs'; Case = 'a path on a drive that does not exist'; Id = 'ArchivePathNotFileSystem'; Run = { Compare-Initramfs nope:/x.cpio $rootfs } }
         @{ Cmdlet = 'Compare-Initramfs'; Case = 'an image whose layer is corrupt'; Id = 'LayerTarCorrupt'; Run = { Compare-Initramfs (Get-OciImage $corrupt.Reference) $rootfs } }
 
+        # -WhatIf: nothing is booted even if a check were missed.
+        @{ Cmdlet = 'Start-InitramfsVM'; Case = 'an -Until that is not a regular expression'; Id = 'UntilInvalid'; Run = { Start-InitramfsVM -Path $archive -Until '(' -WhatIf } }
+        @{ Cmdlet = 'Start-InitramfsVM'; Case = 'an archive that does not exist'; Id = 'ArchiveNotFound'; Run = { Start-InitramfsVM -Path "$work/none.cpio" -WhatIf } }
+        @{ Cmdlet = 'Start-InitramfsVM'; Case = 'a kernel that does not exist'; Id = 'KernelNotFound'; Run = { Start-InitramfsVM -Path $archive -Kernel "$work/none" -WhatIf } }
+        @{ Cmdlet = 'Start-InitramfsVM'; Case = 'a kernel that is a FIFO'; Id = 'KernelNotFound'; Run = { Start-FifoWriter $fifo; Start-InitramfsVM -Path $archive -Kernel $fifo -WhatIf } }
+        @{ Cmdlet = 'Start-InitramfsVM'; Case = 'a kernel on a drive that does not exist'; Id = 'HostPathNotFileSystem'; Run = { Start-InitramfsVM -Path $archive -Kernel nope:/vmlinuz -WhatIf } }
+        @{ Cmdlet = 'Start-InitramfsVM'; Case = 'input that is not a rootfs'; Id = 'InputNotRootfs'; Run = { 42 | Start-InitramfsVM -WhatIf } }
+        @{ Cmdlet = 'Test-Initramfs'; Case = 'a kernel that does not exist'; Id = 'KernelNotFound'; Run = { $rootfs | Test-Initramfs -Kernel "$work/none" } }
+        @{ Cmdlet = 'Export-Initramfs'; Case = 'a kernel on a drive that does not exist'; Id = 'HostPathNotFileSystem'; Run = { $rootfs | Export-Initramfs "$work/kernel.cpio" -Kernel nope:/vmlinuz } }
+
         @{ Cmdlet = 'Clear-OciCache'; Case = 'a digest that is not one'; Id = 'InvalidDigest'; Run = { Clear-OciCache -Digest nope -Confirm:$false } }
         @{ Cmdlet = 'Clear-OciCache'; Case = 'a digest of an unknown algorithm'; Id = 'InvalidDigest'; Run = { Clear-OciCache -Digest "md5:$('a' * 32)" -Confirm:$false } }
     )

@@ -104,7 +104,7 @@ namespace InitramfsPS.Commands
                     Overwrite = !NoClobber,
                     ClampMTime = ClampTime(),
                     Progress = progress,
-                    Kernel = Kernel is null ? null : Boot.KernelImage.Read(GetUnresolvedProviderPathFromPSPath(Kernel)),
+                    Kernel = Kernel is null ? null : Boot.KernelImage.Read(FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel")),
                 };
                 ExportReport report;
                 var clock = System.Diagnostics.Stopwatch.StartNew();
