@@ -460,7 +460,16 @@ namespace InitramfsPS.Cache
         private static bool Hashes(string file, Digest digest, CancellationToken cancellationToken)
         {
             using var hash = digest.CreateHash();
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+            FileStream stream;
+            try
+            {
+                stream = IO.RegularFile.OpenStream(file, 1 << 16);
+            }
+            catch (IO.NotRegularFileException)
+            {
+                return false; // a FIFO named like a blob is no blob (and reading it would wait forever)
+            }
+            using var _ = stream;
             var buffer = new byte[1 << 20];
             int n;
             while ((n = stream.Read(buffer, 0, buffer.Length)) > 0)

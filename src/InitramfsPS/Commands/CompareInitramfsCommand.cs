@@ -69,6 +69,10 @@ namespace InitramfsPS.Commands
                     {
                         throw new InitramfsException("ArchiveNotFound", FailureKind.NotFound, $"The archive '{text}' does not exist.", text);
                     }
+                    catch (SessionStateException ex)
+                    {
+                        throw new InitramfsException("ArchivePathNotFileSystem", FailureKind.InvalidArgument, $"-{parameter} '{text}' is not a file system path: {ex.Message}", text, ex);
+                    }
                     return ImportArchive(path);
                 default:
                     throw new InitramfsException("CompareInputInvalid", FailureKind.InvalidArgument,

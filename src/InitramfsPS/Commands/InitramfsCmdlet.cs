@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Diagnostics;
+using System.IO;
 using System.Management.Automation;
 using System.Threading;
 using InitramfsPS.Cache;
@@ -103,6 +104,32 @@ namespace InitramfsPS.Commands
             {
                 throw new PipelineStoppedException();
             }
+            catch (Exception ex) when (HostFailure(ex, target) is { } failure)
+            {
+                WriteError(ToErrorRecord(failure, target));
+                return false;
+            }
+        }
+
+        /// <summary>
+        /// The safety net of <see cref="Guard"/>: what the host file system can throw at any file
+        /// access (a path deeper than PATH_MAX, a file that vanished, a read-only or special file
+        /// system, a full disk) becomes an error with a stable id that names the path, even where
+        /// the engine does not map it itself. Any other exception is a bug, not bad input: it is
+        /// not caught, so it surfaces as it is (a terminating error naming its type) to be seen and
+        /// fixed, rather than passed off under an id a script would take for a user's mistake.
+        /// </summary>
+        internal static InitramfsException? HostFailure(Exception ex, object? target)
+        {
+            string what = target is null ? ex.Message : $"{target}: {ex.Message}";
+            return ex switch
+            {
+                PathTooLongException => new InitramfsException("HostPathTooLong", FailureKind.LimitExceeded, $"A host path is too long ({what}).", target, ex),
+                FileNotFoundException or DirectoryNotFoundException => new InitramfsException("HostPathNotFound", FailureKind.NotFound, $"A host file or directory is missing ({what}).", target, ex),
+                UnauthorizedAccessException => new InitramfsException("HostAccessDenied", FailureKind.AccessDenied, $"Access to a host file was denied ({what}).", target, ex),
+                IOException => new InitramfsException("HostIOFailed", FailureKind.HostFailed, $"A host file operation failed ({what}).", target, ex),
+                _ => null,
+            };
         }
 
         /// <summary>
@@ -114,21 +141,23 @@ namespace InitramfsPS.Commands
         {
             failed = false;
             var result = new List<string>();
-            if (literalPaths is not null)
-            {
-                result.AddRange(literalPaths.Select(GetUnresolvedProviderPathFromPSPath));
-                return result;
-            }
-            foreach (string p in paths ?? Array.Empty<string>())
+            foreach (string p in literalPaths ?? paths ?? Array.Empty<string>())
             {
                 try
                 {
+                    if (literalPaths is not null)
+                    {
+                        result.Add(FileSystemPath(p, notFileSystemId, what));
+                        continue;
+                    }
                     var resolved = GetResolvedProviderPathFromPSPath(p, out var provider);
                     if (provider.Name != "FileSystem")
                     {
-                        WriteError(ToErrorRecord(new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p), p));
-                        failed = true;
-                        continue;
+                        throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p);
+                    }
+                    if (resolved.Count == 0)
+                    {
+                        throw new InitramfsException(notFoundId, FailureKind.NotFound, $"The {what} '{p}' matches nothing.", p);
                     }
                     result.AddRange(resolved);
                 }
@@ -137,8 +166,44 @@ namespace InitramfsPS.Commands
                     WriteError(ToErrorRecord(new InitramfsException(notFoundId, FailureKind.NotFound, $"The {what} '{p}' does not exist.", p), p));
                     failed = true;
                 }
+                catch (SessionStateException ex)
+                {
+                    // A drive or provider that does not exist ('nope:/x').
+                    WriteError(ToErrorRecord(new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path: {ex.Message}", p, ex), p));
+                    failed = true;
+                }
+                catch (InitramfsException ex)
+                {
+                    WriteError(ToErrorRecord(ex, p));
+                    failed = true;
+                }
             }
             return result;
+        }
+
+        /// <summary>
+        /// The file system path a -LiteralPath or output path names, resolved against the current
+        /// location but not required to exist. A path of another provider (<c>env:/x</c>) or of a
+        /// drive that does not exist is an error with <paramref name="notFileSystemId"/>: taken as
+        /// it was, it named a file relative to the process's directory.
+        /// </summary>
+        protected string FileSystemPath(string path, string notFileSystemId, string what)
+        {
+            ProviderInfo provider;
+            string resolved;
+            try
+            {
+                resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out provider, out _);
+            }
+            catch (SessionStateException ex)
+            {
+                throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"The {what} '{path}' is not a file system path: {ex.Message}", path, ex);
+            }
+            if (provider.Name != "FileSystem")
+            {
+                throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"The {what} '{path}' is not a file system path (it is on the {provider.Name} provider).", path);
+            }
+            return resolved;
         }
 
         /// <summary>An ErrorRecord with the exception's stable id and the matching category.</summary>
@@ -154,6 +219,9 @@ namespace InitramfsPS.Commands
                 FailureKind.LimitExceeded => ErrorCategory.LimitsExceeded,
                 FailureKind.WriteFailed => ErrorCategory.WriteError,
                 FailureKind.NotBootable => ErrorCategory.InvalidResult,
+                FailureKind.AccessDenied => ErrorCategory.PermissionDenied,
+                FailureKind.ReadFailed => ErrorCategory.ReadError,
+                FailureKind.HostFailed => ErrorCategory.ResourceUnavailable,
                 _ => ErrorCategory.NotSpecified,
             };
             return new ErrorRecord(ex, ex.ErrorId, category, ex.Target ?? target);

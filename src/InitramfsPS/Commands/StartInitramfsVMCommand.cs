@@ -128,7 +128,7 @@ namespace InitramfsPS.Commands
             var options = new BootOptions
             {
                 Archive = archive ?? temporary!,
-                Kernel = Kernel is null ? null : GetUnresolvedProviderPathFromPSPath(Kernel),
+                Kernel = Kernel is null ? null : FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"),
                 Machine = Machine,
                 Memory = Memory,
                 KernelArguments = KernelArgument,

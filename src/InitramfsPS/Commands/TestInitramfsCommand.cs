@@ -54,7 +54,7 @@ namespace InitramfsPS.Commands
             {
                 try
                 {
-                    kernel = Boot.KernelImage.Read(GetUnresolvedProviderPathFromPSPath(Kernel));
+                    kernel = Boot.KernelImage.Read(FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"));
                 }
                 catch (Errors.InitramfsException ex)
                 {
