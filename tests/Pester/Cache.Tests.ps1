@@ -37,7 +37,7 @@ Describe 'Get-OciCache' {
 
 Describe 'Clear-OciCache' {
     It 'removes only the blobs piped to it' {
-        Clear-OciCache
+        Clear-OciCache -Confirm:$false
         $image = Fill-Cache
         $count = @(Get-OciCache).Count
         Get-OciCache | Where-Object { $_.Digest.ToString() -eq $image.Layers[0].Digest.ToString() } | Clear-OciCache
@@ -54,12 +54,12 @@ Describe 'Clear-OciCache' {
         @(Get-OciCache).Count | Should -Be $count
     }
 
-    It 'honours -WhatIf, and without arguments empties the cache' {
+    It 'honours -WhatIf, and without arguments (and without asking) empties the cache' {
         Fill-Cache | Out-Null
         $count = @(Get-OciCache).Count
         Clear-OciCache -WhatIf
         @(Get-OciCache).Count | Should -Be $count
-        Clear-OciCache
+        Clear-OciCache -Confirm:$false
         @(Get-OciCache) | Should -BeNullOrEmpty
     }
 }

@@ -104,11 +104,11 @@ Describe 'Import-Initramfs of our own export' {
         $imported.GetEntry('/usr/bin/su').Hardlink | Should -BeNullOrEmpty
     }
 
-    It 'points plain files into the archive and compressed ones into the cache' {
+    It 'points plain files into the archive and compressed ones into the imports area of the cache' {
         $plain = Import-Initramfs (Join-Path $work plain.cpio)
         $plain.GetEntry('/home/big').Content.FilePath | Should -Be (Join-Path $work plain.cpio)
         $zstd = Import-Initramfs (Join-Path $work zstd.cpio.zst)
-        $zstd.GetEntry('/home/big').Content.FilePath | Should -BeLike "$(Join-Path $work cache)/blobs/sha256/*"
+        $zstd.GetEntry('/home/big').Content.FilePath | Should -BeLike "$(Join-Path $work cache)/imports/blobs/sha256/*"
     }
 
     It 'exports an imported archive to the same bytes' {

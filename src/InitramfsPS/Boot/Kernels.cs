@@ -43,7 +43,7 @@ namespace InitramfsPS.Boot
             if (!File.Exists(full) || !Readable(full))
             {
                 throw new InitramfsException("KernelNotFound", FailureKind.NotFound,
-                    File.Exists(full) ? $"The kernel '{full}' cannot be read by this user." : $"The kernel '{full}' does not exist.", full);
+                    File.Exists(full) ? $"The kernel '{full}' cannot be read by this user, or is not a regular file." : $"The kernel '{full}' does not exist.", full);
             }
             return full;
         }
@@ -52,7 +52,8 @@ namespace InitramfsPS.Boot
         {
             try
             {
-                using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+                // Not a plain open: a FIFO named like a kernel would block it forever.
+                using var handle = IO.RegularFile.OpenRead(path, FileOptions.None);
                 return true;
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

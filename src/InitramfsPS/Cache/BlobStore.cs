@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
@@ -11,14 +12,47 @@ namespace InitramfsPS.Cache
     /// It serves both a user's layout directory (read) and the local cache (read and write).
     /// Writes go to a temporary file that is renamed into place only after its digest checked out,
     /// so a crash, a full disk or a concurrent writer never leaves a wrong blob under a digest.
+    /// A store opened with a <see cref="CacheLease"/> is the cache as a piece of work uses it: every
+    /// blob it is asked about (<see cref="Has"/>, <see cref="OpenRead(Digest, string, out string)"/>) or commits is leased, so no
+    /// eviction removes it while the work runs, and marked as used now.
     /// </summary>
     public sealed class BlobStore
     {
+        private BlobStore? imports;
+
         /// <summary>Opens a store rooted at <paramref name="root"/>.</summary>
-        public BlobStore(string root) => Root = Path.GetFullPath(root);
+        public BlobStore(string root)
+            : this(root, null)
+        {
+        }
+
+        /// <summary>Opens the cache at <paramref name="root"/> for work that leases what it uses.</summary>
+        public BlobStore(string root, CacheLease? lease)
+        {
+            Root = Path.GetFullPath(root);
+            Lease = lease;
+        }
+
+        private BlobStore(string root, CacheLease? lease, bool importArea)
+            : this(root, lease) => IsImportArea = importArea;
 
         /// <summary>The directory that holds <c>blobs/</c>.</summary>
         public string Root { get; }
+
+        /// <summary>The lease of the work using this store, if any.</summary>
+        public CacheLease? Lease { get; }
+
+        /// <summary>Whether this is the cache's area for decompressed copies of imported archives.</summary>
+        public bool IsImportArea { get; }
+
+        /// <summary>
+        /// The separate, smaller-budgeted area <c>imports/</c> of the cache, for the decompressed parts
+        /// of archives Import-Initramfs reads: they never push pulled images out.
+        /// </summary>
+        public BlobStore Imports => imports ??= new BlobStore(Path.Combine(Root, ImportsDirectory), Lease, importArea: true);
+
+        /// <summary>The name of the imports area in the cache directory.</summary>
+        public const string ImportsDirectory = "imports";
 
         /// <summary>The cache directory: <c>$INITRAMFSPS_CACHE</c>, else <c>$XDG_CACHE_HOME/initramfsps</c>, else <c>~/.cache/initramfsps</c>.</summary>
         public static string DefaultCacheRoot()
@@ -38,8 +72,42 @@ namespace InitramfsPS.Cache
         /// <summary>The file a blob lives in (whether or not it exists).</summary>
         public string PathOf(Digest digest) => Path.Combine(Root, "blobs", digest.Algorithm, digest.Hex);
 
-        /// <summary>Whether the blob is present.</summary>
-        public bool Has(Digest digest) => File.Exists(PathOf(digest));
+        /// <summary>The marker whose modification time says when the blob was last used.</summary>
+        public string MarkerOf(Digest digest) => CacheUse.MarkerPath(Root, digest);
+
+        /// <summary>Whether the blob is present; with a lease, it is leased (first) and marked as used.</summary>
+        public bool Has(Digest digest)
+        {
+            Lease?.Hold(digest);
+            bool present = File.Exists(PathOf(digest));
+            if (present)
+            {
+                Lease?.Touch(MarkerOf(digest));
+            }
+            return present;
+        }
+
+        /// <summary>
+        /// Leases <paramref name="digests"/> for the work using this store and marks those present as
+        /// used now (nothing without a lease): for entries used other than through <see cref="Has"/>
+        /// or <see cref="OpenRead(Digest, string, out string)"/>, such as the layers a rootfs being exported reads.
+        /// </summary>
+        public void Use(IEnumerable<Digest> digests)
+        {
+            if (Lease is null)
+            {
+                return;
+            }
+            var list = new List<Digest>(digests);
+            Lease.Hold(list);
+            foreach (var digest in list)
+            {
+                if (File.Exists(PathOf(digest)))
+                {
+                    Lease.Touch(MarkerOf(digest));
+                }
+            }
+        }
 
         /// <summary>Opens a blob for reading; a missing blob is a clear error. See <see cref="OpenRead(Digest, string, out string)"/>.</summary>
         public FileStream OpenRead(Digest digest, string what) => OpenRead(digest, what, out _);
@@ -51,13 +119,17 @@ namespace InitramfsPS.Cache
         /// a layout blob that links to a host file would make the module read that file and tell its
         /// size (BlobOutsideLayout, which says neither where it points nor how large that is). A blob
         /// that is not a regular file (a FIFO would block the open forever) is BlobNotRegularFile.
+        /// With a lease, the blob is leased before it is looked for and marked as used once open.
         /// </summary>
         public FileStream OpenRead(Digest digest, string what, out string path)
         {
+            Lease?.Hold(digest);
             path = Locate(digest, what);
             try
             {
-                return RegularFile.OpenStream(path);
+                var stream = RegularFile.OpenStream(path);
+                Lease?.Touch(MarkerOf(digest));
+                return stream;
             }
             catch (NotRegularFileException ex)
             {
@@ -189,7 +261,7 @@ namespace InitramfsPS.Cache
             try
             {
                 Directory.CreateDirectory(tmp);
-                if (!File.Exists(Path.Combine(Root, "oci-layout")))
+                if (!IsImportArea && !File.Exists(Path.Combine(Root, "oci-layout")))
                 {
                     File.WriteAllText(Path.Combine(Root, "oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}");
                 }
@@ -268,6 +340,8 @@ namespace InitramfsPS.Cache
         public string Commit(Digest digest)
         {
             string final = store.PathOf(digest);
+            // Leased before it has its name, so that no eviction can take it before the work that wrote it is done.
+            store.Lease?.Hold(digest);
             try
             {
                 Stream.Flush(true);
@@ -282,6 +356,7 @@ namespace InitramfsPS.Cache
                     try
                     {
                         File.Move(TempPath, final, overwrite: false);
+                        store.Lease?.NoteWrite();
                     }
                     catch (IOException) when (File.Exists(final))
                     {
@@ -289,6 +364,7 @@ namespace InitramfsPS.Cache
                     }
                 }
                 committed = true;
+                store.Lease?.Touch(store.MarkerOf(digest));
                 return final;
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

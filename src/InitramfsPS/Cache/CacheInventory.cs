@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
-using System.Text.Json;
 using System.Threading;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
@@ -11,26 +10,107 @@ using InitramfsPS.IO;
 
 namespace InitramfsPS.Cache
 {
-    /// <summary>One blob in the cache.</summary>
+    /// <summary>What an entry of the cache is.</summary>
+    public enum CacheEntryKind
+    {
+        /// <summary>What the cache cannot tell (a blob no cached manifest, config or index names).</summary>
+        Unknown,
+        /// <summary>An image index (manifest list): the platforms of a multi-platform image.</summary>
+        ImageIndex,
+        /// <summary>An image manifest: the config and layers of one image.</summary>
+        Manifest,
+        /// <summary>An image config: the command, environment, and the layers' diff_ids.</summary>
+        Config,
+        /// <summary>A layer as pulled (usually compressed), named by its digest.</summary>
+        Layer,
+        /// <summary>A layer as an uncompressed tar, named by its diff_id, with its layer index: what expansions read.</summary>
+        DecompressedLayer,
+        /// <summary>A decompressed part of an archive Import-Initramfs (or Test-/Compare-Initramfs) read, in the imports area.</summary>
+        Part,
+    }
+
+    /// <summary>One entry of the cache: a blob (with its layer index, for a decompressed layer), or a part in the imports area.</summary>
     public sealed class CacheBlob
     {
         /// <summary>Its digest (and file name).</summary>
         public required Digest Digest { get; init; }
 
-        /// <summary>Size in bytes.</summary>
+        /// <summary>What it is.</summary>
+        public CacheEntryKind Kind { get; init; }
+
+        /// <summary>Bytes of the file at <see cref="Path"/>.</summary>
         public long Size { get; init; }
+
+        /// <summary>Bytes of the layer index kept beside a decompressed layer (0 without one): it is kept and removed with the blob.</summary>
+        public long IndexSize { get; init; }
+
+        /// <summary>When it was last used (read for a pull, expansion, export or import, or written).</summary>
+        public DateTime LastUsed { get; init; }
 
         /// <summary>When it was written.</summary>
         public DateTime LastWriteTime { get; init; }
 
+        /// <summary>
+        /// The cached images that use it (<c>alpine:3.20</c>, or <c>image sha256:…</c> for one no tag names);
+        /// for a part, the archives it was read from that are still unchanged. Empty: nothing uses it,
+        /// and <c>Clear-OciCache -Unused</c> removes it.
+        /// </summary>
+        public IReadOnlyList<string> UsedBy { get; init; } = Array.Empty<string>();
+
+        /// <summary>Whether a running command (of any process) uses it now; no eviction removes it then.</summary>
+        public bool InUse { get; init; }
+
+        /// <summary>What it is, in words: <c>layer 2 of alpine:3.20</c>.</summary>
+        public string? Description { get; init; }
+
         /// <summary>The file.</summary>
         public required string Path { get; init; }
 
-        /// <summary>With -Verify: whether the bytes hash to the digest (null when not checked).</summary>
+        /// <summary>The layer index kept beside a decompressed layer, when there is one.</summary>
+        public string? IndexPath { get; init; }
+
+        /// <summary>With -Verify: whether the bytes hash to the digest, and a layer index loads (null when not checked).</summary>
         public bool? Valid { get; init; }
 
         /// <inheritdoc/>
-        public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Digest} {Units.Bytes(Size)}{(Valid is false ? " CORRUPT" : string.Empty)}");
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Digest} {Kind} {Units.Bytes(Size)}{(Valid is false ? " CORRUPT" : string.Empty)}");
+    }
+
+    /// <summary>The cache as a whole: what <c>Get-OciCache -Summary</c> writes.</summary>
+    public sealed class CacheSummary
+    {
+        /// <summary>The cache directory.</summary>
+        public required string Path { get; init; }
+
+        /// <summary>How many entries it holds.</summary>
+        public int Count { get; init; }
+
+        /// <summary>Bytes it holds in all (blobs, layer indexes and parts).</summary>
+        public long Size { get; init; }
+
+        /// <summary>The budget: evictions keep <see cref="Size"/> at most this.</summary>
+        public long MaxSize { get; init; }
+
+        /// <summary>Bytes in the imports area.</summary>
+        public long ImportSize { get; init; }
+
+        /// <summary>The budget of the imports area.</summary>
+        public long ImportMaxSize { get; init; }
+
+        /// <summary>Entries no cached image uses: what <c>Clear-OciCache -Unused</c> removes.</summary>
+        public int UnusedCount { get; init; }
+
+        /// <summary>Bytes of those entries.</summary>
+        public long UnusedSize { get; init; }
+
+        /// <summary>Entries running commands use now.</summary>
+        public int InUseCount { get; init; }
+
+        /// <summary>When the least recently used entry was last used (evicted first); null for an empty cache.</summary>
+        public DateTime? OldestLastUsed { get; init; }
+
+        /// <inheritdoc/>
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Path}: {Count} entries, {Units.Bytes(Size)} of {Units.Bytes(MaxSize)}");
     }
 
     /// <summary>A tag the cache recorded when it was pulled: what <c>Get-OciImage -Offline</c> resolves it to.</summary>
@@ -58,40 +138,114 @@ namespace InitramfsPS.Cache
         public override string ToString() => $"{FamiliarName}@{Digest}";
     }
 
+    /// <summary>What <see cref="CacheInventory.Remove"/> did.</summary>
+    public enum RemoveOutcome
+    {
+        /// <summary>The entry was removed.</summary>
+        Removed,
+        /// <summary>There was no such entry.</summary>
+        NotFound,
+        /// <summary>A running command uses the entry: it was kept.</summary>
+        InUse,
+    }
+
     /// <summary>Lists, verifies and removes what the cache holds.</summary>
     public static class CacheInventory
     {
-        /// <summary>Every blob of <paramref name="store"/>; with <paramref name="verify"/>, each one re-hashed.</summary>
+        /// <summary>
+        /// Every entry of the cache, sorted by digest: the blobs (a decompressed layer with its layer
+        /// index), the parts of the imports area, and layer indexes whose tar is gone; each with what
+        /// it is, the cached images that use it, when it was last used and whether a running command
+        /// uses it. With <paramref name="verify"/>, each blob is re-hashed and each layer index loaded.
+        /// </summary>
         public static IEnumerable<CacheBlob> List(BlobStore store, bool verify, CancellationToken cancellationToken)
         {
-            string blobs = Path.Combine(store.Root, "blobs");
-            if (!Directory.Exists(blobs))
+            var units = CacheBudget.Scan(store);
+            if (units.Count == 0)
             {
                 yield break;
             }
-            foreach (string algorithmDir in Directory.EnumerateDirectories(blobs))
+            units.Sort((a, b) => string.CompareOrdinal(a.Digest.ToString(), b.Digest.ToString()) is var c && c != 0 ? c : a.Import.CompareTo(b.Import));
+            var graph = GraphOf(store, units);
+            var inUse = CacheLease.ReadLive(store.Root, sweep: false);
+            foreach (var unit in units)
             {
-                string algorithm = Path.GetFileName(algorithmDir);
-                var files = new List<string>(Directory.EnumerateFiles(algorithmDir));
-                files.Sort(StringComparer.Ordinal);
-                foreach (string file in files)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    if (!Digest.TryParse(algorithm + ":" + Path.GetFileName(file), out var digest))
-                    {
-                        continue;
-                    }
-                    var info = new FileInfo(file);
-                    yield return new CacheBlob
-                    {
-                        Digest = digest,
-                        Size = info.Length,
-                        LastWriteTime = info.LastWriteTime,
-                        Path = file,
-                        Valid = verify ? Hashes(file, digest, cancellationToken) : null,
-                    };
-                }
+                cancellationToken.ThrowIfCancellationRequested();
+                yield return ToBlob(store, unit, graph, inUse, verify, cancellationToken);
             }
+        }
+
+        /// <summary>The cache as a whole: sizes, budgets, and what no image uses.</summary>
+        public static CacheSummary Summarize(BlobStore store, CacheLimits limits, CancellationToken cancellationToken)
+        {
+            var entries = List(store, false, cancellationToken).ToList();
+            var unused = entries.Where(e => e.UsedBy.Count == 0 && !e.InUse).ToList();
+            return new CacheSummary
+            {
+                Path = store.Root,
+                Count = entries.Count,
+                Size = entries.Sum(e => e.Size + e.IndexSize),
+                MaxSize = limits.MaxSize,
+                ImportSize = entries.Where(e => e.Kind == CacheEntryKind.Part).Sum(e => e.Size),
+                ImportMaxSize = limits.ImportMaxSize,
+                UnusedCount = unused.Count,
+                UnusedSize = unused.Sum(e => e.Size + e.IndexSize),
+                InUseCount = entries.Count(e => e.InUse),
+                OldestLastUsed = entries.Count == 0 ? null : entries.Min(e => e.LastUsed),
+            };
+        }
+
+        /// <summary>The entries no cached image uses and no running command holds: what <c>Clear-OciCache -Unused</c> removes.</summary>
+        public static IReadOnlyList<CacheBlob> ListUnused(BlobStore store, CancellationToken cancellationToken) =>
+            List(store, false, cancellationToken).Where(e => e.UsedBy.Count == 0 && !e.InUse).ToList();
+
+        private static CacheGraph GraphOf(BlobStore store, List<CacheUnit> units) =>
+            CacheGraph.Build(store, units.Where(u => !u.Import && u.BlobPath is not null).Select(u => (u.Digest, u.BlobPath!, u.BlobSize)));
+
+        private static CacheBlob ToBlob(BlobStore store, CacheUnit unit, CacheGraph graph, HashSet<Digest> inUse, bool verify, CancellationToken cancellationToken)
+        {
+            CacheEntryKind kind;
+            string? description;
+            IReadOnlyList<string> usedBy;
+            if (unit.Import)
+            {
+                kind = CacheEntryKind.Part;
+                usedBy = ImportOrigins.Live(unit.MarkerPath);
+                description = "decompressed part of an imported archive";
+            }
+            else if (unit.BlobPath is null)
+            {
+                kind = CacheEntryKind.Unknown;
+                usedBy = Array.Empty<string>();
+                description = "layer index of a tar no longer in the cache";
+            }
+            else
+            {
+                kind = graph.KindOf(unit.Digest);
+                usedBy = graph.UsersOf(unit.Digest);
+                description = graph.DescriptionOf(unit.Digest);
+            }
+            bool? valid = null;
+            if (verify)
+            {
+                valid = (unit.BlobPath is null || Hashes(unit.BlobPath, unit.Digest, cancellationToken))
+                    && (unit.IndexPath is null || (unit.BlobPath is not null && Layers.LayerIndex.TryRead(store, unit.Digest) is not null));
+            }
+            return new CacheBlob
+            {
+                Digest = unit.Digest,
+                Kind = kind,
+                Size = unit.BlobPath is null ? unit.Size : unit.BlobSize,
+                IndexSize = unit.BlobPath is null ? 0 : unit.Size - unit.BlobSize,
+                LastUsed = unit.LastUsedUtc.ToLocalTime(),
+                LastWriteTime = unit.WrittenUtc.ToLocalTime(),
+                UsedBy = usedBy,
+                InUse = inUse.Contains(unit.Digest),
+                Description = description,
+                Path = unit.BlobPath ?? unit.IndexPath!,
+                IndexPath = unit.BlobPath is null ? null : unit.IndexPath,
+                Valid = valid,
+            };
         }
 
         /// <summary>
@@ -179,179 +333,143 @@ namespace InitramfsPS.Cache
         /// small JSON blobs (manifests, indexes, configs: at most 4 MiB each, <paramref name="readBudget"/>
         /// bytes in all) and the recorded tags; layers are never read. Blobs it cannot place are absent.
         /// </summary>
-        public static IReadOnlyDictionary<Digest, string> DescribeBlobs(BlobStore store, IReadOnlyList<CacheBlob> blobs, long readBudget = 64 << 20)
+        public static IReadOnlyDictionary<Digest, string> DescribeBlobs(BlobStore store, IReadOnlyList<CacheBlob> blobs, long readBudget = 64 << 20) =>
+            CacheGraph.Build(store, blobs.Where(b => b.Kind != CacheEntryKind.Part).Select(b => (b.Digest, b.Path, b.Size)), readBudget).Descriptions;
+
+
+        /// <summary>
+        /// Removes the entry <paramref name="digest"/> (a blob with its layer index, and a part of the
+        /// same digest in the imports area), unless a running command uses it.
+        /// </summary>
+        public static RemoveOutcome Remove(BlobStore store, Digest digest)
         {
-            // Names of images: the tags that point at a manifest or index.
-            var names = new Dictionary<Digest, string>();
-            try
+            using var exclusive = EvictionLock.TryExclusive(store.Root, TimeSpan.FromSeconds(30), CancellationToken.None);
+            if (exclusive is not null && CacheLease.ReadLive(store.Root, sweep: true).Contains(digest))
             {
-                foreach (var r in ListReferences(store))
+                return RemoveOutcome.InUse;
+            }
+            bool found = false;
+            foreach (var area in new[] { store, store.Imports })
+            {
+                string path = area.PathOf(digest);
+                string index = Layers.LayerIndex.PathFor(area, digest);
+                if (File.Exists(path) || (!area.IsImportArea && File.Exists(index)))
                 {
-                    names.TryAdd(r.Digest, r.FamiliarName);
+                    found = true;
+                    CacheBudget.Delete(new CacheUnit { Digest = digest, Import = area.IsImportArea, BlobPath = path, IndexPath = area.IsImportArea ? null : index, MarkerPath = area.MarkerOf(digest) });
                 }
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            return found ? RemoveOutcome.Removed : RemoveOutcome.NotFound;
+        }
+
+        /// <summary>
+        /// Removes <paramref name="entries"/> (from <see cref="ListUnused"/>) but those a running command
+        /// leased since, and the last-use markers of entries no longer there. Returns what was removed.
+        /// </summary>
+        public static IReadOnlyList<CacheBlob> RemoveEntries(BlobStore store, IEnumerable<CacheBlob> entries, CancellationToken cancellationToken)
+        {
+            var removed = new List<CacheBlob>();
+            using var exclusive = EvictionLock.TryExclusive(store.Root, TimeSpan.FromSeconds(30), cancellationToken);
+            if (exclusive is null)
             {
-                // Unreadable tag records only cost the images their names.
+                return removed;
             }
-            var indexChildren = new List<(Digest Parent, Digest Child, string? Platform)>();
-            var manifestChildren = new List<(Digest Manifest, Digest Config, List<Digest> Layers)>();
-            var configChildren = new List<(Digest Config, List<Digest> DiffIds)>();
-            long read = 0;
-            foreach (var blob in blobs)
+            var inUse = CacheLease.ReadLive(store.Root, sweep: true);
+            foreach (var entry in entries)
             {
-                if (blob.Size > 4 << 20 || blob.Size < 2 || read + blob.Size > readBudget)
+                cancellationToken.ThrowIfCancellationRequested();
+                if (inUse.Contains(entry.Digest))
                 {
                     continue;
                 }
-                byte[] bytes;
-                try
+                bool import = entry.Kind == CacheEntryKind.Part;
+                var area = import ? store.Imports : store;
+                CacheBudget.Delete(new CacheUnit
                 {
-                    using var stream = new FileStream(blob.Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
-                    if (stream.ReadByte() != '{')
-                    {
-                        continue;
-                    }
-                    bytes = new byte[Math.Min(stream.Length, 4 << 20)];
-                    stream.Position = 0;
-                    stream.ReadExactly(bytes);
-                    read += bytes.Length;
+                    Digest = entry.Digest,
+                    Import = import,
+                    // For a layer index whose tar is gone, Path is the index: deleting it twice does no harm.
+                    BlobPath = entry.Path,
+                    IndexPath = import ? null : Layers.LayerIndex.PathFor(store, entry.Digest),
+                    MarkerPath = area.MarkerOf(entry.Digest),
+                });
+                removed.Add(entry);
+            }
+            SweepMarkers(store);
+            SweepMarkers(store.Imports);
+            return removed;
+        }
+
+        /// <summary>Deletes the last-use markers whose entry is gone.</summary>
+        private static void SweepMarkers(BlobStore area)
+        {
+            foreach (var (digest, info) in CacheBudget.DigestFiles(Path.Combine(area.Root, "used")).ToList())
+            {
+                if (!File.Exists(area.PathOf(digest)))
+                {
+                    Files.TryDelete(info.FullName);
                 }
-                catch (IOException)
+            }
+        }
+
+        /// <summary>
+        /// Removes everything: blobs, layer indexes, the imports area, tag refs, locks and temporary
+        /// files, except the entries running commands use (and the temporary files they write).
+        /// Returns how many entries were kept for that reason.
+        /// </summary>
+        public static int Clear(BlobStore store)
+        {
+            using var exclusive = EvictionLock.TryExclusive(store.Root, TimeSpan.FromSeconds(30), CancellationToken.None);
+            var inUse = CacheLease.ReadLive(store.Root, sweep: exclusive is not null);
+            if (inUse.Count == 0)
+            {
+                foreach (string sub in new[] { "blobs", "index", "used", BlobStore.ImportsDirectory, "refs", "tmp", "locks" })
                 {
+                    string path = Path.Combine(store.Root, sub);
+                    if (Directory.Exists(path))
+                    {
+                        Directory.Delete(path, recursive: true);
+                    }
+                }
+                return 0;
+            }
+            int kept = 0;
+            foreach (var unit in CacheBudget.Scan(store))
+            {
+                if (inUse.Contains(unit.Digest))
+                {
+                    kept++;
                     continue;
                 }
-                catch (UnauthorizedAccessException)
-                {
-                    continue;
-                }
-                try
-                {
-                    using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 64 });
-                    var root = doc.RootElement;
-                    if (root.ValueKind != JsonValueKind.Object)
-                    {
-                        continue;
-                    }
-                    if (root.TryGetProperty("manifests", out var manifests) && manifests.ValueKind == JsonValueKind.Array)
-                    {
-                        foreach (var m in manifests.EnumerateArray())
-                        {
-                            if (DigestOf(m) is { } child)
-                            {
-                                string? platform = m.TryGetProperty("platform", out var p) && p.ValueKind == JsonValueKind.Object
-                                    ? Platform.Normalize(StringOf(p, "os") ?? string.Empty, StringOf(p, "architecture") ?? string.Empty, StringOf(p, "variant")).ToString()
-                                    : null;
-                                indexChildren.Add((blob.Digest, child, platform));
-                            }
-                        }
-                    }
-                    else if (root.TryGetProperty("config", out var config) && root.TryGetProperty("layers", out var layers) && layers.ValueKind == JsonValueKind.Array)
-                    {
-                        if (DigestOf(config) is { } configDigest)
-                        {
-                            manifestChildren.Add((blob.Digest, configDigest, layers.EnumerateArray().Select(DigestOf).OfType<Digest>().ToList()));
-                        }
-                    }
-                    else if (root.TryGetProperty("rootfs", out var rootfs) && rootfs.ValueKind == JsonValueKind.Object
-                        && rootfs.TryGetProperty("diff_ids", out var diffIds) && diffIds.ValueKind == JsonValueKind.Array)
-                    {
-                        configChildren.Add((blob.Digest, diffIds.EnumerateArray()
-                            .Select(d => d.ValueKind == JsonValueKind.String && Digest.TryParse(d.GetString(), out var x) ? x : (Digest?)null)
-                            .OfType<Digest>().ToList()));
-                    }
-                }
-                catch (JsonException)
-                {
-                }
-                catch (InvalidOperationException)
-                {
-                }
+                CacheBudget.Delete(unit);
             }
-
-            var what = new Dictionary<Digest, string>();
-            string NameOf(Digest image) => names.TryGetValue(image, out string? n) ? n : $"image {image.Algorithm}:{image.ShortHex}";
-            foreach (var (parent, _, _) in indexChildren)
+            SweepMarkers(store);
+            SweepMarkers(store.Imports);
+            string refs = Path.Combine(store.Root, "refs");
+            if (Directory.Exists(refs))
             {
-                what.TryAdd(parent, $"image index of {NameOf(parent)}");
+                Directory.Delete(refs, recursive: true);
             }
-            foreach (var (parent, child, platform) in indexChildren)
-            {
-                if (!names.ContainsKey(child))
-                {
-                    names[child] = NameOf(parent) + (platform is null ? string.Empty : $" ({platform})");
-                }
-            }
-            var configNames = new Dictionary<Digest, string>();
-            foreach (var (manifest, config, layers) in manifestChildren)
-            {
-                what.TryAdd(manifest, $"manifest of {NameOf(manifest)}");
-                what.TryAdd(config, $"image config of {NameOf(manifest)}");
-                configNames.TryAdd(config, NameOf(manifest));
-                for (int i = 0; i < layers.Count; i++)
-                {
-                    what.TryAdd(layers[i], $"layer {i + 1} of {NameOf(manifest)}");
-                }
-            }
-            foreach (var (config, diffIds) in configChildren)
-            {
-                // A docker archive import has no manifest: its config names the image.
-                string image = configNames.TryGetValue(config, out string? n) ? n : $"image {config.Algorithm}:{config.ShortHex}";
-                what.TryAdd(config, $"image config of {image}");
-                for (int i = 0; i < diffIds.Count; i++)
-                {
-                    what.TryAdd(diffIds[i], $"uncompressed layer {i + 1} of {image}");
-                }
-            }
-            foreach (var blob in blobs)
-            {
-                // A layer of an image read from a layout: expanded into the cache, with no manifest here.
-                if (!what.ContainsKey(blob.Digest) && File.Exists(Layers.LayerIndex.PathFor(store, blob.Digest)))
-                {
-                    what[blob.Digest] = "uncompressed layer";
-                }
-            }
-            return what;
+            // A running command may be writing into tmp/ (and holding locks/): only leftovers go.
+            Files.SweepStalePartials(Path.Combine(store.Root, "tmp"), "*.partial");
+            Files.SweepStalePartials(Path.Combine(store.Imports.Root, "tmp"), "*.partial");
+            return kept;
         }
 
-        private static Digest? DigestOf(JsonElement descriptor) =>
-            descriptor.ValueKind == JsonValueKind.Object && descriptor.TryGetProperty("digest", out var d) && d.ValueKind == JsonValueKind.String
-                && Digest.TryParse(d.GetString(), out var digest) ? digest : null;
-
-        private static string? StringOf(JsonElement e, string name) =>
-            e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
-
-        /// <summary>Removes one blob; returns false when it was already gone.</summary>
-        public static bool Remove(BlobStore store, Digest digest)
-        {
-            string path = store.PathOf(digest);
-            if (!File.Exists(path))
-            {
-                return false;
-            }
-            File.Delete(path);
-            // A layer index describes the tar of the same digest: without the tar it is of no use.
-            Files.TryDelete(Layers.LayerIndex.PathFor(store, digest));
-            return true;
-        }
-
-        /// <summary>Removes everything: blobs, tag refs, locks and temporary files.</summary>
-        public static void Clear(BlobStore store)
-        {
-            foreach (string sub in new[] { "blobs", "index", "refs", "tmp", "locks" })
-            {
-                string path = Path.Combine(store.Root, sub);
-                if (Directory.Exists(path))
-                {
-                    Directory.Delete(path, recursive: true);
-                }
-            }
-        }
 
         private static bool Hashes(string file, Digest digest, CancellationToken cancellationToken)
         {
             using var hash = digest.CreateHash();
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
+            FileStream stream;
+            try
+            {
+                stream = IO.RegularFile.OpenStream(file, 1 << 16);
+            }
+            catch (IO.NotRegularFileException)
+            {
+                return false; // a FIFO named like a blob is no blob (and reading it would wait forever)
+            }
+            using var _ = stream;
             var buffer = new byte[1 << 20];
             int n;
             while ((n = stream.Read(buffer, 0, buffer.Length)) > 0)

@@ -10,9 +10,9 @@ using InitramfsPS.Cache;
 namespace InitramfsPS.Commands
 {
     /// <summary>
-    /// Completes the digests of the blobs in the cache (<c>Clear-OciCache -Digest sha256:ab&lt;Tab&gt;</c>, or
-    /// just hex digits), each with a tooltip saying what the blob is, where the cache tells
-    /// (<see cref="CacheInventory.DescribeBlobs"/>), and its size.
+    /// Completes the digests of the entries in the cache (<c>Clear-OciCache -Digest sha256:ab&lt;Tab&gt;</c>, or
+    /// just hex digits), each with a tooltip saying what the entry is, where the cache tells
+    /// (<see cref="CacheBlob.Description"/>), and its size.
     /// </summary>
     public sealed class CacheDigestCompleter : IArgumentCompleter
     {
@@ -26,18 +26,15 @@ namespace InitramfsPS.Commands
             {
                 string word = CompletionText.Unquote(wordToComplete);
                 var store = new BlobStore(BlobStore.DefaultCacheRoot());
-                var blobs = CacheInventory.List(store, false, CancellationToken.None).Take(MaxBlobs).ToList();
-                var matches = blobs.Where(b => b.Digest.ToString().StartsWith(word, StringComparison.OrdinalIgnoreCase)
-                    || b.Digest.Hex.StartsWith(word, StringComparison.OrdinalIgnoreCase)).ToList();
-                if (matches.Count == 0)
-                {
-                    return Array.Empty<CompletionResult>();
-                }
-                var what = CacheInventory.DescribeBlobs(store, blobs);
+                var matches = CacheInventory.List(store, false, CancellationToken.None).Take(MaxBlobs)
+                    .Where(b => b.Digest.ToString().StartsWith(word, StringComparison.OrdinalIgnoreCase)
+                        || b.Digest.Hex.StartsWith(word, StringComparison.OrdinalIgnoreCase))
+                    .DistinctBy(b => b.Digest)
+                    .ToList();
                 return matches.Select(b =>
                 {
                     string digest = b.Digest.ToString();
-                    string description = what.TryGetValue(b.Digest, out string? w) ? w : "blob";
+                    string description = b.Description ?? "blob";
                     return CompletionText.Result(digest, wordToComplete, digest, CompletionResultType.ParameterValue, $"{description}, {Units.Bytes(b.Size)}");
                 }).ToList();
             }

@@ -48,7 +48,7 @@ namespace InitramfsPS.Commands
             switch (input.BaseObject)
             {
                 case Rootfs rootfs:
-                    return rootfs;
+                    return Leased(rootfs);
                 case OciImage image:
                     return ExpandImage(image, ExpandOptions.DefaultMaxLayerSize);
                 case FileInfo file:
@@ -69,6 +69,10 @@ namespace InitramfsPS.Commands
                     {
                         throw new InitramfsException("ArchiveNotFound", FailureKind.NotFound, $"The archive '{text}' does not exist.", text);
                     }
+                    catch (SessionStateException ex)
+                    {
+                        throw new InitramfsException("ArchivePathNotFileSystem", FailureKind.InvalidArgument, $"-{parameter} '{text}' is not a file system path: {ex.Message}", text, ex);
+                    }
                     return ImportArchive(path);
                 default:
                     throw new InitramfsException("CompareInputInvalid", FailureKind.InvalidArgument,
@@ -78,7 +82,8 @@ namespace InitramfsPS.Commands
 
         private Rootfs ImportArchive(string path)
         {
-            var result = CpioReader.Import(path, new BlobStore(BlobStore.DefaultCacheRoot()), new ImportOptions(), CancellationToken);
+            var result = CpioReader.Import(path, Cache, new ImportOptions(), CancellationToken);
+            KeepCacheWithinBudget();
             foreach (string note in result.Notes)
             {
                 WriteWarning($"{path}: {note}");

@@ -60,7 +60,11 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void ProcessRecord()
         {
-            string fullPath = GetUnresolvedProviderPathFromPSPath(Path);
+            string fullPath = string.Empty;
+            if (!Guard(Path, () => fullPath = FileSystemPath(Path, "OutputPathNotFileSystem", "output path")))
+            {
+                return;
+            }
             Guard(fullPath, () =>
             {
                 if (exported)
@@ -100,7 +104,7 @@ namespace InitramfsPS.Commands
                     Overwrite = !NoClobber,
                     ClampMTime = ClampTime(),
                     Progress = progress,
-                    Kernel = Kernel is null ? null : Boot.KernelImage.Read(GetUnresolvedProviderPathFromPSPath(Kernel)),
+                    Kernel = Kernel is null ? null : Boot.KernelImage.Read(FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel")),
                 };
                 ExportReport report;
                 var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -27,8 +27,9 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void ProcessRecord()
         {
-            var rootfs = RootfsToRead();
-            if (rootfs is null)
+            // Expanding a piped image can fail (a corrupt layer): one error record, as every failure.
+            Rootfs? rootfs = null;
+            if (!Guard(InputObject.BaseObject, () => rootfs = RootfsToRead()) || rootfs is null)
             {
                 return;
             }

@@ -65,6 +65,7 @@ namespace InitramfsPS.Commands
                         ImageTransport.DockerArchive => ImportArchive(reference),
                         _ => Pull(reference, platform),
                     };
+                    KeepCacheWithinBudget();
                     if (MyInvocation.BoundParameters.ContainsKey(nameof(Platform)) && !platform.Matches(image.Platform))
                     {
                         WriteWarning($"{reference} is a single-platform image for {image.Platform}, not {platform}.");
@@ -92,7 +93,7 @@ namespace InitramfsPS.Commands
                     Verbose = QueueVerbose,
                 },
             };
-            var cache = new BlobStore(BlobStore.DefaultCacheRoot());
+            var cache = Cache;
             try
             {
                 return RunInBackground(token => RegistryPuller.PullAsync(reference, platform, cache, options, token), () =>
@@ -130,7 +131,7 @@ namespace InitramfsPS.Commands
             string path = GetUnresolvedProviderPathFromPSPath(reference.Path);
             try
             {
-                return DockerArchiveImporter.Import(reference, path, new BlobStore(BlobStore.DefaultCacheRoot()),
+                return DockerArchiveImporter.Import(reference, path, Cache,
                     (done, total) => Progress(2, activity, path, total == 0 ? 100 : (int)(done * 100 / total)), CancellationToken);
             }
             finally

@@ -52,12 +52,13 @@ namespace InitramfsPS.Commands
             ImportResult result;
             try
             {
-                result = CpioReader.Import(file, new BlobStore(BlobStore.DefaultCacheRoot()), options, CancellationToken);
+                result = CpioReader.Import(file, Cache, options, CancellationToken);
             }
             finally
             {
                 CompleteProgress(4, activity);
             }
+            KeepCacheWithinBudget();
             foreach (var part in result.Parts)
             {
                 WriteVerbose($"{file}: {part.Compression} part at offset {part.Offset}, {part.Length} bytes, {part.UncompressedLength} bytes of cpio, {part.Records} records.");

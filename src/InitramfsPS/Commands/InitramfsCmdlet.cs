@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Diagnostics;
+using System.IO;
 using System.Management.Automation;
 using System.Threading;
 using InitramfsPS.Cache;
@@ -21,6 +22,61 @@ namespace InitramfsPS.Commands
         private readonly System.Collections.Concurrent.ConcurrentQueue<string> verboseQueue = new();
         private readonly Stopwatch progressClock = Stopwatch.StartNew();
         private long lastProgress = -1000;
+        private CacheLease? lease;
+        private BlobStore? cache;
+        private bool limitsWarned;
+
+        /// <summary>
+        /// The cache as this command uses it: what the command reads from it or writes to it is leased
+        /// (no eviction, in this process or another, removes it) until the pipeline ends, and marked as used.
+        /// </summary>
+        protected BlobStore Cache
+        {
+            get
+            {
+                if (cache is null)
+                {
+                    string root = BlobStore.DefaultCacheRoot();
+                    lease = new CacheLease(root);
+                    cache = new BlobStore(root, lease);
+                }
+                return cache;
+            }
+        }
+
+        /// <summary>After this command wrote to the cache: evicts what was used least recently until the cache is within its budget.</summary>
+        protected void KeepCacheWithinBudget()
+        {
+            if (lease is null || cache is null || !lease.Wrote)
+            {
+                return;
+            }
+            lease.ResetWrote();
+            EnforceBudget(cache);
+        }
+
+        /// <summary>Evicts what was used least recently until the cache at <paramref name="store"/> is within its budget.</summary>
+        protected void EnforceBudget(BlobStore store)
+        {
+            var limits = CacheLimits.FromEnvironment();
+            if (limits.Problem is { } problem && !limitsWarned)
+            {
+                limitsWarned = true;
+                WriteWarning(problem);
+            }
+            foreach (var evicted in CacheBudget.Enforce(store, limits, CancellationToken))
+            {
+                WriteVerbose(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"Evicted {evicted.Digest}{(evicted.Import ? " (imports area)" : string.Empty)}, {Units.Bytes(evicted.Size)}, last used {evicted.LastUsed:yyyy-MM-dd HH:mm}, to keep the cache within {Units.Bytes(evicted.Import ? limits.ImportMaxSize : limits.MaxSize)}."));
+            }
+        }
+
+        /// <summary>Leases the cache entries <paramref name="rootfs"/> reads its contents from, for as long as this command runs.</summary>
+        protected Rootfs Leased(Rootfs rootfs)
+        {
+            CacheUse.UseRootfs(Cache, rootfs);
+            return rootfs;
+        }
 
         /// <summary>Cancelled when the user presses Ctrl+C.</summary>
         protected CancellationToken CancellationToken => cancellation.Token;
@@ -48,6 +104,32 @@ namespace InitramfsPS.Commands
             {
                 throw new PipelineStoppedException();
             }
+            catch (Exception ex) when (HostFailure(ex, target) is { } failure)
+            {
+                WriteError(ToErrorRecord(failure, target));
+                return false;
+            }
+        }
+
+        /// <summary>
+        /// The safety net of <see cref="Guard"/>: what the host file system can throw at any file
+        /// access (a path deeper than PATH_MAX, a file that vanished, a read-only or special file
+        /// system, a full disk) becomes an error with a stable id that names the path, even where
+        /// the engine does not map it itself. Any other exception is a bug, not bad input: it is
+        /// not caught, so it surfaces as it is (a terminating error naming its type) to be seen and
+        /// fixed, rather than passed off under an id a script would take for a user's mistake.
+        /// </summary>
+        internal static InitramfsException? HostFailure(Exception ex, object? target)
+        {
+            string what = target is null ? ex.Message : $"{target}: {ex.Message}";
+            return ex switch
+            {
+                PathTooLongException => new InitramfsException("HostPathTooLong", FailureKind.LimitExceeded, $"A host path is too long ({what}).", target, ex),
+                FileNotFoundException or DirectoryNotFoundException => new InitramfsException("HostPathNotFound", FailureKind.NotFound, $"A host file or directory is missing ({what}).", target, ex),
+                UnauthorizedAccessException => new InitramfsException("HostAccessDenied", FailureKind.AccessDenied, $"Access to a host file was denied ({what}).", target, ex),
+                IOException => new InitramfsException("HostIOFailed", FailureKind.HostFailed, $"A host file operation failed ({what}).", target, ex),
+                _ => null,
+            };
         }
 
         /// <summary>
@@ -59,21 +141,23 @@ namespace InitramfsPS.Commands
         {
             failed = false;
             var result = new List<string>();
-            if (literalPaths is not null)
-            {
-                result.AddRange(literalPaths.Select(GetUnresolvedProviderPathFromPSPath));
-                return result;
-            }
-            foreach (string p in paths ?? Array.Empty<string>())
+            foreach (string p in literalPaths ?? paths ?? Array.Empty<string>())
             {
                 try
                 {
+                    if (literalPaths is not null)
+                    {
+                        result.Add(FileSystemPath(p, notFileSystemId, what));
+                        continue;
+                    }
                     var resolved = GetResolvedProviderPathFromPSPath(p, out var provider);
                     if (provider.Name != "FileSystem")
                     {
-                        WriteError(ToErrorRecord(new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p), p));
-                        failed = true;
-                        continue;
+                        throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path.", p);
+                    }
+                    if (resolved.Count == 0)
+                    {
+                        throw new InitramfsException(notFoundId, FailureKind.NotFound, $"The {what} '{p}' matches nothing.", p);
                     }
                     result.AddRange(resolved);
                 }
@@ -82,8 +166,44 @@ namespace InitramfsPS.Commands
                     WriteError(ToErrorRecord(new InitramfsException(notFoundId, FailureKind.NotFound, $"The {what} '{p}' does not exist.", p), p));
                     failed = true;
                 }
+                catch (SessionStateException ex)
+                {
+                    // A drive or provider that does not exist ('nope:/x').
+                    WriteError(ToErrorRecord(new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"'{p}' is not a file system path: {ex.Message}", p, ex), p));
+                    failed = true;
+                }
+                catch (InitramfsException ex)
+                {
+                    WriteError(ToErrorRecord(ex, p));
+                    failed = true;
+                }
             }
             return result;
+        }
+
+        /// <summary>
+        /// The file system path a -LiteralPath or output path names, resolved against the current
+        /// location but not required to exist. A path of another provider (<c>env:/x</c>) or of a
+        /// drive that does not exist is an error with <paramref name="notFileSystemId"/>: taken as
+        /// it was, it named a file relative to the process's directory.
+        /// </summary>
+        protected string FileSystemPath(string path, string notFileSystemId, string what)
+        {
+            ProviderInfo provider;
+            string resolved;
+            try
+            {
+                resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out provider, out _);
+            }
+            catch (SessionStateException ex)
+            {
+                throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"The {what} '{path}' is not a file system path: {ex.Message}", path, ex);
+            }
+            if (provider.Name != "FileSystem")
+            {
+                throw new InitramfsException(notFileSystemId, FailureKind.InvalidArgument, $"The {what} '{path}' is not a file system path (it is on the {provider.Name} provider).", path);
+            }
+            return resolved;
         }
 
         /// <summary>An ErrorRecord with the exception's stable id and the matching category.</summary>
@@ -99,6 +219,9 @@ namespace InitramfsPS.Commands
                 FailureKind.LimitExceeded => ErrorCategory.LimitsExceeded,
                 FailureKind.WriteFailed => ErrorCategory.WriteError,
                 FailureKind.NotBootable => ErrorCategory.InvalidResult,
+                FailureKind.AccessDenied => ErrorCategory.PermissionDenied,
+                FailureKind.ReadFailed => ErrorCategory.ReadError,
+                FailureKind.HostFailed => ErrorCategory.ResourceUnavailable,
                 _ => ErrorCategory.NotSpecified,
             };
             return new ErrorRecord(ex, ex.ErrorId, category, ex.Target ?? target);
@@ -159,19 +282,23 @@ namespace InitramfsPS.Commands
                 Progress = (index, count, read, size) => Progress(1, activity,
                     $"{image.Reference}: layer {index} of {count}", (int)((index - 1 + (size == 0 ? 1 : (double)read / size)) * 100 / Math.Max(1, count))),
             };
+            Rootfs rootfs;
             try
             {
-                return ImageExpander.Expand(image, new BlobStore(BlobStore.DefaultCacheRoot()), options, CancellationToken);
+                rootfs = ImageExpander.Expand(image, Cache, options, CancellationToken);
             }
             finally
             {
                 CompleteProgress(1, activity);
             }
+            KeepCacheWithinBudget();
+            return rootfs;
         }
 
-        /// <summary>Releases the cancellation source.</summary>
+        /// <summary>Releases the cancellation source and the lease on the cache (PowerShell calls it when the pipeline ends).</summary>
         public void Dispose()
         {
+            lease?.Dispose();
             cancellation.Dispose();
             GC.SuppressFinalize(this);
         }
@@ -202,12 +329,15 @@ namespace InitramfsPS.Commands
             };
         }
 
-        /// <summary>The rootfs to read: a piped Rootfs as is, or an expanded image.</summary>
+        /// <summary>
+        /// The rootfs to read: a piped Rootfs as is (its contents in the cache leased, so that no
+        /// eviction takes them while it is read), or an expanded image.
+        /// </summary>
         protected Rootfs? RootfsToRead()
         {
             return InputObject.BaseObject switch
             {
-                Rootfs rootfs => rootfs,
+                Rootfs rootfs => Leased(rootfs),
                 OciImage image => ExpandImage(image, ExpandOptions.DefaultMaxLayerSize),
                 var other => Reject(other),
             };

@@ -35,8 +35,9 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void ProcessRecord()
         {
-            var rootfs = RootfsToChange();
-            if (rootfs is null)
+            // Expanding a piped image can fail (a corrupt layer): one error record, as every failure.
+            Rootfs? rootfs = null;
+            if (!Guard(InputObject.BaseObject, () => rootfs = RootfsToChange()) || rootfs is null)
             {
                 return;
             }
@@ -44,9 +45,12 @@ namespace InitramfsPS.Commands
             int entries = 0;
             long bytes = 0;
             var what = new List<string>();
+            // What is gone already, by reference: a pattern like /d/** names a directory and all
+            // below it, and the rest must cost O(1) each, not a lookup of its (long) path.
+            var gone = new HashSet<RootfsEntry>(ReferenceEqualityComparer.Instance);
             void RemoveTop(RootfsEntry top, string reason)
             {
-                if (rootfs.GetEntry(top.Path) is null)
+                if (gone.Contains(top) || rootfs.GetEntry(top.Path) is null)
                 {
                     return;
                 }
@@ -61,6 +65,7 @@ namespace InitramfsPS.Commands
                     return;
                 }
                 var removed = rootfs.Remove(top.Path);
+                gone.UnionWith(removed);
                 entries += removed.Count;
                 bytes += size;
                 WriteVerbose("Removed " + detail + ".");

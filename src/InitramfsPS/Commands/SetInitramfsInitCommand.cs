@@ -55,7 +55,7 @@ namespace InitramfsPS.Commands
                 string source;
                 if (ParameterSetName == PathSet)
                 {
-                    string host = GetUnresolvedProviderPathFromPSPath(Path);
+                    string host = FileSystemPath(Path, "HostPathNotFileSystem", "init script");
                     var info = new FileInfo(host);
                     if (!info.Exists)
                     {

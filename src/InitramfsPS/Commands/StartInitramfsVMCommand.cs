@@ -128,7 +128,7 @@ namespace InitramfsPS.Commands
             var options = new BootOptions
             {
                 Archive = archive ?? temporary!,
-                Kernel = Kernel is null ? null : GetUnresolvedProviderPathFromPSPath(Kernel),
+                Kernel = Kernel is null ? null : FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"),
                 Machine = Machine,
                 Memory = Memory,
                 KernelArguments = KernelArgument,
@@ -161,7 +161,7 @@ namespace InitramfsPS.Commands
 
         private void Export(object source, string path)
         {
-            var rootfs = source as Rootfs ?? ExpandImage((OciImage)source, ExpandOptions.DefaultMaxLayerSize);
+            var rootfs = source is Rootfs piped ? Leased(piped) : ExpandImage((OciImage)source, ExpandOptions.DefaultMaxLayerSize);
             var report = RunInBackground(
                 token => System.Threading.Tasks.Task.FromResult(InitramfsExporter.Export(rootfs, path, new ExportOptions { Compression = InitramfsCompression.Zstd, Level = Compressors.DefaultLevel(InitramfsCompression.Zstd) }, token)),
                 () => Progress(5, "Booting an initramfs", $"Writing a temporary archive of {rootfs}", 0));

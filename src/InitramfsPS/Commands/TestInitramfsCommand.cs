@@ -54,7 +54,7 @@ namespace InitramfsPS.Commands
             {
                 try
                 {
-                    kernel = Boot.KernelImage.Read(GetUnresolvedProviderPathFromPSPath(Kernel));
+                    kernel = Boot.KernelImage.Read(FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"));
                 }
                 catch (Errors.InitramfsException ex)
                 {
@@ -94,7 +94,7 @@ namespace InitramfsPS.Commands
                 switch (InputObject.BaseObject)
                 {
                     case Rootfs r:
-                        rootfs = r;
+                        rootfs = Leased(r);
                         break;
                     case OciImage image:
                         rootfs = ExpandImage(image, ExpandOptions.DefaultMaxLayerSize);
@@ -129,7 +129,8 @@ namespace InitramfsPS.Commands
         {
             Guard(file, () =>
             {
-                var result = CpioReader.Import(file, new BlobStore(BlobStore.DefaultCacheRoot()), new ImportOptions(), CancellationToken);
+                var result = CpioReader.Import(file, Cache, new ImportOptions(), CancellationToken);
+                KeepCacheWithinBudget();
                 var options = new InspectionOptions
                 {
                     ConsoleMissingSeverity = FindingSeverity.Error,

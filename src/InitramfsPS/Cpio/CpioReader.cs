@@ -74,8 +74,8 @@ namespace InitramfsPS.Cpio
     /// children); an entry whose parent is missing, a non-regular entry with data, a name or symlink
     /// target longer than PATH_MAX, or a non-directory over a non-empty directory is dropped, as the
     /// kernel drops it, with a note. File contents are never held in memory: a plain part's files point
-    /// into the archive itself, a compressed part is decompressed into the cache (under the sha256 of
-    /// its bytes) and its files point into that.
+    /// into the archive itself, a compressed part is decompressed into the imports area of the cache
+    /// (under the sha256 of its bytes; the area has a budget of its own) and its files point into that.
     /// </summary>
     public static class CpioReader
     {
@@ -292,7 +292,9 @@ namespace InitramfsPS.Cpio
             private long ReadCompressedPart(long pos, string compression)
             {
                 string where = string.Create(CultureInfo.InvariantCulture, $"The {compression} part at offset {pos} of '{archivePath}'");
-                using var writer = cache.CreateWriter();
+                // Into the imports area, whose own budget keeps copies of archives from pushing pulled images out.
+                var area = cache.Imports;
+                using var writer = area.CreateWriter();
                 using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                 using var blockHasher = new BlockHasher();
                 using var sink = new HashingSink(writer.Stream, hash, blockHasher);
@@ -309,6 +311,7 @@ namespace InitramfsPS.Cpio
                 uncompressedTotal += sink.Written;
                 var digest = Digest.FromSha256(hash.GetHashAndReset());
                 string blobPath = writer.Commit(digest);
+                ImportOrigins.Record(area.MarkerOf(digest), archivePath);
                 // The blob may be an older copy another run committed: it is read through the digests
                 // of the bytes just decompressed, so a damaged copy is found (and removed) here.
                 var blocks = new BlockDigests(blobPath, sink.Written, blockHasher.Finish(), BlockOwner.CacheBlob, digest.ToString());

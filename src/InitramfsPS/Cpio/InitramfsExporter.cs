@@ -194,8 +194,9 @@ namespace InitramfsPS.Cpio
             }
             warnings.AddRange(findings.Where(f => f.Severity != Inspection.FindingSeverity.Info).Select(f => f.Message));
 
-            var entries = rootfs.GetEntries().ToList();
-            var plan = Plan(rootfs, entries, options, out long totalBytes);
+            var walked = rootfs.GetEntriesWithSubdirectoryCounts().ToList();
+            var entries = walked.ConvertAll(w => w.Entry);
+            var plan = Plan(entries, walked.ConvertAll(w => w.Subdirectories), options, out long totalBytes);
 
             string fullPath = System.IO.Path.GetFullPath(path);
             string directory = System.IO.Path.GetDirectoryName(fullPath)!;
@@ -226,7 +227,17 @@ namespace InitramfsPS.Cpio
                 string sha256;
                 long compressedSize;
                 int parts;
-                using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
+                FileStream created;
+                try
+                {
+                    created = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // A directory no file can be made in (/proc, /sys, read-only): as a write failure, naming the output.
+                    throw new InitramfsException("ExportWriteFailed", FailureKind.WriteFailed, $"Cannot write '{fullPath}': {ex.Message}", fullPath, ex);
+                }
+                using (var file = created)
                 {
                     using var pipeline = new PartPipeline(file, options.Compression, options.Level, options.Workers, cancellationToken);
                     options.Progress?.Start(totalBytes, entries.Count, pipeline);
@@ -329,7 +340,7 @@ namespace InitramfsPS.Cpio
         private readonly record struct Planned(CpioHeader Header, bool WriteData);
 
         /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
-        private static Planned[] Plan(Rootfs rootfs, List<RootfsEntry> entries, ExportOptions options, out long totalBytes)
+        private static Planned[] Plan(List<RootfsEntry> entries, List<int> subdirectories, ExportOptions options, out long totalBytes)
         {
             totalBytes = CpioNewcWriter.TrailerSize;
             var plan = new Planned[entries.Count];
@@ -401,7 +412,7 @@ namespace InitramfsPS.Cpio
                         break;
                     case EntryType.Directory:
                         ino = nextIno++;
-                        nlink = (uint)(2 + rootfs.CountSubdirectories(e.Path));
+                        nlink = (uint)(2 + subdirectories[i]);
                         size = 0;
                         break;
                     default:

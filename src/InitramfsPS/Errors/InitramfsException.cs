@@ -21,6 +21,12 @@ namespace InitramfsPS.Errors
         WriteFailed,
         /// <summary>The rootfs is not bootable as asked.</summary>
         NotBootable,
+        /// <summary>The host refused access to a file or directory.</summary>
+        AccessDenied,
+        /// <summary>A host file or directory could not be read.</summary>
+        ReadFailed,
+        /// <summary>The host file system failed in a way that is neither of the above.</summary>
+        HostFailed,
     }
 
     /// <summary>

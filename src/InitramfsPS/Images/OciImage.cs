@@ -21,7 +21,8 @@ namespace InitramfsPS.Images
             ConfigDigest = configDigest;
             Config = config;
             Layers = layers;
-            Blobs = blobs;
+            // The image outlives the command that resolved it: it keeps the store, not that command's lease.
+            Blobs = blobs.Lease is null ? blobs : new BlobStore(blobs.Root);
         }
 
         /// <summary>The reference the image was resolved from.</summary>

@@ -16,6 +16,13 @@ namespace InitramfsPS.Inspection
         private const int MaxProgramHeaders = 4096;
         private const long MaxDynamicBytes = 1 << 20;
         private const long MaxStringTableBytes = 4 << 20;
+
+        /// <summary>
+        /// The most bytes of DT_NEEDED, DT_RPATH and DT_RUNPATH strings read from one file, each
+        /// distinct string once. Real objects need a few hundred; 20,000 DT_NEEDED values pointing
+        /// at different offsets of one long string would otherwise decode 20,000 strings of a MB.
+        /// </summary>
+        private const int MaxDynamicStringBytes = 4 << 20;
         private const int PtLoad = 1;
         private const int PtDynamic = 2;
         private const int PtInterp = 3;
@@ -222,33 +229,55 @@ namespace InitramfsPS.Inspection
                 throw new MalformedException("has a string table beyond the end of the file");
             }
             byte[] table = file.Read(strOff, Math.Min(tableSize, file.Length - strOff)) ?? throw new MalformedException("has a string table beyond the end of the file");
+            var strings = new Strings(table);
             foreach (ulong n in needed)
             {
-                Needed.Add(Str(table, n));
+                Needed.Add(strings.At(n));
             }
             foreach (ulong r in rpath)
             {
-                RPath.AddRange(Str(table, r).Split(':', StringSplitOptions.RemoveEmptyEntries));
+                RPath.AddRange(strings.At(r).Split(':', StringSplitOptions.RemoveEmptyEntries));
             }
             foreach (ulong r in runpath)
             {
-                RunPath.AddRange(Str(table, r).Split(':', StringSplitOptions.RemoveEmptyEntries));
+                RunPath.AddRange(strings.At(r).Split(':', StringSplitOptions.RemoveEmptyEntries));
             }
         }
 
-        private static string Str(byte[] table, ulong offset)
+        /// <summary>Strings of a string table by offset, each decoded once, at most <see cref="MaxDynamicStringBytes"/> in all.</summary>
+        private sealed class Strings
         {
-            if (offset >= (ulong)table.Length)
+            private readonly byte[] table;
+            private readonly Dictionary<ulong, string> decoded = new();
+            private int budget = MaxDynamicStringBytes;
+
+            public Strings(byte[] table) => this.table = table;
+
+            public string At(ulong offset)
             {
-                throw new MalformedException($"has a string offset {offset} past its string table of {table.Length} bytes");
+                if (decoded.TryGetValue(offset, out string? s))
+                {
+                    return s;
+                }
+                if (offset >= (ulong)table.Length)
+                {
+                    throw new MalformedException($"has a string offset {offset} past its string table of {table.Length} bytes");
+                }
+                int start = (int)offset;
+                // Look for the NUL no further than the budget allows: the search costs what is decoded.
+                int window = Math.Min(table.Length - start, budget + 1);
+                int end = Array.IndexOf(table, (byte)0, start, window);
+                if (end < 0)
+                {
+                    throw new MalformedException(window < table.Length - start
+                        ? $"has DT_NEEDED, DT_RPATH and DT_RUNPATH strings of more than {MaxDynamicStringBytes} bytes in all"
+                        : "has an unterminated string in its string table");
+                }
+                budget -= end - start;
+                s = Encoding.UTF8.GetString(table, start, end - start);
+                decoded[offset] = s;
+                return s;
             }
-            int start = (int)offset;
-            int end = Array.IndexOf(table, (byte)0, start);
-            if (end < 0)
-            {
-                throw new MalformedException("has an unterminated string in its string table");
-            }
-            return Encoding.UTF8.GetString(table, start, end - start);
         }
 
         private ushort U16(byte[] b, int o) => LittleEndian ? BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(o)) : BinaryPrimitives.ReadUInt16BigEndian(b.AsSpan(o));

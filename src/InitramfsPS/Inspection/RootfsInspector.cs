@@ -74,24 +74,21 @@ namespace InitramfsPS.Inspection
             {
                 return (null, null);
             }
+            // Paths are resolved as inside the VM: '..' at the root stays there, symlinks are followed.
             if (program.Contains('/', StringComparison.Ordinal))
             {
-                if (!RootfsPath.TryNormalize(program, out string p, out _))
-                {
-                    return (null, null);
-                }
-                return (p, rootfs.Resolve(p));
+                return (RootfsPath.Confine(program), rootfs.Resolve(program));
             }
             foreach (string dir in searchPath.Split(':', StringSplitOptions.RemoveEmptyEntries))
             {
-                if (!dir.StartsWith('/') || !RootfsPath.TryNormalize(dir + "/" + program, out string candidate, out _))
+                if (!dir.StartsWith('/'))
                 {
                     continue;
                 }
-                var entry = rootfs.Resolve(candidate);
+                var entry = rootfs.Resolve(dir + "/" + program);
                 if (entry is { Type: EntryType.File } && entry.IsExecutable)
                 {
-                    return (candidate, entry);
+                    return (RootfsPath.Confine(dir + "/" + program), entry);
                 }
             }
             return (null, null);
@@ -106,15 +103,16 @@ namespace InitramfsPS.Inspection
             private readonly LibrarySearch search;
             private readonly List<Finding> findings = new();
             private readonly HashSet<string> checkedBinaries = new(StringComparer.Ordinal);
-            private readonly SortedDictionary<string, List<string>> missingInterpreters = new(StringComparer.Ordinal);
-            private readonly SortedDictionary<string, List<string>> missingLibraries = new(StringComparer.Ordinal);
+            private readonly SortedDictionary<string, Needers> missingInterpreters = new(StringComparer.Ordinal);
+            private readonly SortedDictionary<string, Needers> missingLibraries = new(StringComparer.Ordinal);
+            private int steps;
             private readonly List<Finding> malformed = new();
 
             public Run(Rootfs rootfs, CancellationToken cancellationToken)
             {
                 this.rootfs = rootfs;
                 this.cancellationToken = cancellationToken;
-                search = new LibrarySearch(rootfs, Elf);
+                search = new LibrarySearch(rootfs, Elf, cancellationToken);
             }
 
             public void Dispose() => reader.Dispose();
@@ -125,17 +123,22 @@ namespace InitramfsPS.Inspection
                 string path = SearchPath(rootfs);
                 CheckWorkload(path);
                 CheckPathDirectories(path);
-                foreach (var (interp, users) in missingInterpreters)
+                foreach (var (interp, needers) in missingInterpreters)
                 {
                     findings.Add(new Finding(FindingSeverity.Error, "InterpreterMissing", interp,
-                        $"The program interpreter {RootfsPath.Printable(interp)} is not in the rootfs; {Needers(users)} cannot start.", users));
+                        $"The program interpreter {RootfsPath.Printable(interp)} is not in the rootfs; {needers} cannot start.", needers.Users));
                 }
-                foreach (var (lib, users) in missingLibraries)
+                foreach (var (lib, needers) in missingLibraries)
                 {
                     findings.Add(new Finding(FindingSeverity.Error, "LibraryMissing", lib,
-                        $"The shared library {RootfsPath.Printable(lib)} is not in the rootfs's library paths; needed by {Needers(users)}.", users));
+                        $"The shared library {RootfsPath.Printable(lib)} is not in the rootfs's library paths; needed by {needers}.", needers.Users));
                 }
                 findings.AddRange(malformed);
+                if (search.ConfProblem is { } conf)
+                {
+                    findings.Add(new Finding(FindingSeverity.Warning, "LdSoConfLimit", "/etc/ld.so.conf",
+                        $"/etc/ld.so.conf was not read whole: {conf}. The directories listed before that were searched, the rest not."));
+                }
                 if (options.ConsoleMissingSeverity is { } consoleSeverity)
                 {
                     CheckConsole(consoleSeverity, options.ConsoleMissingNote);
@@ -147,11 +150,27 @@ namespace InitramfsPS.Inspection
                 return findings;
             }
 
-            private static string Needers(List<string> users)
+            /// <summary>Checks for Ctrl+C every few thousand steps of the long loops.</summary>
+            private void Step()
             {
-                const int shown = 12;
-                string list = string.Join(", ", users.Take(shown).Select(RootfsPath.Printable));
-                return users.Count <= shown ? list : $"{list} and {users.Count - shown} more ({users.Count} binaries)";
+                if (++steps % LibrarySearch.CancellationInterval == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+            }
+
+            /// <summary>The binaries that need one missing file, each program named once.</summary>
+            private sealed class Needers
+            {
+                public readonly List<string> Users = new();
+                public readonly HashSet<string> Programs = new(StringComparer.Ordinal);
+
+                public override string ToString()
+                {
+                    const int shown = 12;
+                    string list = string.Join(", ", Users.Take(shown).Select(RootfsPath.Printable));
+                    return Users.Count <= shown ? list : $"{list} and {Users.Count - shown} more ({Users.Count} binaries)";
+                }
             }
 
             private void CheckInit(Init.InitPlan? plan)
@@ -259,11 +278,13 @@ namespace InitramfsPS.Inspection
                 var seenDirs = new HashSet<string>(StringComparer.Ordinal);
                 foreach (string dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries))
                 {
-                    if (!dir.StartsWith('/') || !RootfsPath.TryNormalize(dir, out string normalized, out _))
+                    if (!dir.StartsWith('/'))
                     {
                         continue;
                     }
-                    var resolved = rootfs.Resolve(normalized);
+                    // As a shell inside the VM: '/../bin' is /bin.
+                    string normalized = RootfsPath.Confine(dir);
+                    var resolved = rootfs.Resolve(dir);
                     if (resolved?.Type != EntryType.Directory || !seenDirs.Add(resolved.Path))
                     {
                         continue;
@@ -315,7 +336,8 @@ namespace InitramfsPS.Inspection
                     var (entry, obj, via) = queue.Dequeue();
                     foreach (string needed in obj.Needed)
                     {
-                        var lib = search.Find(needed, obj, entry.Path, elf);
+                        Step();
+                        var lib = search.Find(needed, obj, entry.Path, elf, file.Path);
                         if (lib is null)
                         {
                             Add(missingLibraries, needed, via is null ? shownPath : $"{shownPath} (through {via})");
@@ -344,18 +366,19 @@ namespace InitramfsPS.Inspection
                 }
             }
 
-            private static void Add(SortedDictionary<string, List<string>> map, string key, string user)
+            private static void Add(SortedDictionary<string, Needers> map, string key, string user)
             {
-                if (!map.TryGetValue(key, out var list))
+                if (!map.TryGetValue(key, out var needers))
                 {
-                    map[key] = list = new List<string>();
+                    map[key] = needers = new Needers();
                 }
-                // A program is named once: directly when it needs the file itself, else through its first library.
+                // A program is named once: directly when it needs the file itself, else through its
+                // first library (a set, so that thousands of programs cost no more than their number).
                 int paren = user.IndexOf(" (through ", StringComparison.Ordinal);
                 string program = paren < 0 ? user : user[..paren];
-                if (!list.Any(u => u == program || u.StartsWith(program + " (", StringComparison.Ordinal)))
+                if (needers.Programs.Add(program))
                 {
-                    list.Add(user);
+                    needers.Users.Add(user);
                 }
             }
 
@@ -392,6 +415,7 @@ namespace InitramfsPS.Inspection
             {
                 foreach (var e in rootfs.GetEntries())
                 {
+                    Step();
                     int nameBytes = Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path));
                     if (!RootfsPath.FitsPathMax(nameBytes))
                     {

@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
@@ -43,6 +44,12 @@ namespace InitramfsPS.Layers
         public static Rootfs Expand(OciImage image, BlobStore cache, ExpandOptions options, CancellationToken cancellationToken)
         {
             var rootfs = new Rootfs(image);
+            if (image.BlobDirectory == cache.Root)
+            {
+                // Expanding an image from the cache uses all of it, whether or not its compressed
+                // layers are read again: it is leased, and it ages as one for eviction.
+                cache.Use(new[] { image.Digest, image.ConfigDigest }.Concat(image.Layers.Select(l => l.Digest)));
+            }
             foreach (var layer in image.Layers)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -78,7 +85,7 @@ namespace InitramfsPS.Layers
                     return fromCache;
                 }
             }
-            using var raw = image.Blobs.OpenRead(layer.Digest, name, out string blobPath);
+            using var raw = (image.BlobDirectory == cache.Root ? cache : image.Blobs).OpenRead(layer.Digest, name, out string blobPath);
             if (raw.Length != layer.Size)
             {
                 throw new InitramfsException("LayerSizeMismatch", FailureKind.InvalidData,

@@ -219,9 +219,14 @@ namespace InitramfsPS
                     // Not a plain open: a file replaced by a FIFO since it was added would block it forever.
                     handle = RegularFile.OpenRead(path);
                 }
-                catch (NotRegularFileException)
+                catch (Exception ex) when (ex is NotRegularFileException or FileNotFoundException or DirectoryNotFoundException)
                 {
                     throw changed();
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // A host file removed, or made unreadable, since it was added (or a cached layer since it was expanded).
+                    throw new InitramfsException("HostFileUnreadable", FailureKind.ReadFailed, $"Cannot read '{path}': {ex.Message}", path, ex);
                 }
                 handles[path] = handle;
             }

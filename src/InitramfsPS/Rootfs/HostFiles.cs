@@ -107,10 +107,25 @@ namespace InitramfsPS
                     Source = "host:" + directory.FullName,
                 }, written);
             }
-            var children = directory.GetFileSystemInfos();
+            FileSystemInfo[] children;
+            try
+            {
+                children = directory.GetFileSystemInfos();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw Unreadable(directory.FullName, ex);
+            }
             Array.Sort(children, (a, b) => string.CompareOrdinal(a.Name, b.Name));
             foreach (var child in children)
             {
+                if (!RootfsPath.FitsPathMax(System.Text.Encoding.UTF8.GetByteCount(child.FullName)))
+                {
+                    // The host cannot open it by this path (.NET says DirectoryNotFound), and the
+                    // kernel could not unpack a name that long either.
+                    throw new InitramfsException("HostPathTooLong", FailureKind.LimitExceeded,
+                        $"'{child.FullName[..Math.Min(child.FullName.Length, 200)]}…' is {System.Text.Encoding.UTF8.GetByteCount(child.FullName)} bytes, longer than PATH_MAX ({RootfsPath.PathMax}): the host tree is too deep to add.", directory.FullName);
+                }
                 string childTarget = RootfsPath.Combine(target, child.Name);
                 if (child is DirectoryInfo sub && sub.LinkTarget is null)
                 {
@@ -122,6 +137,13 @@ namespace InitramfsPS
                 }
             }
         }
+
+        private static InitramfsException Unreadable(string path, Exception ex) => ex switch
+        {
+            PathTooLongException => new InitramfsException("HostPathTooLong", FailureKind.LimitExceeded, $"Cannot read '{path}': {ex.Message}", path, ex),
+            UnauthorizedAccessException => new InitramfsException("HostAccessDenied", FailureKind.AccessDenied, $"Cannot read '{path}': {ex.Message}", path, ex),
+            _ => new InitramfsException("HostFileUnreadable", FailureKind.ReadFailed, $"Cannot read '{path}': {ex.Message}", path, ex),
+        };
 
         /// <summary>The rwx bits of a host file or directory (0755 where the platform has none).</summary>
         private static int HostPermissions(FileSystemInfo info) =>

@@ -280,6 +280,71 @@ namespace InitramfsPS
             return sb.ToString();
         }
 
+        /// <summary>
+        /// Every entry in archive order (as <see cref="GetEntries"/>) with, for a directory, the number
+        /// of directories directly in it (its link count is 2 more): one walk, where asking
+        /// <see cref="CountSubdirectories"/> for each would cost the depth of each.
+        /// </summary>
+        internal IEnumerable<(RootfsEntry Entry, int Subdirectories)> GetEntriesWithSubdirectoryCounts()
+        {
+            var stack = new Stack<Node>();
+            stack.Push(root);
+            while (stack.Count > 0)
+            {
+                var node = stack.Pop();
+                int subdirectories = 0;
+                if (node.Children is { Count: > 0 })
+                {
+                    var sorted = Sorted(node.Children);
+                    for (int i = sorted.Count - 1; i >= 0; i--)
+                    {
+                        stack.Push(sorted[i]);
+                        if (sorted[i].Entry.Type == EntryType.Directory)
+                        {
+                            subdirectories++;
+                        }
+                    }
+                }
+                yield return (node.Entry, subdirectories);
+            }
+        }
+
+        /// <summary>
+        /// The entries of two rootfs side by side in archive order: each path once, with its entry in
+        /// <paramref name="left"/> and in <paramref name="right"/> (null where it has none). One walk of
+        /// both trees, merging the children of each directory by name: linear in the entries, where
+        /// sorting full paths cost O(n log n × depth). With <paramref name="skipShared"/>, a subtree the
+        /// two share (a copy not changed there) is left out whole: it is the same.
+        /// </summary>
+        internal static IEnumerable<(RootfsEntry? Left, RootfsEntry? Right)> Pair(Rootfs left, Rootfs right, bool skipShared)
+        {
+            var stack = new Stack<(Node? Left, Node? Right)>();
+            stack.Push((left.root, right.root));
+            var merged = new List<(Node?, Node?)>();
+            while (stack.Count > 0)
+            {
+                var (a, b) = stack.Pop();
+                if (skipShared && ReferenceEquals(a, b))
+                {
+                    continue;
+                }
+                yield return (a?.Entry, b?.Entry);
+                var x = a?.Children is { Count: > 0 } ac ? SortedPairs(ac) : null;
+                var y = b?.Children is { Count: > 0 } bc ? SortedPairs(bc) : null;
+                merged.Clear();
+                int i = 0, j = 0, xs = x?.Count ?? 0, ys = y?.Count ?? 0;
+                while (i < xs || j < ys)
+                {
+                    int c = i >= xs ? 1 : j >= ys ? -1 : Utf8Order.Compare(x![i].Key, y![j].Key);
+                    merged.Add(c < 0 ? (x![i++].Value, null) : c > 0 ? (null, y![j++].Value) : (x![i++].Value, y![j++].Value));
+                }
+                for (int k = merged.Count - 1; k >= 0; k--)
+                {
+                    stack.Push(merged[k]);
+                }
+            }
+        }
+
         /// <summary>Every entry below a directory (not the directory itself), in archive order; empty for anything else.</summary>
         public IEnumerable<RootfsEntry> GetEntriesBelow(string path)
         {
@@ -494,14 +559,23 @@ namespace InitramfsPS
             return copy;
         }
 
-        private static int CountBelow(Node node)
+        /// <summary>The number of nodes below <paramref name="start"/>; iterative, so a deep chain cannot overflow the stack.</summary>
+        private static int CountBelow(Node start)
         {
             int count = 0;
-            if (node.Children is not null)
+            var stack = new Stack<Node>();
+            stack.Push(start);
+            while (stack.Count > 0)
             {
+                var node = stack.Pop();
+                if (node.Children is null)
+                {
+                    continue;
+                }
                 foreach (var child in node.Children.Values)
                 {
-                    count += 1 + CountBelow(child);
+                    count++;
+                    stack.Push(child);
                 }
             }
             return count;
@@ -526,11 +600,13 @@ namespace InitramfsPS
             }
         }
 
-        private static List<Node> Sorted(Dictionary<string, Node> children)
+        private static List<Node> Sorted(Dictionary<string, Node> children) => SortedPairs(children).ConvertAll(p => p.Value);
+
+        private static List<KeyValuePair<string, Node>> SortedPairs(Dictionary<string, Node> children)
         {
             var list = children.ToList();
             list.Sort((a, b) => Utf8Order.Compare(a.Key, b.Key));
-            return list.ConvertAll(p => p.Value);
+            return list;
         }
     }
 

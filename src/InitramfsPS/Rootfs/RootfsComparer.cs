@@ -141,27 +141,24 @@ namespace InitramfsPS
         /// <summary>The differences, in the rootfs order (parents first, names by bytes).</summary>
         public static IEnumerable<RootfsDifference> Compare(Rootfs reference, Rootfs difference, bool includeEqual, CancellationToken cancellationToken)
         {
-            var left = reference.GetEntries().ToDictionary(e => e.Path, StringComparer.Ordinal);
-            var right = difference.GetEntries().ToDictionary(e => e.Path, StringComparer.Ordinal);
-            var paths = left.Keys.Union(right.Keys, StringComparer.Ordinal).ToList();
-            paths.Sort(ComparePaths);
+            // Both trees walked side by side in archive order (linear in the entries, whatever the
+            // depth); a subtree a copy shares with its original is skipped unless Equal is asked for.
             using var reader = new ContentReader();
             var buffer = new byte[1 << 16];
             var hashes = new Dictionary<Content, string>(ReferenceEqualityComparer.Instance);
             int count = 0;
-            foreach (string path in paths)
+            foreach (var (a, b) in Rootfs.Pair(reference, difference, skipShared: !includeEqual))
             {
                 if ((++count & 255) == 0)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                 }
-                left.TryGetValue(path, out var a);
-                right.TryGetValue(path, out var b);
                 if (a is null)
                 {
-                    yield return new RootfsDifference { Path = path, Change = RootfsChange.Added, Difference = b };
+                    yield return new RootfsDifference { Path = b!.Path, Change = RootfsChange.Added, Difference = b };
                     continue;
                 }
+                string path = a.Path;
                 if (b is null)
                 {
                     yield return new RootfsDifference { Path = path, Change = RootfsChange.Removed, Reference = a };

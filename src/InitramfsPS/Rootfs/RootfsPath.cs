@@ -129,16 +129,32 @@ namespace InitramfsPS
         /// </summary>
         public static int CompareArchiveOrder(string a, string b)
         {
-            string[] x = Split(a), y = Split(b);
-            for (int i = 0; i < Math.Min(x.Length, y.Length); i++)
+            // Component by component is code point by code point with '/' below every other
+            // character: no splitting, and the cost is the common prefix.
+            int i = 0, j = 0;
+            while (i < a.Length && j < b.Length)
             {
-                int c = Utf8Order.Compare(x[i], y[i]);
-                if (c != 0)
+                int ca = CodePoint(a, i, out int la);
+                int cb = CodePoint(b, j, out int lb);
+                if (ca != cb)
                 {
-                    return c;
+                    return ca == '/' ? -1 : cb == '/' ? 1 : ca < cb ? -1 : 1;
                 }
+                i += la;
+                j += lb;
             }
-            return x.Length.CompareTo(y.Length);
+            return (a.Length - i).CompareTo(b.Length - j);
+        }
+
+        private static int CodePoint(string s, int index, out int length)
+        {
+            if (char.IsHighSurrogate(s[index]) && index + 1 < s.Length && char.IsLowSurrogate(s[index + 1]))
+            {
+                length = 2;
+                return char.ConvertToUtf32(s[index], s[index + 1]);
+            }
+            length = 1;
+            return s[index];
         }
 
         /// <summary>The name as written into a cpio archive: relative, '.' for the root.</summary>

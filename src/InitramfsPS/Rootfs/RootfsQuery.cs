@@ -67,7 +67,8 @@ namespace InitramfsPS
                         sb.Append("[^/]");
                         break;
                     case '[':
-                        int end = glob.IndexOf(']', i + 2);
+                        // A set holds at least one character: "[]]" is the set of ']'; an unclosed '[' is literal.
+                        int end = i + 2 < glob.Length ? glob.IndexOf(']', i + 2) : -1;
                         if (end < 0)
                         {
                             sb.Append(@"\[");
@@ -124,17 +125,21 @@ namespace InitramfsPS
             {
                 return named.ToList();
             }
+            // Entries are one object per node, so they are told apart by reference (no hashing of
+            // long paths); a directory already listed came with everything below it, and is not
+            // walked again: '/**' -Recurse on a chain n deep lists n entries, not n²/2.
             var result = new List<RootfsEntry>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
+            var seen = new HashSet<RootfsEntry>(ReferenceEqualityComparer.Instance);
             foreach (var e in named)
             {
-                if (seen.Add(e.Path))
+                if (!seen.Add(e))
                 {
-                    result.Add(e);
+                    continue;
                 }
+                result.Add(e);
                 if (e.Type == EntryType.Directory)
                 {
-                    result.AddRange(rootfs.GetEntriesBelow(e.Path).Where(b => seen.Add(b.Path)));
+                    result.AddRange(rootfs.GetEntriesBelow(e.Path).Where(seen.Add));
                 }
             }
             return result;
@@ -161,12 +166,13 @@ namespace InitramfsPS
             {
                 bool last = i == parts.Count - 1;
                 bool follow = !last || followLast;
-                var next = new Dictionary<string, RootfsEntry>(StringComparer.Ordinal);
+                var next = new List<RootfsEntry>();
+                var inNext = new HashSet<RootfsEntry>(ReferenceEqualityComparer.Instance);
                 void Add(RootfsEntry? e)
                 {
-                    if (e is not null && (last || e.Type == EntryType.Directory))
+                    if (e is not null && (last || e.Type == EntryType.Directory) && inNext.Add(e))
                     {
-                        next.TryAdd(e.Path, e);
+                        next.Add(e);
                     }
                 }
                 foreach (var dir in current)
@@ -195,7 +201,7 @@ namespace InitramfsPS
                         }
                     }
                 }
-                current = next.Values.ToList();
+                current = next;
                 if (current.Count == 0)
                 {
                     break;
@@ -205,7 +211,15 @@ namespace InitramfsPS
             {
                 return current;
             }
-            current.Sort((a, b) => RootfsPath.CompareArchiveOrder(a.Path, b.Path));
+            // Usually found in archive order already ('**' walks in it): checking costs a pass.
+            for (int i = 1; i < current.Count; i++)
+            {
+                if (RootfsPath.CompareArchiveOrder(current[i - 1].Path, current[i].Path) > 0)
+                {
+                    current.Sort((a, b) => RootfsPath.CompareArchiveOrder(a.Path, b.Path));
+                    break;
+                }
+            }
             return current;
         }
     }
