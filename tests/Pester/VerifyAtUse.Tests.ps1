@@ -83,6 +83,7 @@ Describe 'A cached decompressed layer edited after expansion' {
         $e.Exception.Message | Should -BeLike "*$diff*"
         Test-Path $cachedTar | Should -BeFalse -Because 'the damaged entry is removed'
         Test-Path $index | Should -BeFalse
+        Test-Path (Join-Path $cache "used/sha256/$($diff.Substring(7))") | Should -BeFalse -Because 'its record of use goes with it, as when the budget evicts it'
 
         $again = Get-OciImage $layout.Reference | Export-Initramfs ($out -replace '\.zst$', '')
         $again.Sha256 | Should -Be $good.Sha256

@@ -314,7 +314,7 @@ namespace InitramfsPS.Cpio
                 ImportOrigins.Record(area.MarkerOf(digest), archivePath);
                 // The blob may be an older copy another run committed: it is read through the digests
                 // of the bytes just decompressed, so a damaged copy is found (and removed) here.
-                var blocks = new BlockDigests(blobPath, sink.Written, blockHasher.Finish(), BlockOwner.CacheBlob, digest.ToString());
+                var blocks = new BlockDigests(blobPath, sink.Written, blockHasher.Finish(), BlockOwner.CacheBlob, digest.ToString(), null, area.MarkerOf(digest));
                 if (new FileInfo(blobPath).Length != sink.Written)
                 {
                     throw blocks.Mismatch(null);

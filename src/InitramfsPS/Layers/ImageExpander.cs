@@ -131,7 +131,7 @@ namespace InitramfsPS.Layers
                 // changed; a layout is the user's and is only reported.
                 bool inCache = string.Equals(image.Blobs.Root, cache.Root, StringComparison.Ordinal);
                 parsed.Blocks = new BlockDigests(parsed.BackingPath, parsed.BackingLength, blocks.Finish(),
-                    inCache ? BlockOwner.CacheBlob : BlockOwner.LayoutBlob, digest.ToString());
+                    inCache ? BlockOwner.CacheBlob : BlockOwner.LayoutBlob, digest.ToString(), null, inCache ? cache.MarkerOf(digest) : null);
                 return parsed;
             }
 
@@ -164,7 +164,7 @@ namespace InitramfsPS.Layers
                 result.BackingPath = unpacked.Writer.Commit(computed);
                 result.BackingLength = unpacked.TarLength;
                 result.Blocks = new BlockDigests(result.BackingPath, unpacked.TarLength, unpacked.BlockDigests, BlockOwner.CachedLayer,
-                    computed.ToString(), LayerIndex.PathFor(cache, computed));
+                    computed.ToString(), LayerIndex.PathFor(cache, computed), cache.MarkerOf(computed));
             }
             LayerIndex.Write(cache, computed, result);
             return result;
@@ -211,7 +211,7 @@ namespace InitramfsPS.Layers
                 if (diffId.Matches(hash.GetHashAndReset()) && stream.BytesRead == parsed.BackingLength)
                 {
                     parsed.Blocks = new BlockDigests(path, parsed.BackingLength, blocks.Finish(), BlockOwner.CachedLayer,
-                        diffId.ToString(), LayerIndex.PathFor(cache, diffId));
+                        diffId.ToString(), LayerIndex.PathFor(cache, diffId), cache.MarkerOf(diffId));
                     return parsed;
                 }
             }

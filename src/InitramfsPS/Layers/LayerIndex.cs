@@ -84,7 +84,7 @@ namespace InitramfsPS.Layers
                     BackingPath = backing,
                     BackingLength = length,
                     MaxEntries = maxEntries,
-                    Blocks = new BlockDigests(backing, length, digests, BlockOwner.CachedLayer, diffId.ToString(), path),
+                    Blocks = new BlockDigests(backing, length, digests, BlockOwner.CachedLayer, diffId.ToString(), path, cache.MarkerOf(diffId)),
                 };
                 if (!ReadPaths(reader, parsed.Whiteouts, parsed.WhiteoutPositions, maxEntries)
                     || !ReadPaths(reader, parsed.OpaqueDirectories, parsed.OpaquePositions, maxEntries - parsed.Records))

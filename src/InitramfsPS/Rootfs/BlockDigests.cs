@@ -50,8 +50,13 @@ namespace InitramfsPS
 
         private readonly byte[] digests;
 
-        /// <summary>Digests of the blocks of <paramref name="filePath"/>, <paramref name="fileLength"/> bytes, in order.</summary>
-        public BlockDigests(string filePath, long fileLength, byte[] digests, BlockOwner owner, string name, string? indexPath = null)
+        /// <summary>
+        /// Digests of the blocks of <paramref name="filePath"/>, <paramref name="fileLength"/> bytes, in
+        /// order. For a file of the cache, <paramref name="indexPath"/> (a cached layer's index) and
+        /// <paramref name="markerPath"/> (its record of use, for the cache budget) go with it when it
+        /// is removed.
+        /// </summary>
+        public BlockDigests(string filePath, long fileLength, byte[] digests, BlockOwner owner, string name, string? indexPath = null, string? markerPath = null)
         {
             if (digests.Length != (long)CountFor(fileLength) * DigestSize)
             {
@@ -63,6 +68,7 @@ namespace InitramfsPS
             Owner = owner;
             Name = name;
             IndexPath = indexPath;
+            MarkerPath = markerPath;
         }
 
         /// <summary>The file.</summary>
@@ -79,6 +85,9 @@ namespace InitramfsPS
 
         /// <summary>For a cached layer: its index, removed with it.</summary>
         public string? IndexPath { get; }
+
+        /// <summary>For a file of the cache: the record of its use, removed with it.</summary>
+        public string? MarkerPath { get; }
 
         /// <summary>Number of blocks of a file of <paramref name="length"/> bytes.</summary>
         public static int CountFor(long length) => checked((int)((length + BlockSize - 1) / BlockSize));
@@ -110,17 +119,13 @@ namespace InitramfsPS
             switch (Owner)
             {
                 case BlockOwner.CachedLayer:
-                    Files.TryDelete(FilePath);
-                    if (IndexPath is not null)
-                    {
-                        Files.TryDelete(IndexPath);
-                    }
+                    RemoveFromCache();
                     return new InitramfsException("CacheCorrupt", FailureKind.InvalidData,
                         $"The cached layer {Name} ('{FilePath}') changed after it was verified: {range} no longer match the digest recorded for them. "
                         + "It was removed from the cache and nothing was written; run the command again to decompress the layer from its blob (a rootfs expanded before must be expanded again).",
                         Name) { ContentMismatch = true };
                 case BlockOwner.CacheBlob:
-                    Files.TryDelete(FilePath);
+                    RemoveFromCache();
                     return new InitramfsException("CacheCorrupt", FailureKind.InvalidData,
                         $"The cache blob {Name} ('{FilePath}') changed after it was verified: {range} no longer match the digest recorded for them. "
                         + "It was removed from the cache and nothing was written; open, pull or import the image or archive again.",
@@ -134,6 +139,20 @@ namespace InitramfsPS
                     return new InitramfsException("ArchiveChanged", FailureKind.InvalidData,
                         $"'{FilePath}' changed after Import-Initramfs read it: {range} differ. Nothing was written; import the archive again.",
                         Name) { ContentMismatch = true };
+            }
+        }
+
+        /// <summary>Removes the file, its index and its record of use, as the cache budget evicts an entry.</summary>
+        private void RemoveFromCache()
+        {
+            if (IndexPath is not null)
+            {
+                Files.TryDelete(IndexPath);
+            }
+            Files.TryDelete(FilePath);
+            if (MarkerPath is not null)
+            {
+                Files.TryDelete(MarkerPath);
             }
         }
     }
