@@ -155,8 +155,9 @@ Import-Module InitramfsPS
         $result.PSModulePath -split ':' | Should -Not -Contain (Split-Path -Parent $moduleDir)
     }
 
-    It 'exports the manifest''s 12 cmdlets' {
-        $manifestData.CmdletsToExport.Count | Should -Be 12
+    It 'exports the manifest''s cmdlets, one for each help page' {
+        $pages = Get-ChildItem -LiteralPath (Join-Path $repoRoot 'docs/help') -Filter '*-*.md' | ForEach-Object BaseName
+        @($manifestData.CmdletsToExport | Sort-Object) | Should -Be @($pages | Sort-Object)
         @($result.Cmdlets | Sort-Object) | Should -Be @($manifestData.CmdletsToExport | Sort-Object)
     }
 
