@@ -59,13 +59,15 @@ Describe 'Start-InitramfsVM' -Tag Boot {
         $r.ExitStatus | Should -Be 3
         $r.Machine | Should -Be 'microvm'
         $r.Accelerator | Should -Be $accelerator
-        $r.Memory | Should -Be ([InitramfsPS.Commands.StartInitramfsVMCommand]::DefaultMemory)
+        $footprint = [InitramfsPS.Boot.ArchiveFootprint]::Of((Import-Initramfs $readyArchive), (Get-Item $readyArchive).Length)
+        $r.Memory | Should -Be ([InitramfsPS.Boot.MemoryModel]::Default($footprint)) -Because 'the least memory the archive boots in, and headroom'
+        $r.UnpackError | Should -BeNullOrEmpty
         $r.Console | Should -Match 'READY'
         $r.TimeToInit.TotalSeconds | Should -BeGreaterThan 0
         $r.UnpackTime.TotalSeconds | Should -BeGreaterThan 0
         $r.UnpackTime | Should -BeLessThan $r.TimeToInit
         $r.Panicked | Should -BeFalse
-        $r.CommandLine | Should -Match "^qemu-system-x86_64 -M microvm -accel $accelerator -m 512 .*-initrd $([regex]::Escape($readyArchive))"
+        $r.CommandLine | Should -Match "^qemu-system-x86_64 -M microvm -accel $accelerator -m $($r.Memory / 1MB) .*-initrd $([regex]::Escape($readyArchive))"
     }
 
     It 'boots a rootfs from the pipeline on q35, and removes the temporary archive' {

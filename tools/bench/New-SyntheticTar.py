@@ -27,7 +27,7 @@ with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as tar:
     for d in range(dirs):
         add(f"data/d{d:04}", tarfile.DIRTYPE, mode=0o755)
         for f in range(files // dirs):
-            size = min(pool_size, max(0, int(rng.expovariate(1.0 / mean))))
+            size = min(pool_size, max(0, int(rng.expovariate(1.0 / mean)))) if mean > 0 else 0
             start = rng.randrange(0, pool_size - size + 1)
             add(f"data/d{d:04}/f{f:05}", tarfile.REGTYPE, size, pool[start:start + size])
             written += size

@@ -37,6 +37,13 @@ namespace InitramfsPS.Boot
         /// <summary>The -Until pattern, if any.</summary>
         public string? Until { get; init; }
 
+        /// <summary>
+        /// What the kernel said when it could not unpack the whole archive ("write error": the rootfs,
+        /// a tmpfs of half the memory, is full), or null. The workload may still have started from
+        /// what was unpacked.
+        /// </summary>
+        public string? UnpackError { get; init; }
+
         /// <summary>Whether a console line matched -Until (the VM is then stopped).</summary>
         public bool Matched { get; init; }
 

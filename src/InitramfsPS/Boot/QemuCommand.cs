@@ -12,7 +12,7 @@ using InitramfsPS.Errors;
 namespace InitramfsPS.Boot
 {
     /// <summary>How to boot an archive: what <see cref="QemuCommand.Plan"/> turns into a QEMU command line.</summary>
-    public sealed class BootOptions
+    public sealed record BootOptions
     {
         /// <summary>The archive given as the initrd.</summary>
         public required string Archive { get; init; }
@@ -59,6 +59,7 @@ namespace InitramfsPS.Boot
         private static readonly Regex UnpackStart = new(@"^\[\s*(\d+\.\d+)\] Trying to unpack rootfs image as initramfs", RegexOptions.CultureInvariant);
         private static readonly Regex UnpackEnd = new(@"^\[\s*(\d+\.\d+)\] Freeing initrd memory", RegexOptions.CultureInvariant);
         private static readonly Regex RunInit = new(@"^\[\s*(\d+\.\d+)\] Run \S+ as init process", RegexOptions.CultureInvariant);
+        private static readonly Regex UnpackFailed = new(@"Initramfs unpacking failed: (.*)$", RegexOptions.CultureInvariant);
         private static readonly Regex PowerDown = new(@"^\[\s*\d+\.\d+\] reboot: Power down", RegexOptions.CultureInvariant);
         private static readonly Regex Panic = new(@"Kernel panic - not syncing:.*", RegexOptions.CultureInvariant);
         private static readonly Regex Status = new(@"^initramfs: workload exited with status (\d+)\s*$", RegexOptions.CultureInvariant);
@@ -235,12 +236,17 @@ namespace InitramfsPS.Boot
             string? panic = null;
             int? status = null;
             bool poweredOff = false;
+            string? unpackError = null;
             foreach (string line in console.Split('\n'))
             {
                 unpackStart ??= Seconds(UnpackStart, line);
                 unpackEnd ??= Seconds(UnpackEnd, line);
                 runInit ??= Seconds(RunInit, line);
                 poweredOff |= PowerDown.IsMatch(line);
+                if (unpackError is null && UnpackFailed.Match(line) is { Success: true } u)
+                {
+                    unpackError = u.Groups[1].Value.Trim();
+                }
                 if (panic is null && Panic.Match(line) is { Success: true } p)
                 {
                     panic = p.Value.Trim();
@@ -267,6 +273,7 @@ namespace InitramfsPS.Boot
                 Panicked = panic is not null,
                 PanicLine = panic,
                 PoweredOff = poweredOff,
+                UnpackError = unpackError,
                 QemuExitCode = exitCode,
                 QemuError = stderr,
                 Duration = duration,

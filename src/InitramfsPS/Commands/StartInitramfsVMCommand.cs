@@ -49,10 +49,10 @@ namespace InitramfsPS.Commands
         [ValidateSet("microvm", "q35")]
         public string Machine { get; set; } = "microvm";
 
-        /// <summary>Guest memory in bytes (256MB, 1GB); rounded up to whole MiB.</summary>
+        /// <summary>Guest memory in bytes (256MB, 1GB), rounded up to whole MiB; by default the least the archive boots in and 128 MiB for the workload.</summary>
         [Parameter]
         [ValidateRange(32L << 20, 1L << 40)]
-        public long Memory { get; set; } = DefaultMemory;
+        public long Memory { get; set; }
 
         /// <summary>More words for the kernel command line, after console=ttyS0 panic=-1 printk.time=1.</summary>
         [Parameter]
@@ -68,9 +68,6 @@ namespace InitramfsPS.Commands
         [Parameter]
         [ValidateRange(1, 86400)]
         public int Timeout { get; set; } = 120;
-
-        /// <summary>The -Memory used when none is given.</summary>
-        public const long DefaultMemory = 512L << 20;
 
         /// <inheritdoc/>
         protected override void ProcessRecord()
@@ -125,12 +122,19 @@ namespace InitramfsPS.Commands
             string? temporary = archive is null
                 ? System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"initramfsps-boot-{Guid.NewGuid():N}.cpio.zst")
                 : null;
+            var rootfs = source switch
+            {
+                Rootfs piped => Leased(piped),
+                OciImage image => ExpandImage(image, ExpandOptions.DefaultMaxLayerSize),
+                _ => null,
+            };
+            bool memoryGiven = MyInvocation.BoundParameters.ContainsKey(nameof(Memory));
             var options = new BootOptions
             {
                 Archive = archive ?? temporary!,
                 Kernel = Kernel is null ? null : FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"),
                 Machine = Machine,
-                Memory = Memory,
+                Memory = memoryGiven ? Memory : DefaultMemoryFor(archive, rootfs),
                 KernelArguments = KernelArgument,
                 Until = until,
                 Timeout = TimeSpan.FromSeconds(Timeout),
@@ -146,7 +150,12 @@ namespace InitramfsPS.Commands
             {
                 if (temporary is not null)
                 {
-                    Export(source!, temporary);
+                    var report = Export(rootfs!, temporary);
+                    if (!memoryGiven)
+                    {
+                        // The estimate counted the archive uncompressed; the export says what it takes.
+                        plan = QemuCommand.Plan(options with { Memory = report.MinimumMemory + MemoryModel.WorkloadHeadroom });
+                    }
                 }
                 WriteObject(Run(plan, what));
             }
@@ -159,9 +168,25 @@ namespace InitramfsPS.Commands
             }
         }
 
-        private void Export(object source, string path)
+        /// <summary>
+        /// The memory to boot with when -Memory is not given: the least the archive boots in
+        /// (MemoryModel) and headroom for the workload. An archive is read for its entries; a rootfs
+        /// not yet exported is counted as an uncompressed archive, until the export says better.
+        /// </summary>
+        private long DefaultMemoryFor(string? archive, Rootfs? rootfs)
         {
-            var rootfs = source is Rootfs piped ? Leased(piped) : ExpandImage((OciImage)source, ExpandOptions.DefaultMaxLayerSize);
+            if (rootfs is not null)
+            {
+                var prepared = InitramfsExporter.Prepare(rootfs, addDefaultEntries: true).Rootfs;
+                return MemoryModel.Default(ArchiveFootprint.Of(prepared, InitramfsExporter.CpioSize(prepared)));
+            }
+            var imported = CpioReader.Import(archive!, Cache, new ImportOptions(), CancellationToken);
+            KeepCacheWithinBudget();
+            return MemoryModel.Default(ArchiveFootprint.Of(imported.Rootfs, new FileInfo(archive!).Length));
+        }
+
+        private ExportReport Export(Rootfs rootfs, string path)
+        {
             var report = RunInBackground(
                 token => System.Threading.Tasks.Task.FromResult(InitramfsExporter.Export(rootfs, path, new ExportOptions { Compression = InitramfsCompression.Zstd, Level = Compressors.DefaultLevel(InitramfsCompression.Zstd) }, token)),
                 () => Progress(5, "Booting an initramfs", $"Writing a temporary archive of {rootfs}", 0));
@@ -169,6 +194,7 @@ namespace InitramfsPS.Commands
             {
                 WriteWarning(warning);
             }
+            return report;
         }
 
         /// <summary>

@@ -47,6 +47,11 @@ namespace InitramfsPS.Commands
 
         private Boot.KernelImage? kernel;
 
+        /// <summary>The guest memory the VM will have (256MB, 1GB): below the least the archive boots in is an error finding (MemoryTooSmall), else the least is reported (MemoryMinimum).</summary>
+        [Parameter]
+        [ValidateRange(1L << 20, 1L << 50)]
+        public long Memory { get; set; }
+
         /// <inheritdoc/>
         protected override void BeginProcessing()
         {
@@ -122,7 +127,28 @@ namespace InitramfsPS.Commands
                 {
                     WriteObject(Boot.KernelCheck.Check(kernel, prepared.Rootfs, null), enumerateCollection: true);
                 }
+                // Not exported yet: counted as an uncompressed archive, the most a compressed one can take.
+                CheckMemory(prepared.Rootfs, InitramfsExporter.CpioSize(prepared.Rootfs), "/",
+                    " (counted as an uncompressed archive; a .cpio.zst needs less, as Export-Initramfs's report says)");
             });
+        }
+
+        /// <summary>With -Memory: the least memory the archive boots in (Info), or an Error when -Memory is below it.</summary>
+        private void CheckMemory(Rootfs rootfs, long archiveBytes, string path, string note)
+        {
+            if (!MyInvocation.BoundParameters.ContainsKey(nameof(Memory)))
+            {
+                return;
+            }
+            var footprint = Boot.ArchiveFootprint.Of(rootfs, archiveBytes);
+            long minimum = Boot.MemoryModel.Minimum(footprint);
+            string why = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"the kernel, the {Units.Bytes(archiveBytes)} archive while it is unpacked, {Units.Bytes(footprint.FilePages)} of unpacked files and {footprint.Entries} entries, with a margin{note}");
+            WriteObject(Memory < minimum
+                ? new Finding(FindingSeverity.Error, "MemoryTooSmall", path,
+                    $"The guest needs at least {Boot.MemoryModel.MiB(minimum)} to boot this ({why}); -Memory gives {Boot.MemoryModel.MiB(Memory)}. The kernel would fail to unpack it or panic.")
+                : new Finding(FindingSeverity.Info, "MemoryMinimum", path,
+                    $"The guest needs at least {Boot.MemoryModel.MiB(minimum)} to boot this ({why}); -Memory {Boot.MemoryModel.MiB(Memory)} leaves {Boot.MemoryModel.MiB(Memory - minimum)} for the workload."));
         }
 
         private void CheckArchive(string file)
@@ -151,6 +177,7 @@ namespace InitramfsPS.Commands
                         .Where(c => c != InitramfsCompression.None).ToList();
                     WriteObject(Boot.KernelCheck.Check(kernel, result.Rootfs, codecs), enumerateCollection: true);
                 }
+                CheckMemory(result.Rootfs, new System.IO.FileInfo(file).Length, file, string.Empty);
             });
         }
     }

@@ -134,6 +134,9 @@ namespace InitramfsPS.Cpio
         /// <summary>What /init runs: the workload's command line for a generated /init, else the program /init is.</summary>
         public string? InitCommand { get; init; }
 
+        /// <summary>The least guest memory, in bytes, the archive boots in (Boot/MemoryModel.cs: the kernel, the archive while it is unpacked, the unpacked files, with a margin).</summary>
+        public long MinimumMemory { get; init; }
+
         /// <summary>Compressed size over uncompressed size.</summary>
         public double Ratio => UncompressedSize == 0 ? 0 : Math.Round((double)CompressedSize / UncompressedSize, 3);
 
@@ -275,6 +278,7 @@ namespace InitramfsPS.Cpio
                     AddedEntries = prepared.Added,
                     InitOrigin = prepared.Init.Origin,
                     InitCommand = prepared.Init.Command,
+                    MinimumMemory = Boot.MemoryModel.Minimum(Boot.ArchiveFootprint.Of(rootfs, compressedSize)),
                 };
             }
             catch (IOException ex) when (ex is not FileNotFoundException)
@@ -331,6 +335,24 @@ namespace InitramfsPS.Cpio
                 warnings.AddRange(init.Warnings);
             }
             return new PreparedRootfs(rootfs, added, warnings, init);
+        }
+
+        /// <summary>The bytes of the cpio stream <paramref name="rootfs"/> is written as (the trailer included), without writing it.</summary>
+        public static long CpioSize(Rootfs rootfs)
+        {
+            long total = CpioNewcWriter.TrailerSize;
+            var seen = new HashSet<HardlinkGroup>(ReferenceEqualityComparer.Instance);
+            foreach (var e in rootfs.GetEntries())
+            {
+                long data = e.Type switch
+                {
+                    EntryType.File => e.Hardlink is null || seen.Add(e.Hardlink) ? e.Size : 0,
+                    EntryType.Symlink => Encoding.UTF8.GetByteCount(e.LinkTarget ?? string.Empty),
+                    _ => 0,
+                };
+                total += CpioNewcWriter.RecordSize(Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path)), data);
+            }
+            return total;
         }
 
         /// <summary>
