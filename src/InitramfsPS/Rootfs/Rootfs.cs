@@ -614,7 +614,13 @@ namespace InitramfsPS
     public static class Utf8Order
     {
         /// <summary>Compares two strings by their UTF-8 encodings.</summary>
-        public static int Compare(string a, string b)
+        public static int Compare(string a, string b) => Compare(a, b, separatorFirst: false);
+
+        /// <summary>
+        /// Compares by UTF-8 encodings; with <paramref name="separatorFirst"/>, '/' sorts below every
+        /// other character, which orders whole paths component by component.
+        /// </summary>
+        internal static int Compare(string a, string b, bool separatorFirst)
         {
             // UTF-16 ordinal order equals UTF-8 byte order except around surrogates; compare code points.
             int i = 0, j = 0;
@@ -624,6 +630,10 @@ namespace InitramfsPS
                 int cb = CodePoint(b, j, out int lb);
                 if (ca != cb)
                 {
+                    if (separatorFirst && (ca == '/' || cb == '/'))
+                    {
+                        return ca == '/' ? -1 : 1;
+                    }
                     return ca < cb ? -1 : 1;
                 }
                 i += la;

@@ -127,35 +127,10 @@ namespace InitramfsPS
         /// Orders normalised paths as <see cref="Rootfs.GetEntries"/> lists them: component by
         /// component, each by its UTF-8 bytes, so a directory comes before everything below it.
         /// </summary>
-        public static int CompareArchiveOrder(string a, string b)
-        {
+        public static int CompareArchiveOrder(string a, string b) =>
             // Component by component is code point by code point with '/' below every other
             // character: no splitting, and the cost is the common prefix.
-            int i = 0, j = 0;
-            while (i < a.Length && j < b.Length)
-            {
-                int ca = CodePoint(a, i, out int la);
-                int cb = CodePoint(b, j, out int lb);
-                if (ca != cb)
-                {
-                    return ca == '/' ? -1 : cb == '/' ? 1 : ca < cb ? -1 : 1;
-                }
-                i += la;
-                j += lb;
-            }
-            return (a.Length - i).CompareTo(b.Length - j);
-        }
-
-        private static int CodePoint(string s, int index, out int length)
-        {
-            if (char.IsHighSurrogate(s[index]) && index + 1 < s.Length && char.IsLowSurrogate(s[index + 1]))
-            {
-                length = 2;
-                return char.ConvertToUtf32(s[index], s[index + 1]);
-            }
-            length = 1;
-            return s[index];
-        }
+            Utf8Order.Compare(a, b, separatorFirst: true);
 
         /// <summary>The name as written into a cpio archive: relative, '.' for the root.</summary>
         public static string ArchiveName(string path) => path == Root ? "." : path[1..];
