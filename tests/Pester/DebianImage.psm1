@@ -11,6 +11,10 @@ Set-StrictMode -Version Latest
 $script:RepoRoot = (Resolve-Path "$PSScriptRoot/../..").Path
 $script:Mirror = 'http://deb.debian.org/debian'
 $script:Suite = 'bookworm'
+# mmdebstrap honours SOURCE_DATE_EPOCH: with it, two builds from one mirror snapshot give the
+# same tar byte for byte (checked here), so exports of this image can be pinned by sha256
+# (Pinned.Tests.ps1). The folder is named after it, so a cache built without it is not reused.
+$script:SourceDateEpoch = '1747699200'
 
 function Invoke-DebianTool {
     param([Parameter(Mandatory)][string] $FilePath, [string[]] $ArgumentList = @())
@@ -40,7 +44,7 @@ function Get-DebianMinbaseLayout {
     .SYNOPSIS
     Returns an OCI image layout holding a Debian bookworm minbase rootfs (one layer), building it the first time.
     .DESCRIPTION
-    The layout is <repo>/out/test-cache/debian-minbase/layout (override the cache folder with
+    The layout is <repo>/out/test-cache/debian-minbase-<epoch>/layout (override the cache folder with
     -CacheDirectory or $env:INITRAMFSPS_TEST_CACHE). The base tag `minbase` has the config Cmd
     /bin/bash. With -Cmd, -Entrypoint, -Env, -WorkingDir or -User, an extra tag (named from a hash
     of those values, so the same values reuse it) gets that config over the same layer.
@@ -62,7 +66,7 @@ function Get-DebianMinbaseLayout {
             throw "Get-DebianMinbaseLayout needs '$tool' (tools/install-deps.sh installs it)."
         }
     }
-    $base = Join-Path $CacheDirectory 'debian-minbase'
+    $base = Join-Path $CacheDirectory "debian-minbase-$script:SourceDateEpoch"
     [void][System.IO.Directory]::CreateDirectory($base)
     $tar = Join-Path $base "$script:Suite-minbase.tar"
     $layout = Join-Path $base 'layout'
@@ -79,7 +83,9 @@ function Get-DebianMinbaseLayout {
                 # mmdebstrap picks the format from the name: write a .tar, then rename when complete.
                 $partial = Join-Path $base "partial-$([guid]::NewGuid().ToString('N')).tar"
                 try {
-                    Invoke-DebianTool mmdebstrap @('--quiet', '--variant=minbase', $script:Suite, $partial, $script:Mirror)
+                    $env:SOURCE_DATE_EPOCH = $script:SourceDateEpoch
+                    try { Invoke-DebianTool mmdebstrap @('--quiet', '--variant=minbase', $script:Suite, $partial, $script:Mirror) }
+                    finally { Remove-Item Env:SOURCE_DATE_EPOCH -ErrorAction SilentlyContinue }
                     Move-Item -LiteralPath $partial -Destination $tar -Force
                 }
                 finally {
