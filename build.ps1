@@ -8,7 +8,8 @@
     task runs once.
 
       Clean         removes out/ and the build folders.
-      Build         publishes src/InitramfsPS, assembles the module in out/InitramfsPS/ (its
+      Build         publishes src/InitramfsPS (the cmdlets, with the engine
+                    src/InitramfsPS.Core), assembles the module in out/InitramfsPS/ (its
                     ZstdSharp.dll with methods marked for full optimisation, see
                     tools/build/Set-AggressiveOptimization.ps1), and runs Help.
       Help          writes the module's help from docs/help/*.md and the built cmdlets:
@@ -97,7 +98,7 @@ function Assert-ExitCode([string]$What) {
 function ConvertTo-Literal([string]$Value) { "'" + $Value.Replace("'", "''") + "'" }
 
 function Invoke-Clean {
-    foreach ($dir in 'out', 'src/InitramfsPS/bin', 'src/InitramfsPS/obj', 'tools/pester/bin', 'tools/pester/obj') {
+    foreach ($dir in 'out', 'src/InitramfsPS/bin', 'src/InitramfsPS/obj', 'src/InitramfsPS.Core/bin', 'src/InitramfsPS.Core/obj', 'tools/pester/bin', 'tools/pester/obj') {
         $path = Join-Path $root $dir
         if (Test-Path -LiteralPath $path) {
             Write-Host "Removing $dir"

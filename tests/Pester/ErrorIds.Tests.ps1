@@ -130,7 +130,7 @@ BeforeDiscovery {
 
         @{ Cmdlet = 'Set-InitramfsInit'; Case = 'a script that does not exist'; Id = 'HostFileNotFound'; Run = { $rootfs | Set-InitramfsInit -Path "$work/none" } }
         @{ Cmdlet = 'Set-InitramfsInit'; Case = 'a script on a drive that does not exist'; Id = 'HostPathNotFileSystem'; Run = { $rootfs | Set-InitramfsInit -Path 'nope:/init' } }
-        @{ Cmdlet = 'Set-InitramfsInit'; Case = 'no image config to take a command from'; Id = 'InitCommandMissing'; Run = { [InitramfsPS.Rootfs]::new() | Set-InitramfsInit } }
+        @{ Cmdlet = 'Set-InitramfsInit'; Case = 'no image config to take a command from'; Id = 'InitCommandMissing'; Run = { [InitramfsPS.RootFilesystem.Rootfs]::new() | Set-InitramfsInit } }
         @{ Cmdlet = 'Set-InitramfsInit'; Case = 'an /init that is a directory'; Id = 'InitIsDirectory'; Run = { $initDir | Set-InitramfsInit -Content "#!/bin/sh`n" } }
         @{ Cmdlet = 'Set-InitramfsInit'; Case = 'input that is not a rootfs'; Id = 'InputNotRootfs'; Run = { 42 | Set-InitramfsInit -Content 'x' } }
 

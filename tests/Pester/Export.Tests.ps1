@@ -235,10 +235,10 @@ Describe 'Writing the file' {
     }
 
     It 'writes progress at most every 100 ms, however many entries' {
-        $many = [InitramfsPS.Rootfs]::new()
-        $template = [InitramfsPS.RootfsEntry]@{ Path = '/'; Type = 'Directory'; Mode = 0x1ED }
+        $many = [InitramfsPS.RootFilesystem.Rootfs]::new()
+        $template = [InitramfsPS.RootFilesystem.RootfsEntry]@{ Path = '/'; Type = 'Directory'; Mode = 0x1ED }
         foreach ($i in 1..10000) {
-            $many.Set([InitramfsPS.RootfsEntry]@{ Path = "/d$($i % 50)/f$i"; Type = 'Symlink'; Mode = 0x1FF; LinkTarget = "target-$i" }, $template)
+            $many.Set([InitramfsPS.RootFilesystem.RootfsEntry]@{ Path = "/d$($i % 50)/f$i"; Type = 'Symlink'; Mode = 0x1FF; LinkTarget = "target-$i" }, $template)
         }
         $ps = [PowerShell]::Create()
         $null = $ps.AddCommand('Import-Module').AddArgument($env:INITRAMFSPS_MODULE ?? "$PSScriptRoot/../../out/InitramfsPS/InitramfsPS.psd1").AddStatement()

@@ -252,15 +252,15 @@ Describe 'Add-InitramfsFile -Recurse' {
         $null = New-Item -ItemType Directory (Join-Path $dir 'private')
         foreach ($f in 'run.sh', 'config', 'private/key') { [IO.File]::WriteAllText((Join-Path $dir $f), $f) }
         chmod 0750 (Join-Path $dir 'run.sh'); chmod 0640 (Join-Path $dir 'config'); chmod 0700 (Join-Path $dir 'private'); chmod 0600 (Join-Path $dir 'private/key')
-        $r = [InitramfsPS.Rootfs]::new() | Add-InitramfsFile $dir /opt/app -Recurse
+        $r = [InitramfsPS.RootFilesystem.Rootfs]::new() | Add-InitramfsFile $dir /opt/app -Recurse
         $r.GetEntry('/opt/app/run.sh').OctalMode | Should -Be '0750'
         $r.GetEntry('/opt/app/config').OctalMode | Should -Be '0640'
         $r.GetEntry('/opt/app/private').OctalMode | Should -Be '0700'
         $r.GetEntry('/opt/app/private/key').OctalMode | Should -Be '0600'
-        $m = [InitramfsPS.Rootfs]::new() | Add-InitramfsFile $dir /opt/app -Recurse -Mode 0644
+        $m = [InitramfsPS.RootFilesystem.Rootfs]::new() | Add-InitramfsFile $dir /opt/app -Recurse -Mode 0644
         $m.GetEntry('/opt/app/run.sh').OctalMode | Should -Be '0644'
         $m.GetEntry('/opt/app/private').OctalMode | Should -Be '0755'
-        ([InitramfsPS.Rootfs]::new() | Add-InitramfsFile (Join-Path $dir 'config') /etc/config).GetEntry('/etc/config').OctalMode | Should -Be '0755'
+        ([InitramfsPS.RootFilesystem.Rootfs]::new() | Add-InitramfsFile (Join-Path $dir 'config') /etc/config).GetEntry('/etc/config').OctalMode | Should -Be '0755'
     }
 }
 
@@ -274,7 +274,7 @@ Describe 'Export progress' {
         $noise = [byte[]]::new(4KB)
         for ($i = 0; $i -lt $bytes.Length; $i += 8KB) { $rng.NextBytes($noise); [Array]::Copy($noise, 0, $bytes, $i, 4KB) }
         [IO.File]::WriteAllBytes($data, $bytes)
-        $r = [InitramfsPS.Rootfs]::new() | Add-InitramfsFile $data /slow.bin
+        $r = [InitramfsPS.RootFilesystem.Rootfs]::new() | Add-InitramfsFile $data /slow.bin
         $ps = [PowerShell]::Create()
         $null = $ps.AddCommand('Import-Module').AddArgument($env:INITRAMFSPS_MODULE ?? "$PSScriptRoot/../../out/InitramfsPS/InitramfsPS.psd1").AddStatement()
         $null = $ps.AddCommand('Export-Initramfs').AddParameter('Path', (Join-Path $work 'slow.cpio.zst')).AddParameter('InputObject', $r).
@@ -282,7 +282,7 @@ Describe 'Export progress' {
         $report = $ps.Invoke()
         $records = @($ps.Streams.Progress | Where-Object RecordType -NE 'Completed')
         $ps.Dispose()
-        $total = [InitramfsPS.Units]::Bytes($report[0].UncompressedSize)
+        $total = [InitramfsPS.IO.Units]::Bytes($report[0].UncompressedSize)
         $bytesRecords = @($records | Where-Object StatusDescription -Match "of $([regex]::Escape($total)) of cpio compressed")
         $bytesRecords.Count | Should -BeGreaterThan 2 -Because ($records.StatusDescription -join "`n")
         @($bytesRecords.PercentComplete | Select-Object -Unique).Count | Should -BeGreaterThan 1

@@ -45,7 +45,7 @@ Describe 'Generating /init' {
         Get-OciImage $img.Reference | Set-InitramfsInit -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $err[0].FullyQualifiedErrorId | Should -BeLike 'InitCommandMissing,*'
         $err = $null
-        [InitramfsPS.Rootfs]::new() | Set-InitramfsInit -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        [InitramfsPS.RootFilesystem.Rootfs]::new() | Set-InitramfsInit -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $err[0].FullyQualifiedErrorId | Should -BeLike 'InitCommandMissing,*'
     }
 

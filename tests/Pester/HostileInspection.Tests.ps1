@@ -366,7 +366,7 @@ Describe 'A directory chain 6,000 deep' {
             'Remove-InitramfsItem -Recurse'                                  = '($chain | Remove-InitramfsItem /d -Recurse).Count', 1
             'Remove-InitramfsItem /d/** -Recurse'                            = '($chain | Remove-InitramfsItem /d/** -Recurse).Count', 1
             'Remove-InitramfsItem of the deepest directory'                  = '($chain | Remove-InitramfsItem $deepest).Count', 6000
-            'Compare-Initramfs with an empty rootfs'                         = '@(Compare-Initramfs ([InitramfsPS.Rootfs]::new()) $chain).Count', 6000
+            'Compare-Initramfs with an empty rootfs'                         = '@(Compare-Initramfs ([InitramfsPS.RootFilesystem.Rootfs]::new()) $chain).Count', 6000
             'Compare-Initramfs with a copy changed at the bottom'            = '$c = $chain.Clone(); $c.Set((New-Entry "$deepest/x" File), $null); @(Compare-Initramfs $chain $c).Path.Length', 12002
             'Test-Initramfs'                                                 = '@($chain | Test-Initramfs | Where-Object Id -EQ NameTooLong).Count', 3952
             'Export-Initramfs'                                               = 'try { $chain | Export-Initramfs ./deep.cpio -Force -WarningAction SilentlyContinue } catch { $_.FullyQualifiedErrorId -replace ",.*" }', 'EntryNameTooLong'
@@ -376,12 +376,12 @@ Describe 'A directory chain 6,000 deep' {
         # In a child, with a timeout: before the fix, one of these ran for hours.
         $script = [Text.StringBuilder]::new()
         $null = $script.AppendLine(@'
-function New-Entry([string] $Path, [string] $Type) { [InitramfsPS.RootfsEntry]@{ Path = $Path; Type = $Type; Mode = 0x1ED } }
+function New-Entry([string] $Path, [string] $Type) { [InitramfsPS.RootFilesystem.RootfsEntry]@{ Path = $Path; Type = $Type; Mode = 0x1ED } }
 # Not timed: the paths alone are 36M characters (each entry holds its whole path), so building
 # the chain is quadratic in its depth whatever Set costs; before the fix it was cubic.
-$chain = [InitramfsPS.Rootfs]::new()
+$chain = [InitramfsPS.RootFilesystem.Rootfs]::new()
 $path = [Text.StringBuilder]::new()
-for ($i = 0; $i -lt 6000; $i++) { $chain.Set([InitramfsPS.RootfsEntry]@{ Path = $path.Append('/d').ToString(); Type = 'Directory'; Mode = 0x1ED }, $null) }
+for ($i = 0; $i -lt 6000; $i++) { $chain.Set([InitramfsPS.RootFilesystem.RootfsEntry]@{ Path = $path.Append('/d').ToString(); Type = 'Directory'; Mode = 0x1ED }, $null) }
 $deepest = $path.ToString()
 function Measure-Case([string] $Case, [string] $Code) {
     $clock = [Diagnostics.Stopwatch]::StartNew()

@@ -8,10 +8,10 @@ BeforeAll {
 
     # One line per entry of a Rootfs, with the sha256 of each file's bytes; the root is left out.
     function script:Get-RootfsLines {
-        param([InitramfsPS.Rootfs] $Rootfs)
+        param([InitramfsPS.RootFilesystem.Rootfs] $Rootfs)
         foreach ($e in $Rootfs.GetEntries()) {
             if ($e.Path -eq '/') { continue }
-            $sha = if ($e.Type -eq 'File') { [InitramfsPS.RootfsComparer]::Sha256($e.Content, [Threading.CancellationToken]::None) }
+            $sha = if ($e.Type -eq 'File') { [InitramfsPS.RootFilesystem.RootfsComparer]::Sha256($e.Content, [Threading.CancellationToken]::None) }
             '{0}|{1}|{2}|{3}:{4}|{5}|{6}|{7}:{8}|{9}' -f $e.Path, $e.Type, $e.OctalMode, $e.Uid, $e.Gid, $e.Size, $e.LinkTarget, $e.DevMajor, $e.DevMinor, $sha
         }
     }
@@ -93,7 +93,7 @@ Describe 'Import-Initramfs of our own export' {
         $path = Join-Path $work $Name
         $imported = Import-Initramfs $path -WarningVariable warnings
         $warnings | Should -BeNullOrEmpty
-        $imported | Should -BeOfType InitramfsPS.Rootfs
+        $imported | Should -BeOfType InitramfsPS.RootFilesystem.Rootfs
         $imported.Image | Should -BeNullOrEmpty
         $imported.Changes | Should -Contain "imported from $path"
         Get-RootfsLines $imported | Should -Be @(Get-RootfsLines $rootfs)
@@ -220,7 +220,7 @@ Describe 'Import-Initramfs of concatenated parts' {
         $union.GetEntries().Path | Should -Be @('/', '/a', '/a/link1', '/a/link2', '/a/x', '/a/y', '/b', '/c', '/c/plain')
         $x = $union.GetEntry('/a/x')
         $x.OctalMode | Should -Be '0600'
-        [InitramfsPS.RootfsComparer]::Sha256($x.Content, [Threading.CancellationToken]::None) |
+        [InitramfsPS.RootFilesystem.RootfsComparer]::Sha256($x.Content, [Threading.CancellationToken]::None) |
             Should -Be (Get-FileHash -InputStream ([IO.MemoryStream]::new([Text.Encoding]::UTF8.GetBytes('second part wins')))).Hash.ToLowerInvariant()
         $union.GetEntry('/a').OctalMode | Should -Be '0750' -Because 'a directory over a directory takes the new metadata and keeps the children'
         $union.GetEntry('/a/y').Size | Should -Be 5

@@ -7,7 +7,7 @@ BeforeAll {
     $script:repoRoot = (Resolve-Path "$PSScriptRoot/../..").Path
 
     # The package's own ZstdSharp.dll, found as the restore found it.
-    $assets = Get-Content -Raw (Join-Path $repoRoot 'src/InitramfsPS/obj/project.assets.json') | ConvertFrom-Json -AsHashtable
+    $assets = Get-Content -Raw (Join-Path $repoRoot 'src/InitramfsPS.Core/obj/project.assets.json') | ConvertFrom-Json -AsHashtable
     $library = @($assets.libraries.Keys | Where-Object { $_ -like 'ZstdSharp.Port/*' })
     $library.Count | Should -Be 1
     $runtime = @($assets.targets['net8.0'][$library[0]].runtime.Keys)
@@ -133,5 +133,33 @@ Describe 'Blake3.dll in the module' {
             if ($blakePackageBytes[$i] -ne $blakeShippedBytes[$i] -and -not $allowed.Contains($i)) { $i }
         }
         @($other) | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'The two assemblies' {
+    BeforeAll {
+        # The assembly references as compiled, read from the files the module ships.
+        function Get-AssemblyReference([string] $Path) {
+            $pe = [System.Reflection.PortableExecutable.PEReader]::new([IO.File]::OpenRead($Path))
+            try {
+                $md = [System.Reflection.Metadata.PEReaderExtensions]::GetMetadataReader($pe)
+                @($md.AssemblyReferences | ForEach-Object { $md.GetString($md.GetAssemblyReference($_).Name) })
+            }
+            finally { $pe.Dispose() }
+        }
+    }
+
+    It 'ships the engine, InitramfsPS.Core.dll, beside the cmdlets' {
+        Join-Path $moduleDir 'InitramfsPS.Core.dll' | Should -Exist
+        Get-AssemblyReference (Join-Path $moduleDir 'InitramfsPS.dll') | Should -Contain 'InitramfsPS.Core'
+    }
+
+    It 'keeps the engine free of PowerShell: InitramfsPS.Core references no System.Management.Automation' {
+        $references = Get-AssemblyReference (Join-Path $moduleDir 'InitramfsPS.Core.dll')
+        # The check can fail: the cmdlets' assembly does reference it.
+        Get-AssemblyReference (Join-Path $moduleDir 'InitramfsPS.dll') | Should -Contain 'System.Management.Automation'
+        $references | Should -Contain 'System.Runtime'
+        $references | Should -Not -Contain 'System.Management.Automation'
+        $references | Should -Not -Contain 'Microsoft.PowerShell.Commands.Utility'
     }
 }

@@ -110,7 +110,7 @@ Describe 'Remove-InitramfsItem' {
 
     It 'passes nothing on under -WhatIf, and says what would go' {
         $out = $rootfs | Remove-InitramfsItem -Preset Docs -WhatIf 6>&1
-        $out | Where-Object { $_ -is [InitramfsPS.Rootfs] } | Should -BeNullOrEmpty
+        $out | Where-Object { $_ -is [InitramfsPS.RootFilesystem.Rootfs] } | Should -BeNullOrEmpty
     }
 
     It 'reports the entries and bytes removed' {
@@ -150,7 +150,7 @@ Describe 'Presets and their help' {
     It 'the help lists exactly the patterns of preset <Name>' -ForEach @(
         @{ Name = 'Docs' }, @{ Name = 'ManPages' }, @{ Name = 'Locales' }, @{ Name = 'PackageCaches' }, @{ Name = 'PythonCache' }
     ) {
-        $preset = [InitramfsPS.TrimPresets]::Get($Name)
+        $preset = [InitramfsPS.RootFilesystem.TrimPresets]::Get($Name)
         $helpPresets[$Name].Remove | Should -Be @($preset.Remove)
         $helpPresets[$Name].Keep | Should -Be @($preset.Keep)
     }
@@ -219,11 +219,11 @@ Describe 'Copies of a rootfs' {
     }
 
     It 'costs next to nothing for 20k entries, and a change copies only the directories on its path' {
-        $big = [InitramfsPS.Rootfs]::new()
-        $template = [InitramfsPS.RootfsEntry]@{ Path = '/'; Type = 'Directory'; Mode = 0x1ED }
+        $big = [InitramfsPS.RootFilesystem.Rootfs]::new()
+        $template = [InitramfsPS.RootFilesystem.RootfsEntry]@{ Path = '/'; Type = 'Directory'; Mode = 0x1ED }
         foreach ($d in 1..20) {
             foreach ($f in 1..1000) {
-                $big.Set([InitramfsPS.RootfsEntry]@{ Path = "/d$d/f$f"; Type = 'File'; Mode = 0x1A4 }, $template)
+                $big.Set([InitramfsPS.RootFilesystem.RootfsEntry]@{ Path = "/d$d/f$f"; Type = 'File'; Mode = 0x1A4 }, $template)
             }
         }
         $big.Count | Should -Be 20021
@@ -231,7 +231,7 @@ Describe 'Copies of a rootfs' {
         $copy = $big.Clone()
         $cloned = [GC]::GetAllocatedBytesForCurrentThread() - $start
         $start = [GC]::GetAllocatedBytesForCurrentThread()
-        $copy.Set([InitramfsPS.RootfsEntry]@{ Path = '/d7/new'; Type = 'File'; Mode = 0x1A4 }, $null)
+        $copy.Set([InitramfsPS.RootFilesystem.RootfsEntry]@{ Path = '/d7/new'; Type = 'File'; Mode = 0x1A4 }, $null)
         $changed = [GC]::GetAllocatedBytesForCurrentThread() - $start
         # A deep copy of 20k nodes would allocate well over 1 MB.
         $cloned | Should -BeLessThan 64KB

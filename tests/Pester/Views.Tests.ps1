@@ -122,18 +122,18 @@ Describe 'Sizes for people' {
         $values = 0L, 999L, 1000L, 999949L, 999950L, 1234567L, 170400000L, 999949999L, 999950000L, 1023900000L,
             999949999999L, 999950000000000000L, [long]::MaxValue
         foreach ($v in $values) {
-            [InitramfsPS.Units]::Bytes($v).Length | Should -BeLessOrEqual 8 -Because "$v is $([InitramfsPS.Units]::Bytes($v))"
+            [InitramfsPS.IO.Units]::Bytes($v).Length | Should -BeLessOrEqual 8 -Because "$v is $([InitramfsPS.IO.Units]::Bytes($v))"
         }
-        [InitramfsPS.Units]::Bytes(170400000) | Should -Be '170.4 MB'
-        [InitramfsPS.Units]::Bytes(999950) | Should -Be '1 MB' -Because 'a value that rounds to 1000 takes the next unit'
-        [InitramfsPS.Units]::Bytes(999949) | Should -Be '999.9 KB'
+        [InitramfsPS.IO.Units]::Bytes(170400000) | Should -Be '170.4 MB'
+        [InitramfsPS.IO.Units]::Bytes(999950) | Should -Be '1 MB' -Because 'a value that rounds to 1000 takes the next unit'
+        [InitramfsPS.IO.Units]::Bytes(999949) | Should -Be '999.9 KB'
     }
 
     It 'gives exact bytes for two sizes that round alike' {
-        $pair = [InitramfsPS.Units]::BytesPair(1234567, 1234569)
+        $pair = [InitramfsPS.IO.Units]::BytesPair(1234567, 1234569)
         $pair.Item1 | Should -Be '1234567 B'
         $pair.Item2 | Should -Be '1234569 B'
-        $pair = [InitramfsPS.Units]::BytesPair(1234567, 1334567)
+        $pair = [InitramfsPS.IO.Units]::BytesPair(1234567, 1334567)
         $pair.Item1, $pair.Item2 | Should -Be @('1.2 MB', '1.3 MB')
     }
 }
@@ -142,7 +142,7 @@ Describe 'Default views at 80 and 160 columns' {
     It 'has a view for every output type of every cmdlet, and for Digest' {
         $types = Get-Command -Module InitramfsPS | ForEach-Object { $_.OutputType.Type } |
             Where-Object { $_ -and $_ -ne [void] } | ForEach-Object FullName | Sort-Object -Unique
-        $types | Should -Contain 'InitramfsPS.Rootfs'
+        $types | Should -Contain 'InitramfsPS.RootFilesystem.Rootfs'
         foreach ($type in @($types) + 'InitramfsPS.Images.Digest', 'InitramfsPS.Images.LayerDescriptor') {
             Get-FormatData -TypeName $type | Should -Not -BeNullOrEmpty -Because "$type needs a view"
         }
@@ -173,7 +173,7 @@ Describe 'Default views at 80 and 160 columns' {
             foreach ($i in $image, $other) {
                 Get-LinesWith $text $i.Reference.ToString() | Should -HaveCount 1
                 Get-LinesWith $text $i.Digest.ToString() | Should -HaveCount 1
-                Get-LinesWith $text ('    linux/amd64, 1 layer, {0}' -f [InitramfsPS.Units]::Bytes($i.Size)) | Should -Not -BeNullOrEmpty
+                Get-LinesWith $text ('    linux/amd64, 1 layer, {0}' -f [InitramfsPS.IO.Units]::Bytes($i.Size)) | Should -Not -BeNullOrEmpty
             }
             Get-LinesWith $text 'Command: /bin/sh -c echo hello' | Should -HaveCount 2
         }
@@ -187,7 +187,7 @@ Describe 'Default views at 80 and 160 columns' {
             Get-ListValue $text Index $w | Should -Be @('1')
             Get-ListValue $text Digest $w | Should -Be @($layer.Digest.ToString())
             Get-ListValue $text DiffId $w | Should -Be @($layer.DiffId.ToString())
-            Get-ListValue $text Size $w | Should -Be @(('{0} ({1} bytes), Gzip' -f [InitramfsPS.Units]::Bytes($layer.Size), $layer.Size))
+            Get-ListValue $text Size $w | Should -Be @(('{0} ({1} bytes), Gzip' -f [InitramfsPS.IO.Units]::Bytes($layer.Size), $layer.Size))
         }
     }
 
@@ -198,7 +198,7 @@ Describe 'Default views at 80 and 160 columns' {
             Assert-Fits $text $w
             Get-ListValue $text Source $w | Should -Be @($other.Reference.ToString())
             Get-ListValue $text Entries $w | Should -Be @("$($bigRootfs.Count)")
-            Get-ListValue $text Size $w | Should -Be @(('{0} ({1} bytes)' -f [InitramfsPS.Units]::Bytes($bigRootfs.Size), $bigRootfs.Size))
+            Get-ListValue $text Size $w | Should -Be @(('{0} ({1} bytes)' -f [InitramfsPS.IO.Units]::Bytes($bigRootfs.Size), $bigRootfs.Size))
             Get-ListValue $text Init $w | Should -Be @('-rwxr-xr-x 0:0 10 B')
             Get-ListValue $text Changes $w | Should -Be @($bigRootfs.Changes)
         }
@@ -226,7 +226,7 @@ Describe 'Default views at 80 and 160 columns' {
             Get-ListValue $text Path $w | Should -Be @($report.Path)
             Get-LinesWith $text $report.Sha256 | Should -HaveCount 1
             Get-ListValue $text Sha256 $w | Should -Be @($report.Sha256)
-            Get-ListValue $text Uncompressed $w | Should -Be @(('{0} ({1} bytes)' -f [InitramfsPS.Units]::Bytes($report.UncompressedSize), $report.UncompressedSize))
+            Get-ListValue $text Uncompressed $w | Should -Be @(('{0} ({1} bytes)' -f [InitramfsPS.IO.Units]::Bytes($report.UncompressedSize), $report.UncompressedSize))
             Get-ListValue $text AddedEntries $w | Should -Be @($report.AddedEntries -join ', ')
         }
     }
@@ -240,7 +240,7 @@ Describe 'Default views at 80 and 160 columns' {
             foreach ($blob in $blobs) {
                 $line = @(Get-LinesWith $text $blob.Digest.ToString())
                 $line | Should -HaveCount 1
-                $line[0] | Should -Match " $([regex]::Escape([InitramfsPS.Units]::Bytes($blob.Size)))( |$)"
+                $line[0] | Should -Match " $([regex]::Escape([InitramfsPS.IO.Units]::Bytes($blob.Size)))( |$)"
             }
             Get-LinesWith $text "$bigDigest 170.4 MB" | Should -HaveCount 1
         }

@@ -120,19 +120,19 @@ function Measure-VerifyCost($Image) {
     $child = @"
 `$ErrorActionPreference = 'Stop'
 Import-Module '$ModulePath'
-`$verify = [InitramfsPS.ContentReader].GetField('verify', [Reflection.BindingFlags]'NonPublic,Static')
+`$verify = [InitramfsPS.RootFilesystem.ContentReader].GetField('verify', [Reflection.BindingFlags]'NonPublic,Static')
 `$process = [Diagnostics.Process]::GetCurrentProcess()
 `$r = Get-OciImage '$ref' | Expand-OciLayers
 function Measure-Export([string] `$Extension, [bool] `$On) {
     `$verify.SetValue(`$null, `$On)
-    `$hashed = [InitramfsPS.ContentReader]::BytesHashed
+    `$hashed = [InitramfsPS.RootFilesystem.ContentReader]::BytesHashed
     `$process.Refresh(); `$cpu = `$process.TotalProcessorTime.TotalSeconds
     `$sw = [Diagnostics.Stopwatch]::StartNew()
     `$null = `$r | Export-Initramfs "$dir/export`$Extension" -Force -WarningAction SilentlyContinue
     `$wall = `$sw.Elapsed.TotalSeconds
     `$process.Refresh()
     `$verify.SetValue(`$null, `$true)
-    @{ Wall = `$wall; Cpu = `$process.TotalProcessorTime.TotalSeconds - `$cpu; Hashed = [InitramfsPS.ContentReader]::BytesHashed - `$hashed }
+    @{ Wall = `$wall; Cpu = `$process.TotalProcessorTime.TotalSeconds - `$cpu; Hashed = [InitramfsPS.RootFilesystem.ContentReader]::BytesHashed - `$hashed }
 }
 `$t = @{}
 foreach (`$x in '.cpio.zst', '.cpio') {

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Management.Automation;
 using InitramfsPS.Errors;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

@@ -6,6 +6,8 @@ using System.Management.Automation;
 using System.Management.Automation.Language;
 using System.Threading;
 using InitramfsPS.Cache;
+using InitramfsPS.IO;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

@@ -2,7 +2,9 @@ using System.Globalization;
 using System.Linq;
 using System.Management.Automation;
 using InitramfsPS.Cache;
+using InitramfsPS.IO;
 using InitramfsPS.Images;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

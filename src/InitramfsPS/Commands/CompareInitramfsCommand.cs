@@ -5,6 +5,7 @@ using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
 using InitramfsPS.Layers;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using InitramfsPS.Images;
 using InitramfsPS.Layers;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

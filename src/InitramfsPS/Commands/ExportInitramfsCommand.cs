@@ -4,6 +4,8 @@ using System.Management.Automation;
 using InitramfsPS.Compression;
 using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

@@ -1,6 +1,7 @@
 using System.Linq;
 using System.Management.Automation;
 using InitramfsPS.Errors;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

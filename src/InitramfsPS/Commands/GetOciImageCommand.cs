@@ -6,8 +6,10 @@ using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
 using InitramfsPS.Cache;
+using InitramfsPS.IO;
 using InitramfsPS.Images;
 using InitramfsPS.Registry;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

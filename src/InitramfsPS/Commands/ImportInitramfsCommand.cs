@@ -4,6 +4,7 @@ using System.Management.Automation;
 using InitramfsPS.Cache;
 using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

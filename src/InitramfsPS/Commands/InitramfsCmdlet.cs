@@ -7,8 +7,10 @@ using System.Management.Automation;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 using InitramfsPS.Images;
 using InitramfsPS.Layers;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Linq;
 using System.Management.Automation;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

@@ -5,6 +5,7 @@ using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
 using InitramfsPS.Images;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

@@ -6,6 +6,7 @@ using System.Management.Automation;
 using System.Text;
 using InitramfsPS.Errors;
 using InitramfsPS.Init;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

@@ -13,6 +13,7 @@ using InitramfsPS.Errors;
 using InitramfsPS.IO;
 using InitramfsPS.Images;
 using InitramfsPS.Layers;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

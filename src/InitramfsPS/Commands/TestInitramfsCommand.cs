@@ -4,9 +4,11 @@ using InitramfsPS.Compression;
 using System.Management.Automation;
 using InitramfsPS.Cache;
 using InitramfsPS.Cpio;
+using InitramfsPS.IO;
 using InitramfsPS.Images;
 using InitramfsPS.Inspection;
 using InitramfsPS.Layers;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {

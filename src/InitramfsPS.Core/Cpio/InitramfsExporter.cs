@@ -1,0 +1,566 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Threading;
+using InitramfsPS.Compression;
+using InitramfsPS.Errors;
+using InitramfsPS.Init;
+using InitramfsPS.IO;
+using InitramfsPS.RootFilesystem;
+
+namespace InitramfsPS.Cpio
+{
+    /// <summary>Options of <see cref="InitramfsExporter.Export"/>.</summary>
+    public sealed class ExportOptions
+    {
+        /// <summary>Compression of the archive.</summary>
+        public InitramfsCompression Compression { get; init; }
+
+        /// <summary>Compression level (see <see cref="Compressors.CheckLevel"/>).</summary>
+        public int Level { get; init; }
+
+        /// <summary>Threads compressing parts at once; the bytes written do not depend on it.</summary>
+        public int Workers { get; init; } = DefaultWorkers;
+
+        /// <summary>
+        /// One compressor per core, at most 8: each holds about 16 MB of parts in flight, so more
+        /// would cost memory for little gain. The bytes written do not depend on the count.
+        /// </summary>
+        public static int DefaultWorkers => Math.Clamp(Environment.ProcessorCount, 1, 8);
+
+        /// <summary>Add /dev, /dev/console, /proc, /sys, /tmp and /run when missing.</summary>
+        public bool AddDefaultEntries { get; init; } = true;
+
+        /// <summary>Clamp every mtime to at most this (Unix seconds), as SOURCE_DATE_EPOCH asks.</summary>
+        public long? ClampMTime { get; init; }
+
+        /// <summary>Write the archive even when /init would not start; the problems become warnings.</summary>
+        public bool AllowUnbootable { get; init; }
+
+        /// <summary>Replace an existing file at the path.</summary>
+        public bool Overwrite { get; init; } = true;
+
+        /// <summary>Updated as the export goes, for a caller on another thread to show.</summary>
+        public ExportProgress? Progress { get; init; }
+
+        /// <summary>The kernel that will boot the archive: its errors (no decompressor, another architecture...) refuse the export as /init problems do.</summary>
+        public Boot.KernelImage? Kernel { get; init; }
+    }
+
+    /// <summary>
+    /// How far an export is, read from another thread while it runs: bytes of cpio against a total
+    /// known before the first byte is written, so a slow compression level still shows movement.
+    /// </summary>
+    public sealed class ExportProgress
+    {
+        private PartPipeline? pipeline;
+        private long totalBytes;
+        private int entries;
+        private int entriesWritten;
+
+        /// <summary>Bytes of cpio the archive holds, known once the export is planned (0 before).</summary>
+        public long TotalBytes => Interlocked.Read(ref totalBytes);
+
+        /// <summary>Entries the archive holds, known once the export is planned.</summary>
+        public int Entries => Volatile.Read(ref entries);
+
+        /// <summary>Entries written into the cpio stream so far.</summary>
+        public int EntriesWritten => Volatile.Read(ref entriesWritten);
+
+        /// <summary>Bytes of cpio written so far (they may still wait for their compressor).</summary>
+        public long WrittenBytes => Volatile.Read(ref pipeline)?.UncompressedBytes ?? 0;
+
+        /// <summary>Bytes of cpio compressed so far (equal to <see cref="WrittenBytes"/> for a plain archive once written).</summary>
+        public long CompressedBytes => Volatile.Read(ref pipeline)?.CompressedInputBytes ?? 0;
+
+        /// <summary>Bytes in the file so far.</summary>
+        public long FileBytes => Volatile.Read(ref pipeline)?.BytesWritten ?? 0;
+
+        internal void Start(long total, int count, PartPipeline writer)
+        {
+            Interlocked.Exchange(ref totalBytes, total);
+            Volatile.Write(ref entries, count);
+            Volatile.Write(ref pipeline, writer);
+        }
+
+        internal void Entry(int written) => Volatile.Write(ref entriesWritten, written);
+    }
+
+    /// <summary>What an export wrote.</summary>
+    public sealed class ExportReport
+    {
+        /// <summary>The archive file.</summary>
+        public required string Path { get; init; }
+
+        /// <summary>Its compression.</summary>
+        public InitramfsCompression Compression { get; init; }
+
+        /// <summary>The level used (0 when uncompressed).</summary>
+        public int CompressionLevel { get; init; }
+
+        /// <summary>Entries in the archive (the trailer not counted).</summary>
+        public int EntryCount { get; init; }
+
+        /// <summary>
+        /// Independently compressed parts in the file (gzip members or zstd frames; 1 for a plain
+        /// archive). Where parts end depends only on the content, never on the worker count.
+        /// </summary>
+        public int PartCount { get; init; }
+
+        /// <summary>Size of the cpio stream before compression.</summary>
+        public long UncompressedSize { get; init; }
+
+        /// <summary>Size of the file.</summary>
+        public long CompressedSize { get; init; }
+
+        /// <summary>sha256 of the file, lower-case hex.</summary>
+        public required string Sha256 { get; init; }
+
+        /// <summary>How long the export took.</summary>
+        public TimeSpan Duration { get; init; }
+
+        /// <summary>Problems accepted under -Force and entries the export added.</summary>
+        public IReadOnlyList<string> Warnings { get; init; } = Array.Empty<string>();
+
+        /// <summary>Entries the export added: what the kernel needs (/dev/console, mount points) and a generated /init.</summary>
+        public IReadOnlyList<string> AddedEntries { get; init; } = Array.Empty<string>();
+
+        /// <summary>Where /init came from: the image, the user, or generated from the image config.</summary>
+        public InitOrigin InitOrigin { get; init; }
+
+        /// <summary>What /init runs: the workload's command line for a generated /init, else the program /init is.</summary>
+        public string? InitCommand { get; init; }
+
+        /// <summary>The least guest memory, in bytes, the archive boots in (Boot/MemoryModel.cs: the kernel, the archive while it is unpacked, the unpacked files, with a margin).</summary>
+        public long MinimumMemory { get; init; }
+
+        /// <summary>Compressed size over uncompressed size.</summary>
+        public double Ratio => UncompressedSize == 0 ? 0 : Math.Round((double)CompressedSize / UncompressedSize, 3);
+
+        /// <inheritdoc/>
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+            $"{Path} ({Compression}, {EntryCount} entries, {Units.Bytes(UncompressedSize)} -> {Units.Bytes(CompressedSize)}, sha256:{Sha256[..12]}…)");
+    }
+
+    /// <summary>A rootfs as an export writes it, with what was added to it and why.</summary>
+    public sealed record PreparedRootfs(Rootfs Rootfs, List<string> Added, List<string> Warnings, InitPlan Init);
+
+    /// <summary>
+    /// Writes a rootfs as an initramfs: cpio newc in the order of <see cref="Rootfs.GetEntries"/>
+    /// (parents first, names sorted by bytes), inode numbers in output order, a hardlink group's
+    /// data once on its first name, the entries the kernel needs added, mtimes clamped when asked,
+    /// compressed, into a temporary file renamed over the target only when complete.
+    /// </summary>
+    public static class InitramfsExporter
+    {
+        /// <summary>Entries the kernel needs that images never ship: without /dev/console init has no stdio.</summary>
+        public static IReadOnlyList<RootfsEntry> DefaultEntries { get; } = new[]
+        {
+            new RootfsEntry { Path = "/dev", Type = EntryType.Directory, Mode = 0x1ED, Source = "generated" },
+            new RootfsEntry { Path = "/dev/console", Type = EntryType.CharDevice, Mode = 0x180, DevMajor = 5, DevMinor = 1, Source = "generated" },
+            new RootfsEntry { Path = "/proc", Type = EntryType.Directory, Mode = 0x16D, Source = "generated" },
+            new RootfsEntry { Path = "/sys", Type = EntryType.Directory, Mode = 0x16D, Source = "generated" },
+            new RootfsEntry { Path = "/tmp", Type = EntryType.Directory, Mode = 0x3FF, Source = "generated" },
+            new RootfsEntry { Path = "/run", Type = EntryType.Directory, Mode = 0x1ED, Source = "generated" },
+        };
+
+        /// <summary>Checks the rootfs and writes it to <paramref name="path"/>.</summary>
+        public static ExportReport Export(Rootfs source, string path, ExportOptions options, CancellationToken cancellationToken)
+        {
+            var stopwatch = Stopwatch.StartNew();
+            var prepared = Prepare(source, options.AddDefaultEntries);
+            var rootfs = prepared.Rootfs;
+            var warnings = prepared.Warnings;
+
+            // The full check of Test-Initramfs: errors refuse the export unless -Force. Names and sizes
+            // the format cannot hold are refused below whatever -Force says, with their own ids.
+            var findings = Inspection.RootfsInspector.Inspect(rootfs, new Inspection.InspectionOptions
+            {
+                ConsoleMissingSeverity = Inspection.FindingSeverity.Warning,
+                ConsoleMissingNote = "-NoDefaultEntries was given; the kernel's own built-in initramfs may still provide it.",
+                CheckArchiveLimits = false,
+                Init = prepared.Init,
+            }, cancellationToken);
+            if (options.Kernel is { } kernel)
+            {
+                var codecs = options.Compression == InitramfsCompression.None ? Array.Empty<InitramfsCompression>() : new[] { options.Compression };
+                findings.AddRange(Boot.KernelCheck.Check(kernel, rootfs, codecs));
+            }
+            var errors = findings.Where(f => f.Severity == Inspection.FindingSeverity.Error).ToList();
+            if (errors.Count > 0 && !options.AllowUnbootable)
+            {
+                throw new InitramfsException(errors[0].Id, FailureKind.NotBootable,
+                    string.Join(" ", errors.Select(f => f.Message)) + " Use -Force to write the archive anyway.", errors[0].Path);
+            }
+            warnings.AddRange(findings.Where(f => f.Severity != Inspection.FindingSeverity.Info).Select(f => f.Message));
+
+            var walked = rootfs.GetEntriesWithSubdirectoryCounts().ToList();
+            var entries = walked.ConvertAll(w => w.Entry);
+            var plan = Plan(entries, walked.ConvertAll(w => w.Subdirectories), options, out long totalBytes);
+
+            string fullPath = System.IO.Path.GetFullPath(path);
+            string directory = System.IO.Path.GetDirectoryName(fullPath)!;
+            if (!Directory.Exists(directory))
+            {
+                throw new InitramfsException("OutputDirectoryMissing", FailureKind.NotFound, $"The directory '{directory}' does not exist.", directory);
+            }
+            if (!options.Overwrite && File.Exists(fullPath))
+            {
+                throw new InitramfsException("OutputExists", FailureKind.WriteFailed, $"'{fullPath}' exists and -NoClobber was given.", fullPath);
+            }
+            var validated = new HashSet<(string, long)>();
+            foreach (var content in entries.Select(e => e.Content).OfType<Content>())
+            {
+                if (content.ValidationKey is not { } key || validated.Add(key))
+                {
+                    content.Validate();
+                }
+            }
+
+            // A kill -9 of an earlier export to this path leaves its temporary file; a live export
+            // holds its own open exclusively, so only the stale ones go.
+            Files.SweepStalePartials(directory, $".{System.IO.Path.GetFileName(fullPath)}.*.partial");
+            string temp = System.IO.Path.Combine(directory, $".{System.IO.Path.GetFileName(fullPath)}.{Guid.NewGuid():N}.partial");
+            try
+            {
+                long uncompressed;
+                string sha256;
+                long compressedSize;
+                int parts;
+                FileStream created;
+                try
+                {
+                    created = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // A directory no file can be made in (/proc, /sys, read-only): as a write failure, naming the output.
+                    throw new InitramfsException("ExportWriteFailed", FailureKind.WriteFailed, $"Cannot write '{fullPath}': {ex.Message}", fullPath, ex);
+                }
+                using (var file = created)
+                {
+                    using var pipeline = new PartPipeline(file, options.Compression, options.Level, options.Workers, cancellationToken);
+                    options.Progress?.Start(totalBytes, entries.Count, pipeline);
+                    try
+                    {
+                        var writer = new CpioNewcWriter(pipeline);
+                        WriteEntries(writer, pipeline, entries, plan, options, cancellationToken);
+                        writer.WriteTrailer();
+                        uncompressed = writer.Position;
+                        pipeline.Complete();
+                    }
+                    catch
+                    {
+                        pipeline.Abort();
+                        throw;
+                    }
+                    file.Flush(true);
+                    sha256 = pipeline.Sha256Hex();
+                    compressedSize = pipeline.BytesWritten;
+                    parts = pipeline.PartCount;
+                }
+                File.Move(temp, fullPath, overwrite: options.Overwrite);
+                return new ExportReport
+                {
+                    Path = fullPath,
+                    Compression = options.Compression,
+                    CompressionLevel = options.Compression == InitramfsCompression.None ? 0 : options.Level,
+                    EntryCount = entries.Count,
+                    PartCount = parts,
+                    UncompressedSize = uncompressed,
+                    CompressedSize = compressedSize,
+                    Sha256 = sha256,
+                    Duration = stopwatch.Elapsed,
+                    Warnings = warnings,
+                    AddedEntries = prepared.Added,
+                    InitOrigin = prepared.Init.Origin,
+                    InitCommand = prepared.Init.Command,
+                    MinimumMemory = Boot.MemoryModel.Minimum(Boot.ArchiveFootprint.Of(rootfs, compressedSize)),
+                };
+            }
+            catch (IOException ex) when (ex is not FileNotFoundException)
+            {
+                Files.TryDelete(temp);
+                throw new InitramfsException("ExportWriteFailed", FailureKind.WriteFailed, $"Cannot write '{fullPath}': {ex.Message}", fullPath, ex);
+            }
+            catch
+            {
+                Files.TryDelete(temp);
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// The rootfs as an export writes it (a copy when anything is added): the entries the kernel
+        /// needs added when <paramref name="addDefaultEntries"/> is set, and the /init generated from
+        /// the image config when the rootfs has none. Test-Initramfs checks the same.
+        /// </summary>
+        public static PreparedRootfs Prepare(Rootfs source, bool addDefaultEntries)
+        {
+            var warnings = new List<string>();
+            var added = new List<string>();
+            var rootfs = source;
+            if (addDefaultEntries)
+            {
+                rootfs = source.Clone();
+                foreach (var entry in DefaultEntries)
+                {
+                    var parent = rootfs.GetEntry(RootfsPath.Parent(entry.Path));
+                    if (rootfs.Contains(entry.Path))
+                    {
+                        continue;
+                    }
+                    if (parent?.Type != EntryType.Directory)
+                    {
+                        warnings.Add($"{entry.Path} was not added: {RootfsPath.Parent(entry.Path)} is not a directory.");
+                        continue;
+                    }
+                    rootfs.Set(entry, null);
+                    added.Add(entry.Path);
+                }
+            }
+            var init = InitPlanner.Plan(rootfs);
+            if (init.Generated is { } generated)
+            {
+                if (ReferenceEquals(rootfs, source))
+                {
+                    rootfs = source.Clone();
+                }
+                rootfs.Set(generated, null);
+                added.Add(generated.Path);
+                warnings.Add(init.GeneratedNote!);
+                warnings.AddRange(init.Warnings);
+            }
+            return new PreparedRootfs(rootfs, added, warnings, init);
+        }
+
+        /// <summary>The bytes of the cpio stream <paramref name="rootfs"/> is written as (the trailer included), without writing it.</summary>
+        public static long CpioSize(Rootfs rootfs)
+        {
+            long total = CpioNewcWriter.TrailerSize;
+            var seen = new HashSet<HardlinkGroup>(ReferenceEqualityComparer.Instance);
+            foreach (var e in rootfs.GetEntries())
+            {
+                long data = e.Type switch
+                {
+                    EntryType.File => e.Hardlink is null || seen.Add(e.Hardlink) ? e.Size : 0,
+                    EntryType.Symlink => Encoding.UTF8.GetByteCount(e.LinkTarget ?? string.Empty),
+                    _ => 0,
+                };
+                total += CpioNewcWriter.RecordSize(Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path)), data);
+            }
+            return total;
+        }
+
+        /// <summary>
+        /// One entry's header as it will be written. The name is not kept: for 100k entries the
+        /// UTF-8 names would hold several MB for the whole export; they are encoded again as written.
+        /// </summary>
+        private readonly record struct Planned(CpioHeader Header, bool WriteData);
+
+        /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
+        private static Planned[] Plan(List<RootfsEntry> entries, List<int> subdirectories, ExportOptions options, out long totalBytes)
+        {
+            totalBytes = CpioNewcWriter.TrailerSize;
+            var plan = new Planned[entries.Count];
+            var groupSizes = new Dictionary<HardlinkGroup, int>(ReferenceEqualityComparer.Instance);
+            foreach (var e in entries)
+            {
+                if (e.Type == EntryType.File && e.Hardlink is { } g)
+                {
+                    groupSizes[g] = groupSizes.TryGetValue(g, out int n) ? n + 1 : 1;
+                }
+            }
+            var groupInodes = new Dictionary<HardlinkGroup, uint>(ReferenceEqualityComparer.Instance);
+            uint nextIno = 1;
+            for (int i = 0; i < entries.Count; i++)
+            {
+                var e = entries[i];
+                int nameLength = Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path));
+                if (!RootfsPath.FitsPathMax(nameLength))
+                {
+                    throw new InitramfsException("EntryNameTooLong", FailureKind.LimitExceeded,
+                        $"The name '{RootfsPath.Printable(e.Path)}' is {nameLength} bytes; the kernel drops names of PATH_MAX ({RootfsPath.PathMax}) bytes or more.", e.Path);
+                }
+                if (e.Uid is < 0 or > uint.MaxValue || e.Gid is < 0 or > uint.MaxValue)
+                {
+                    throw new InitramfsException("EntryOwnerOutOfRange", FailureKind.LimitExceeded,
+                        $"The owner {e.Owner} of '{RootfsPath.Printable(e.Path)}' does not fit in the 32-bit fields of a newc archive.", e.Path);
+                }
+                long size;
+                bool writeData = false;
+                uint nlink = 1;
+                uint ino;
+                switch (e.Type)
+                {
+                    case EntryType.File:
+                        if (e.Size > RootfsPath.MaxArchiveFileSize)
+                        {
+                            throw new InitramfsException("EntryTooLarge", FailureKind.LimitExceeded,
+                                $"'{RootfsPath.Printable(e.Path)}' is {e.Size} bytes; a newc archive cannot hold a file of 4 GiB or more.", e.Path);
+                        }
+                        if (e.Hardlink is { } group && groupSizes[group] > 1)
+                        {
+                            nlink = (uint)groupSizes[group];
+                            if (groupInodes.TryGetValue(group, out ino))
+                            {
+                                // The kernel links later names to the first and takes the data once.
+                                size = 0;
+                                break;
+                            }
+                            ino = nextIno++;
+                            groupInodes[group] = ino;
+                        }
+                        else
+                        {
+                            ino = nextIno++;
+                        }
+                        size = e.Size;
+                        writeData = true;
+                        break;
+                    case EntryType.Symlink:
+                        int targetLength = Encoding.UTF8.GetByteCount(e.LinkTarget ?? string.Empty);
+                        if (!RootfsPath.FitsPathMax(targetLength))
+                        {
+                            throw new InitramfsException("SymlinkTargetTooLong", FailureKind.LimitExceeded,
+                                $"The symlink '{RootfsPath.Printable(e.Path)}' has a target of {targetLength} bytes; the kernel drops targets of PATH_MAX or more.", e.Path);
+                        }
+                        ino = nextIno++;
+                        size = targetLength;
+                        writeData = true;
+                        break;
+                    case EntryType.Directory:
+                        ino = nextIno++;
+                        nlink = (uint)(2 + subdirectories[i]);
+                        size = 0;
+                        break;
+                    default:
+                        ino = nextIno++;
+                        size = 0;
+                        break;
+                }
+                totalBytes += CpioNewcWriter.RecordSize(nameLength, size);
+                long mtime = e.MTime;
+                if (options.ClampMTime is { } clamp && mtime > clamp)
+                {
+                    mtime = clamp;
+                }
+                plan[i] = new Planned(
+                    new CpioHeader
+                    {
+                        Ino = ino,
+                        Mode = TypeBits(e.Type) | (uint)(e.Mode & 0xFFF),
+                        Uid = (uint)e.Uid,
+                        Gid = (uint)e.Gid,
+                        NLink = nlink,
+                        MTime = (uint)Math.Clamp(mtime, 0, uint.MaxValue),
+                        FileSize = (uint)size,
+                        RDevMajor = (uint)e.DevMajor,
+                        RDevMinor = (uint)e.DevMinor,
+                    },
+                    writeData);
+            }
+            return plan;
+        }
+
+        private static void WriteEntries(CpioNewcWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportOptions options, CancellationToken cancellationToken)
+        {
+            using var reader = new ContentReader();
+
+            // A part may end only where no hardlink group is half written: the names of a group
+            // stay in one part (design: TRAILER!!! resets the kernel's link table, and a reader
+            // that takes parts one by one must see the data and its links together).
+            var groupLeft = new Dictionary<HardlinkGroup, int>(ReferenceEqualityComparer.Instance);
+            for (int i = 0; i < entries.Count; i++)
+            {
+                if (plan[i].Header.NLink > 1 && entries[i].Type == EntryType.File && entries[i].Hardlink is { } g)
+                {
+                    groupLeft[g] = groupLeft.TryGetValue(g, out int n) ? n + 1 : 1;
+                }
+            }
+            int openGroups = 0;
+            byte[] name = new byte[1024];
+
+            for (int i = 0; i < entries.Count; i++)
+            {
+                if ((i & 255) == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    options.Progress?.Entry(i);
+                }
+                var e = entries[i];
+                var p = plan[i];
+                pipeline.EntryBoundary(openGroups == 0);
+                string archiveName = RootfsPath.ArchiveName(e.Path);
+                int maxNameLength = Encoding.UTF8.GetMaxByteCount(archiveName.Length);
+                if (name.Length < maxNameLength)
+                {
+                    name = new byte[maxNameLength];
+                }
+                int nameLength = Encoding.UTF8.GetBytes(archiveName, name);
+                writer.WriteHeader(p.Header, name.AsSpan(0, nameLength));
+                if (p.WriteData && p.Header.FileSize > 0)
+                {
+                    if (e.Type == EntryType.Symlink)
+                    {
+                        writer.WriteData(Encoding.UTF8.GetBytes(e.LinkTarget!));
+                    }
+                    else
+                    {
+                        CopyContent(reader, e.Content!, writer, pipeline, cancellationToken);
+                    }
+                }
+                writer.EndData();
+                if (e.Type == EntryType.File && e.Hardlink is { } group && groupLeft.TryGetValue(group, out int left))
+                {
+                    if (p.WriteData)
+                    {
+                        openGroups++;
+                    }
+                    groupLeft[group] = --left;
+                    if (left == 0)
+                    {
+                        openGroups--;
+                    }
+                }
+            }
+            options.Progress?.Entry(entries.Count);
+        }
+
+        /// <summary>Reads a file's bytes straight into the pipeline's chunk (no intermediate buffer).</summary>
+        private static void CopyContent(ContentReader reader, Content content, CpioNewcWriter writer, PartPipeline pipeline, CancellationToken cancellationToken)
+        {
+            long position = 0;
+            while (position < content.Length)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var span = pipeline.GetSpan();
+                int want = (int)Math.Min(span.Length, content.Length - position);
+                int got = content.Read(reader, position, span[..want]);
+                if (got <= 0)
+                {
+                    throw new InitramfsException("ContentTruncated", FailureKind.InvalidData,
+                        $"'{content}' ended after {position} of {content.Length} bytes; it changed while being read.", content.ToString());
+                }
+                pipeline.Advance(got);
+                writer.Advance(got);
+                position += got;
+            }
+        }
+
+        private static uint TypeBits(EntryType type) => type switch
+        {
+            EntryType.File => CpioNewcWriter.TypeFile,
+            EntryType.Directory => CpioNewcWriter.TypeDirectory,
+            EntryType.Symlink => CpioNewcWriter.TypeSymlink,
+            EntryType.CharDevice => CpioNewcWriter.TypeChar,
+            EntryType.BlockDevice => CpioNewcWriter.TypeBlock,
+            EntryType.Fifo => CpioNewcWriter.TypeFifo,
+            _ => CpioNewcWriter.TypeSocket,
+        };
+    }
+}
