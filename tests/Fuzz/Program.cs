@@ -10,9 +10,9 @@ using System.Text.Json;
 using System.Threading;
 using System.Threading.Tasks;
 using InitramfsPS.Cache;
-using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
+using InitramfsPS.Import;
 using InitramfsPS.Layers;
 
 namespace InitramfsPS.Fuzz
@@ -232,7 +232,7 @@ namespace InitramfsPS.Fuzz
                     {
                         string path = Path.Combine(dir, "input.cpio");
                         File.WriteAllBytes(path, input);
-                        var result = CpioReader.Import(path, new BlobStore(Path.Combine(dir, "cache")), new ImportOptions { MaxUncompressedSize = Limit, MaxEntries = 100_000 }, cancellationToken);
+                        var result = InitramfsImporter.Import(path, new BlobStore(Path.Combine(dir, "cache")), new ImportOptions { MaxUncompressedSize = Limit, MaxEntries = 100_000 }, cancellationToken);
                         foreach (var e in result.Rootfs.GetEntries())
                         {
                             _ = e.Path;

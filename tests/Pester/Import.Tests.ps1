@@ -208,7 +208,7 @@ Describe 'Import-Initramfs of concatenated parts' {
     }
 
     It 'finds the three parts, with the padding between them' {
-        $result = [InitramfsPS.Cpio.CpioReader]::Import($concat, [InitramfsPS.Cache.BlobStore]::new("$work/cache"), [InitramfsPS.Cpio.ImportOptions]::new(), [Threading.CancellationToken]::None)
+        $result = [InitramfsPS.Import.InitramfsImporter]::Import($concat, [InitramfsPS.Cache.BlobStore]::new("$work/cache"), [InitramfsPS.Import.ImportOptions]::new(), [Threading.CancellationToken]::None)
         $result.Parts.Compression | Should -Be @('gzip', 'zstd', 'none')
         $result.Parts[0].Offset | Should -Be 0
         $result.Parts[0].Length | Should -Be (Get-Item (Join-Path $work part-a.cpio.gz)).Length

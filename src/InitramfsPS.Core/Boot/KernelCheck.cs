@@ -80,7 +80,7 @@ namespace InitramfsPS.Boot
                     Add(FindingSeverity.Error, "KernelNoDevtmpfs",
                         "The generated /init mounts devtmpfs on /dev, and the kernel has no CONFIG_DEVTMPFS" + from + ": the workload would find no device nodes but those in the archive.");
                 }
-                else if (Inspection.RootfsText.Read(rootfs, "/init", 64 * 1024) is { } script && script.Contains("devtmpfs", StringComparison.Ordinal))
+                else if (Init.RootfsLookup.ReadText(rootfs, "/init", 64 * 1024) is { } script && script.Contains("devtmpfs", StringComparison.Ordinal))
                 {
                     Add(FindingSeverity.Warning, "KernelNoDevtmpfs", "/init mounts devtmpfs, and the kernel has no CONFIG_DEVTMPFS" + from + ".");
                 }

@@ -5,7 +5,6 @@ using System.Linq;
 using System.Text;
 using System.Text.RegularExpressions;
 using InitramfsPS.Errors;
-using InitramfsPS.Inspection;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Init
@@ -108,7 +107,7 @@ namespace InitramfsPS.Init
                 env.RemoveAll(p => p.Key == name);
                 env.Add(new(name, item[(eq + 1)..]));
             }
-            string path = env.LastOrDefault(p => p.Key == "PATH").Value ?? RootfsInspector.DefaultPath;
+            string path = env.LastOrDefault(p => p.Key == "PATH").Value ?? RootfsLookup.DefaultPath;
             if (path.Contains('\n', StringComparison.Ordinal))
             {
                 throw new InitramfsException("InitCommandInvalid", FailureKind.InvalidArgument, "PATH contains a line break.", "/init");
@@ -125,7 +124,7 @@ namespace InitramfsPS.Init
             }
             env.RemoveAll(p => p.Key == "PATH");
 
-            var (poweroffPath, poweroff) = RootfsInspector.FindProgram(rootfs, "poweroff", path);
+            var (poweroffPath, poweroff) = RootfsLookup.FindProgram(rootfs, "poweroff", path);
             // systemd's poweroff is systemctl, which needs a running systemd; the sysrq fallback works anywhere.
             bool usePoweroff = poweroff is not null && RootfsPath.Name(poweroff.Path) != "systemctl";
 
@@ -168,7 +167,7 @@ namespace InitramfsPS.Init
         /// <summary>The program and PATH markers of a generated /init, or nulls for any other /init.</summary>
         public static InitMarkers ReadMarkers(Rootfs rootfs)
         {
-            string? text = RootfsText.Read(rootfs, "/init", 16 * 1024);
+            string? text = RootfsLookup.ReadText(rootfs, "/init", 16 * 1024);
             if (text is null || !text.StartsWith("#!", StringComparison.Ordinal) || !text.Contains(Signature, StringComparison.Ordinal))
             {
                 return new InitMarkers(null, null);
@@ -251,18 +250,18 @@ namespace InitramfsPS.Init
                 return new UserPlan(Array.Empty<string>(), home);
             }
             string u = uid.ToString(CultureInfo.InvariantCulture), g = gid.ToString(CultureInfo.InvariantCulture);
-            var (setprivPath, setpriv) = RootfsInspector.FindProgram(rootfs, "setpriv", path);
+            var (setprivPath, setpriv) = RootfsLookup.FindProgram(rootfs, "setpriv", path);
             if (setpriv is not null)
             {
                 return new UserPlan(new[] { setprivPath!, "--reuid=" + u, "--regid=" + g, pwEntry is null ? "--clear-groups" : "--init-groups", "--" }, home);
             }
-            var (chrootPath, chroot) = RootfsInspector.FindProgram(rootfs, "chroot", path);
+            var (chrootPath, chroot) = RootfsLookup.FindProgram(rootfs, "chroot", path);
             // busybox's chroot has no --userspec; coreutils' has.
             if (chroot is not null && !RootfsPath.Name(chroot.Path).Contains("busybox", StringComparison.Ordinal))
             {
                 return new UserPlan(new[] { chrootPath!, "--userspec=" + u + ":" + g, "/" }, home);
             }
-            var (suExecPath, suExec) = RootfsInspector.FindProgram(rootfs, "su-exec", path);
+            var (suExecPath, suExec) = RootfsLookup.FindProgram(rootfs, "su-exec", path);
             if (suExec is not null)
             {
                 return new UserPlan(new[] { suExecPath!, u + ":" + g }, home);
@@ -273,7 +272,7 @@ namespace InitramfsPS.Init
 
         private static List<string[]> ReadTable(Rootfs rootfs, string path)
         {
-            string? text = RootfsText.Read(rootfs, path, 1 << 20);
+            string? text = RootfsLookup.ReadText(rootfs, path, 1 << 20);
             return text is null
                 ? new List<string[]>()
                 : text.Split('\n').Where(l => l.Length > 0 && !l.StartsWith('#')).Select(l => l.Split(':')).ToList();

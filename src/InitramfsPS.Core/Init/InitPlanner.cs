@@ -150,7 +150,7 @@ namespace InitramfsPS.Init
                 try
                 {
                     using var reader = new ContentReader();
-                    interpreter = Cpio.InitCheck.Interpreter(reader.ReadPrefix(content, 256));
+                    interpreter = InitCheck.Interpreter(reader.ReadPrefix(content, 256));
                 }
                 catch (Exception ex) when (ex is System.IO.IOException or InitramfsException { ContentMismatch: false })
                 {

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Text;
 using System.Threading;
+using InitramfsPS.Init;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Inspection
@@ -497,32 +498,6 @@ namespace InitramfsPS.Inspection
         }
 
         /// <summary>A small text file of the rootfs (at most 64 KiB read), or null.</summary>
-        internal string? ReadText(string path) => RootfsText.Read(rootfs, path, 64 * 1024);
-    }
-
-    /// <summary>Reads small text files of a rootfs (configuration files, script heads).</summary>
-    internal static class RootfsText
-    {
-        public static string? Read(Rootfs rootfs, string path, int maxBytes)
-        {
-            var entry = rootfs.Resolve(path);
-            if (entry?.Type != EntryType.File || entry.Content is null)
-            {
-                return null;
-            }
-            try
-            {
-                using var reader = new ContentReader();
-                return Encoding.UTF8.GetString(reader.ReadPrefix(entry.Content, maxBytes));
-            }
-            catch (System.IO.IOException)
-            {
-                return null;
-            }
-            catch (Errors.InitramfsException ex) when (!ex.ContentMismatch)
-            {
-                return null;
-            }
-        }
+        internal string? ReadText(string path) => RootfsLookup.ReadText(rootfs, path, 64 * 1024);
     }
 }

@@ -3,8 +3,8 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Text;
 using System.Threading;
-using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
+using InitramfsPS.Init;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Inspection
@@ -25,7 +25,7 @@ namespace InitramfsPS.Inspection
         public bool CheckArchiveLimits { get; init; } = true;
 
         /// <summary>
-        /// What the export does about /init (<see cref="Cpio.InitramfsExporter.Prepare"/>), for a rootfs
+        /// What the export does about /init (<c>InitramfsExporter.Prepare</c>, in Export), for a rootfs
         /// it prepared: a generated /init is reported (InitGenerated), and a /init that could not be
         /// generated is reported by the generator's error instead of InitMissing.
         /// </summary>
@@ -39,9 +39,6 @@ namespace InitramfsPS.Inspection
     /// </summary>
     public static class RootfsInspector
     {
-        /// <summary>The PATH a container runtime uses when the image sets none.</summary>
-        public const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
         /// <summary>Every finding, init problems first, then workload, interpreters, libraries, console, limits.</summary>
         public static List<Finding> Inspect(Rootfs rootfs, InspectionOptions options, CancellationToken cancellationToken)
         {
@@ -49,7 +46,7 @@ namespace InitramfsPS.Inspection
             return run.Inspect(options);
         }
 
-        /// <summary>The PATH of a rootfs: a generated /init's, else the image config's, else <see cref="DefaultPath"/>.</summary>
+        /// <summary>The PATH of a rootfs: a generated /init's, else the image config's, else <see cref="RootfsLookup.DefaultPath"/>.</summary>
         public static string SearchPath(Rootfs rootfs)
         {
             var marker = Init.InitGenerator.ReadMarkers(rootfs);
@@ -57,43 +54,12 @@ namespace InitramfsPS.Inspection
             {
                 return p;
             }
-            return ConfigPath(rootfs) ?? DefaultPath;
+            return ConfigPath(rootfs) ?? RootfsLookup.DefaultPath;
         }
 
         /// <summary>The PATH set by the config's Env of the image the rootfs came from, or null.</summary>
         public static string? ConfigPath(Rootfs rootfs) =>
             rootfs.Image?.Config.Env.Where(e => e.StartsWith("PATH=", StringComparison.Ordinal)).Select(e => e[5..]).LastOrDefault();
-
-        /// <summary>
-        /// Looks a program up as a shell would: a name with a '/' as it is (relative to /), otherwise
-        /// in each PATH directory in turn. Returns the path where it was found and the regular file
-        /// it resolves to, or nulls.
-        /// </summary>
-        public static (string? Path, RootfsEntry? Entry) FindProgram(Rootfs rootfs, string program, string searchPath)
-        {
-            if (program.Length == 0 || program.Contains('\0', StringComparison.Ordinal))
-            {
-                return (null, null);
-            }
-            // Paths are resolved as inside the VM: '..' at the root stays there, symlinks are followed.
-            if (program.Contains('/', StringComparison.Ordinal))
-            {
-                return (RootfsPath.Confine(program), rootfs.Resolve(program));
-            }
-            foreach (string dir in searchPath.Split(':', StringSplitOptions.RemoveEmptyEntries))
-            {
-                if (!dir.StartsWith('/'))
-                {
-                    continue;
-                }
-                var entry = rootfs.Resolve(dir + "/" + program);
-                if (entry is { Type: EntryType.File } && entry.IsExecutable)
-                {
-                    return (RootfsPath.Confine(dir + "/" + program), entry);
-                }
-            }
-            return (null, null);
-        }
 
         private sealed class Run : IDisposable
         {
@@ -237,7 +203,7 @@ namespace InitramfsPS.Inspection
                 {
                     return;
                 }
-                var (found, entry) = FindProgram(rootfs, program, path);
+                var (found, entry) = RootfsLookup.FindProgram(rootfs, program, path);
                 if (entry is null)
                 {
                     findings.Add(new Finding(FindingSeverity.Error, "WorkloadMissing", found ?? program,

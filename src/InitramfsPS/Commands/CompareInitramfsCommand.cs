@@ -1,9 +1,9 @@
 using System.IO;
 using System.Management.Automation;
 using InitramfsPS.Cache;
-using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
+using InitramfsPS.Import;
 using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
 
@@ -83,7 +83,7 @@ namespace InitramfsPS.Commands
 
         private Rootfs ImportArchive(string path)
         {
-            var result = CpioReader.Import(path, Cache, new ImportOptions(), CancellationToken);
+            var result = InitramfsImporter.Import(path, Cache, new ImportOptions(), CancellationToken);
             KeepCacheWithinBudget();
             foreach (string note in result.Notes)
             {

@@ -2,8 +2,8 @@ using System;
 using System.Globalization;
 using System.Management.Automation;
 using InitramfsPS.Compression;
-using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
+using InitramfsPS.Export;
 using InitramfsPS.IO;
 using InitramfsPS.RootFilesystem;
 

@@ -2,8 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.Management.Automation;
 using InitramfsPS.Cache;
-using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
+using InitramfsPS.Import;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -53,7 +53,7 @@ namespace InitramfsPS.Commands
             ImportResult result;
             try
             {
-                result = CpioReader.Import(file, Cache, options, CancellationToken);
+                result = InitramfsImporter.Import(file, Cache, options, CancellationToken);
             }
             finally
             {

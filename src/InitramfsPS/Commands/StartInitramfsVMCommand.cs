@@ -8,10 +8,11 @@ using System.Text.RegularExpressions;
 using System.Threading;
 using InitramfsPS.Boot;
 using InitramfsPS.Compression;
-using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
+using InitramfsPS.Export;
 using InitramfsPS.IO;
 using InitramfsPS.Images;
+using InitramfsPS.Import;
 using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
 
@@ -181,7 +182,7 @@ namespace InitramfsPS.Commands
                 var prepared = InitramfsExporter.Prepare(rootfs, addDefaultEntries: true).Rootfs;
                 return MemoryModel.Default(ArchiveFootprint.Of(prepared, InitramfsExporter.CpioSize(prepared)));
             }
-            var imported = CpioReader.Import(archive!, Cache, new ImportOptions(), CancellationToken);
+            var imported = InitramfsImporter.Import(archive!, Cache, new ImportOptions(), CancellationToken);
             KeepCacheWithinBudget();
             return MemoryModel.Default(ArchiveFootprint.Of(imported.Rootfs, new FileInfo(archive!).Length));
         }

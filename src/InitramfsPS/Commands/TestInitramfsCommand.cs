@@ -1,11 +1,12 @@
 using System.Collections.Generic;
 using System.Linq;
-using InitramfsPS.Compression;
 using System.Management.Automation;
 using InitramfsPS.Cache;
-using InitramfsPS.Cpio;
+using InitramfsPS.Compression;
+using InitramfsPS.Export;
 using InitramfsPS.IO;
 using InitramfsPS.Images;
+using InitramfsPS.Import;
 using InitramfsPS.Inspection;
 using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
@@ -157,7 +158,7 @@ namespace InitramfsPS.Commands
         {
             Guard(file, () =>
             {
-                var result = CpioReader.Import(file, Cache, new ImportOptions(), CancellationToken);
+                var result = InitramfsImporter.Import(file, Cache, new ImportOptions(), CancellationToken);
                 KeepCacheWithinBudget();
                 var options = new InspectionOptions
                 {

@@ -7,15 +7,16 @@ using System.Text;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Compression;
+using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
 using InitramfsPS.IO;
 using InitramfsPS.RootFilesystem;
 using Microsoft.Win32.SafeHandles;
 
-namespace InitramfsPS.Cpio
+namespace InitramfsPS.Import
 {
-    /// <summary>Limits and callbacks of <see cref="CpioReader.Import"/>.</summary>
+    /// <summary>Limits and callbacks of <see cref="InitramfsImporter.Import"/>.</summary>
     public sealed class ImportOptions
     {
         /// <summary>The most bytes all compressed parts of one archive may expand to together.</summary>
@@ -53,7 +54,7 @@ namespace InitramfsPS.Cpio
         public string? CachePath { get; init; }
     }
 
-    /// <summary>What <see cref="CpioReader.Import"/> read.</summary>
+    /// <summary>What <see cref="InitramfsImporter.Import"/> read.</summary>
     public sealed class ImportResult
     {
         /// <summary>The rootfs the kernel would unpack from the archive.</summary>
@@ -67,8 +68,9 @@ namespace InitramfsPS.Cpio
     }
 
     /// <summary>
-    /// Reads an initramfs the way the kernel's <c>unpack_to_rootfs</c> (init/initramfs.c) does, into a
-    /// Rootfs: a sequence of parts, each plain cpio newc (070701, or 070702 with data checksums) at a
+    /// Imports an initramfs into a Rootfs the way the kernel's <c>unpack_to_rootfs</c> (init/initramfs.c)
+    /// unpacks it; the records themselves come from <see cref="CpioRecordReader"/>, and what is here is
+    /// what they mean for a rootfs. An initramfs is a sequence of parts, each plain cpio newc (070701, or 070702 with data checksums) at a
     /// 4-byte aligned offset, or a gzip member or zstd frame holding cpio data; NUL bytes may pad
     /// between parts and between entries. A part need not end in TRAILER!!!; a TRAILER!!! resets the
     /// hardlink table. Later entries replace earlier ones (a directory over a directory keeps its
@@ -78,9 +80,8 @@ namespace InitramfsPS.Cpio
     /// into the archive itself, a compressed part is decompressed into the imports area of the cache
     /// (under the sha256 of its bytes; the area has a budget of its own) and its files point into that.
     /// </summary>
-    public static class CpioReader
+    public static class InitramfsImporter
     {
-        private const int HeaderSize = 110;
         private const int MaxNotes = 200;
         private static readonly UTF8Encoding StrictUtf8 = new(false, true);
 
@@ -124,27 +125,13 @@ namespace InitramfsPS.Cpio
             }
         }
 
-        private static long Align(long offset) => (offset + 3) & ~3L;
-
-        private static EntryType? TypeOf(uint mode) => (mode & 0xF000) switch
-        {
-            CpioNewcWriter.TypeFile => EntryType.File,
-            CpioNewcWriter.TypeDirectory => EntryType.Directory,
-            CpioNewcWriter.TypeSymlink => EntryType.Symlink,
-            CpioNewcWriter.TypeChar => EntryType.CharDevice,
-            CpioNewcWriter.TypeBlock => EntryType.BlockDevice,
-            CpioNewcWriter.TypeFifo => EntryType.Fifo,
-            CpioNewcWriter.TypeSocket => EntryType.Socket,
-            _ => null,
-        };
-
         /// <summary>
         /// A file read by position: the archive, or a decompressed part in the cache. Every read is
         /// checked against the digests of the file's blocks, recorded before the parse began (the
         /// archive's by a first pass over it, a part's as it was decompressed): names, modes and
         /// link targets come from the same bytes as the file contents an export reads later.
         /// </summary>
-        private sealed class Source
+        private sealed class Source : ICpioSource
         {
             private readonly ContentReader reader;
 
@@ -175,7 +162,7 @@ namespace InitramfsPS.Cpio
                 return total;
             }
 
-            public string Where(long offset) => string.Create(CultureInfo.InvariantCulture, $"offset {offset} of {Description}");
+            public string Where(long offset) => CpioRecordReader.Where(offset, Description);
         }
 
         /// <summary>
@@ -211,7 +198,6 @@ namespace InitramfsPS.Cpio
             private readonly List<string> notes = new();
             private readonly List<ArchivePart> parts = new();
             private readonly Dictionary<LinkKey, LinkGroup> links = new();
-            private readonly byte[] header = new byte[HeaderSize];
             private readonly byte[] scratch = new byte[1 << 16];
             private int droppedNotes;
             private int records;
@@ -332,119 +318,49 @@ namespace InitramfsPS.Cpio
             }
 
             /// <summary>
-            /// Reads cpio records from <paramref name="pos"/> while the next non-NUL byte is a '0' at an
-            /// aligned offset; returns the offset of the first byte that is not (or the end).
+            /// Applies the records of one run from <paramref name="pos"/> (where the caller found a '0'
+            /// at an aligned offset); returns the offset of the first byte after the run (or the end).
             /// </summary>
             private long ReadEntries(Source source, long pos, bool plain, string compression)
             {
-                var next = new byte[1];
-                while (pos < source.Length)
+                var recordReader = new CpioRecordReader(source, pos, source.Description, archivePath, cancellationToken);
+                while (true)
                 {
                     if ((records & 255) == 0)
                     {
                         cancellationToken.ThrowIfCancellationRequested();
                         if (plain)
                         {
-                            options.Progress?.Invoke(pos, archive.Length);
+                            options.Progress?.Invoke(recordReader.Position, archive.Length);
                         }
                     }
-                    pos = ReadEntry(source, pos, compression);
-                    pos = SkipNuls(source, pos);
-                    if (pos >= source.Length)
+                    if (!recordReader.TryReadRecord(out var record))
                     {
-                        break;
+                        return recordReader.Position;
                     }
-                    if ((pos & 3) != 0)
-                    {
-                        throw Invalid(source, pos, "broken padding: a cpio header at an offset that is not a multiple of 4");
-                    }
-                    source.ReadAt(pos, next);
-                    if (next[0] != (byte)'0')
-                    {
-                        break;
-                    }
+                    records++;
+                    Apply(recordReader, source, record, compression);
                 }
-                return pos;
             }
 
-            private long SkipNuls(Source source, long pos)
-            {
-                while (pos < source.Length)
-                {
-                    int n = source.ReadAt(pos, scratch.AsSpan(0, (int)Math.Min(scratch.Length, source.Length - pos)));
-                    if (n <= 0)
-                    {
-                        return source.Length;
-                    }
-                    int i = scratch.AsSpan(0, n).IndexOfAnyExcept((byte)0);
-                    if (i >= 0)
-                    {
-                        return pos + i;
-                    }
-                    pos += n;
-                    cancellationToken.ThrowIfCancellationRequested();
-                }
-                return pos;
-            }
+            private long SkipNuls(Source source, long pos) => CpioRecordReader.SkipZeros(source, pos, scratch, cancellationToken);
 
-            private long ReadEntry(Source source, long pos, string compression)
+            /// <summary>Does with one record what the kernel's do_name and its successors do.</summary>
+            private void Apply(CpioRecordReader recordReader, Source source, in CpioRecord record, string compression)
             {
-                if (pos + HeaderSize > source.Length || source.ReadAt(pos, header) != HeaderSize)
-                {
-                    throw Truncated(source, pos, "a cpio header is cut short");
-                }
-                records++;
-                bool withChecksum;
-                if (header.AsSpan(0, 6).SequenceEqual("070701"u8))
-                {
-                    withChecksum = false;
-                }
-                else if (header.AsSpan(0, 6).SequenceEqual("070702"u8))
-                {
-                    withChecksum = true;
-                }
-                else
-                {
-                    throw Invalid(source, pos, header.AsSpan(0, 6).SequenceEqual("070707"u8)
-                        ? "an old (odc) cpio header; the kernel reads only newc (cpio -H newc)"
-                        : "no cpio magic (070701)");
-                }
-                uint ino = Hex(source, pos, 0), mode = Hex(source, pos, 1), uid = Hex(source, pos, 2), gid = Hex(source, pos, 3),
-                    nlink = Hex(source, pos, 4), mtime = Hex(source, pos, 5), fileSize = Hex(source, pos, 6),
-                    devMajor = Hex(source, pos, 7), devMinor = Hex(source, pos, 8), rdevMajor = Hex(source, pos, 9),
-                    rdevMinor = Hex(source, pos, 10), nameSize = Hex(source, pos, 11), check = Hex(source, pos, 12);
-                long nameStart = pos + HeaderSize;
-                long dataStart = Align(nameStart + nameSize);
-                long dataEnd = dataStart + fileSize;
-                if (nameStart + nameSize > source.Length || dataEnd > source.Length)
-                {
-                    throw Truncated(source, pos, string.Create(CultureInfo.InvariantCulture,
-                        $"an entry's name and data ({nameSize} + {fileSize} bytes) run past the end of the data"));
-                }
-                long next = Math.Min(Align(dataEnd), source.Length);
-                if (nameSize == 0 || nameSize > RootfsPath.PathMax)
+                var h = record.Header;
+                long pos = record.Offset;
+                if (record.Name is not { } nameBytes)
                 {
                     Note(string.Create(CultureInfo.InvariantCulture,
-                        $"The entry at {source.Where(pos)} was dropped: its name is {nameSize} bytes (the kernel takes 1 to PATH_MAX)."));
-                    return next;
+                        $"The entry at {source.Where(pos)} was dropped: its name is {record.NameSize} bytes (the kernel takes 1 to PATH_MAX)."));
+                    return;
                 }
-                var nameBytes = new byte[nameSize];
-                source.ReadAt(nameStart, nameBytes);
-                if (nameBytes[^1] != 0)
-                {
-                    throw Invalid(source, pos, "an entry's name is not NUL-terminated (malformed archive)");
-                }
-                int nul = Array.IndexOf(nameBytes, (byte)0);
-                string rawName = DecodeName(nameBytes.AsSpan(0, nul), source, pos);
-                if (rawName == "TRAILER!!!")
+                string rawName = DecodeName(nameBytes, source, pos);
+                if (record.IsTrailer)
                 {
                     CloseLinkGroups();
-                    return next;
-                }
-                if (withChecksum && (mode & 0xF000) == CpioNewcWriter.TypeFile && Checksum(source, dataStart, fileSize) != check)
-                {
-                    throw new InitramfsException("ArchiveChecksumMismatch", FailureKind.InvalidData,
-                        $"The data of '{RootfsPath.Printable(rawName)}' at {source.Where(pos)} does not match its 070702 checksum.", archivePath);
+                    return;
                 }
                 if (rootfs.Count >= options.MaxEntries)
                 {
@@ -452,32 +368,32 @@ namespace InitramfsPS.Cpio
                         $"'{archivePath}' has more than {options.MaxEntries} entries; refusing to hold more in memory.", archivePath);
                 }
                 string display = RootfsPath.Printable(rawName);
-                var type = TypeOf(mode);
+                uint mode = h.Mode, fileSize = h.FileSize;
+                var type = NewcCodec.TypeOf(mode);
                 if (type is null)
                 {
                     Note($"'{display}' was dropped: its mode {Convert.ToString(mode, 8)} has no file type the kernel creates.");
-                    return next;
+                    return;
                 }
                 if (type != EntryType.File && type != EntryType.Symlink && fileSize != 0)
                 {
                     Note($"'{display}' was dropped: a {type} entry with {fileSize} bytes of data (the kernel skips it).");
-                    return next;
+                    return;
                 }
                 if (type == EntryType.Symlink && fileSize > RootfsPath.PathMax)
                 {
                     Note($"'{display}' was dropped: its symlink target is {fileSize} bytes, more than PATH_MAX.");
-                    return next;
+                    return;
                 }
                 if (rawName.Length == 0)
                 {
                     Note($"The entry at {source.Where(pos)} was dropped: its name is empty.");
-                    return next;
+                    return;
                 }
                 string? linkTarget = null;
                 if (type == EntryType.Symlink)
                 {
-                    var target = new byte[fileSize];
-                    source.ReadAt(dataStart, target);
+                    var target = recordReader.ReadData(record);
                     int end = Array.IndexOf(target, (byte)0);
                     linkTarget = DecodeName(end >= 0 ? target.AsSpan(0, end) : target, source, pos);
                 }
@@ -487,25 +403,24 @@ namespace InitramfsPS.Cpio
                     Path = RootfsPath.Confine(rawName),
                     Type = type.Value,
                     Mode = (int)(mode & 0xFFF),
-                    Uid = uid,
-                    Gid = gid,
-                    MTime = mtime,
+                    Uid = h.Uid,
+                    Gid = h.Gid,
+                    MTime = h.MTime,
                     Size = type == EntryType.File ? fileSize : 0,
                     LinkTarget = linkTarget,
-                    DevMajor = device ? (int)rdevMajor : 0,
-                    DevMinor = device ? (int)rdevMinor : 0,
-                    Content = type == EntryType.File ? new FileRangeContent(source.Blocks, dataStart, fileSize) : null,
+                    DevMajor = device ? (int)h.RDevMajor : 0,
+                    DevMinor = device ? (int)h.RDevMinor : 0,
+                    Content = type == EntryType.File ? new FileRangeContent(source.Blocks, record.DataOffset, fileSize) : null,
                     Source = compression == "none" ? "cpio:" + archivePath : $"cpio:{archivePath} ({compression})",
                 };
-                if (type == EntryType.File && nlink >= 2)
+                if (type == EntryType.File && h.NLink >= 2)
                 {
-                    PutLinked(entry, new LinkKey(ino, devMajor, devMinor, mode & 0xF000), fileSize, display);
+                    PutLinked(entry, new LinkKey(h.Ino, h.DevMajor, h.DevMinor, mode & NewcCodec.TypeMask), fileSize, display);
                 }
                 else
                 {
                     Put(entry, display);
                 }
-                return next;
             }
 
             /// <summary>Puts an entry where the kernel would create it; false (with a note) where the kernel would fail.</summary>
@@ -620,48 +535,6 @@ namespace InitramfsPS.Cpio
 
             private bool ParentChainHasSymlink(string path) => rootfs.FirstNonDirectoryOnPath(path)?.Type == EntryType.Symlink;
 
-            private uint Hex(Source source, long pos, int field)
-            {
-                uint value = 0;
-                for (int i = 0; i < 8; i++)
-                {
-                    int c = header[6 + (field * 8) + i];
-                    int digit = c switch
-                    {
-                        >= '0' and <= '9' => c - '0',
-                        >= 'a' and <= 'f' => c - 'a' + 10,
-                        >= 'A' and <= 'F' => c - 'A' + 10,
-                        _ => -1,
-                    };
-                    if (digit < 0)
-                    {
-                        throw Invalid(source, pos, "a cpio header field is not hexadecimal");
-                    }
-                    value = (value << 4) | (uint)digit;
-                }
-                return value;
-            }
-
-            private uint Checksum(Source source, long start, long length)
-            {
-                uint sum = 0;
-                long done = 0;
-                while (done < length)
-                {
-                    int n = source.ReadAt(start + done, scratch.AsSpan(0, (int)Math.Min(scratch.Length, length - done)));
-                    if (n <= 0)
-                    {
-                        throw Truncated(source, start + done, "file data is cut short");
-                    }
-                    foreach (byte b in scratch.AsSpan(0, n))
-                    {
-                        sum += b;
-                    }
-                    done += n;
-                }
-                return sum;
-            }
-
             private string DecodeName(ReadOnlySpan<byte> bytes, Source source, long pos)
             {
                 try
@@ -689,9 +562,6 @@ namespace InitramfsPS.Cpio
 
             private InitramfsException Invalid(Source source, long pos, string what) =>
                 new("ArchiveInvalid", FailureKind.InvalidData, $"At {source.Where(pos)}: {what}.", archivePath);
-
-            private InitramfsException Truncated(Source source, long pos, string what) =>
-                new("ArchiveTruncated", FailureKind.InvalidData, $"At {source.Where(pos)}: {what} (the archive is truncated or a size field is wrong).", archivePath);
         }
 
         /// <summary>Writes into the cache while hashing (whole and by block) and counting; remembers whether the write side failed.</summary>

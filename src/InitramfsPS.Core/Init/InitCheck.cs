@@ -3,7 +3,7 @@ using System.Collections.Generic;
 using System.Text;
 using InitramfsPS.RootFilesystem;
 
-namespace InitramfsPS.Cpio
+namespace InitramfsPS.Init
 {
     /// <summary>A reason the kernel could not start a rootfs's /init.</summary>
     public sealed record InitProblem(string ErrorId, string Message);

@@ -7,12 +7,13 @@ using System.Linq;
 using System.Text;
 using System.Threading;
 using InitramfsPS.Compression;
+using InitramfsPS.Cpio;
 using InitramfsPS.Errors;
 using InitramfsPS.Init;
 using InitramfsPS.IO;
 using InitramfsPS.RootFilesystem;
 
-namespace InitramfsPS.Cpio
+namespace InitramfsPS.Export
 {
     /// <summary>Options of <see cref="InitramfsExporter.Export"/>.</summary>
     public sealed class ExportOptions
@@ -247,7 +248,7 @@ namespace InitramfsPS.Cpio
                     options.Progress?.Start(totalBytes, entries.Count, pipeline);
                     try
                     {
-                        var writer = new CpioNewcWriter(pipeline);
+                        var writer = new CpioRecordWriter(pipeline);
                         WriteEntries(writer, pipeline, entries, plan, options, cancellationToken);
                         writer.WriteTrailer();
                         uncompressed = writer.Position;
@@ -341,7 +342,7 @@ namespace InitramfsPS.Cpio
         /// <summary>The bytes of the cpio stream <paramref name="rootfs"/> is written as (the trailer included), without writing it.</summary>
         public static long CpioSize(Rootfs rootfs)
         {
-            long total = CpioNewcWriter.TrailerSize;
+            long total = NewcCodec.TrailerSize;
             var seen = new HashSet<HardlinkGroup>(ReferenceEqualityComparer.Instance);
             foreach (var e in rootfs.GetEntries())
             {
@@ -351,7 +352,7 @@ namespace InitramfsPS.Cpio
                     EntryType.Symlink => Encoding.UTF8.GetByteCount(e.LinkTarget ?? string.Empty),
                     _ => 0,
                 };
-                total += CpioNewcWriter.RecordSize(Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path)), data);
+                total += NewcCodec.RecordSize(Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path)), data);
             }
             return total;
         }
@@ -365,7 +366,7 @@ namespace InitramfsPS.Cpio
         /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
         private static Planned[] Plan(List<RootfsEntry> entries, List<int> subdirectories, ExportOptions options, out long totalBytes)
         {
-            totalBytes = CpioNewcWriter.TrailerSize;
+            totalBytes = NewcCodec.TrailerSize;
             var plan = new Planned[entries.Count];
             var groupSizes = new Dictionary<HardlinkGroup, int>(ReferenceEqualityComparer.Instance);
             foreach (var e in entries)
@@ -443,31 +444,29 @@ namespace InitramfsPS.Cpio
                         size = 0;
                         break;
                 }
-                totalBytes += CpioNewcWriter.RecordSize(nameLength, size);
-                long mtime = e.MTime;
-                if (options.ClampMTime is { } clamp && mtime > clamp)
+                totalBytes += NewcCodec.RecordSize(nameLength, size);
+                var header = new CpioHeader
                 {
-                    mtime = clamp;
+                    Ino = ino,
+                    Mode = NewcCodec.TypeBits(e.Type) | (uint)(e.Mode & 0xFFF),
+                    Uid = (uint)e.Uid,
+                    Gid = (uint)e.Gid,
+                    NLink = nlink,
+                    MTime = (uint)Math.Clamp(e.MTime, 0, uint.MaxValue),
+                    FileSize = (uint)size,
+                    RDevMajor = (uint)e.DevMajor,
+                    RDevMinor = (uint)e.DevMinor,
+                };
+                if (options.ClampMTime is { } clamp)
+                {
+                    header = NewcCodec.MakeReproducible(header, clamp);
                 }
-                plan[i] = new Planned(
-                    new CpioHeader
-                    {
-                        Ino = ino,
-                        Mode = TypeBits(e.Type) | (uint)(e.Mode & 0xFFF),
-                        Uid = (uint)e.Uid,
-                        Gid = (uint)e.Gid,
-                        NLink = nlink,
-                        MTime = (uint)Math.Clamp(mtime, 0, uint.MaxValue),
-                        FileSize = (uint)size,
-                        RDevMajor = (uint)e.DevMajor,
-                        RDevMinor = (uint)e.DevMinor,
-                    },
-                    writeData);
+                plan[i] = new Planned(header, writeData);
             }
             return plan;
         }
 
-        private static void WriteEntries(CpioNewcWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportOptions options, CancellationToken cancellationToken)
+        private static void WriteEntries(CpioRecordWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportOptions options, CancellationToken cancellationToken)
         {
             using var reader = new ContentReader();
 
@@ -532,7 +531,7 @@ namespace InitramfsPS.Cpio
         }
 
         /// <summary>Reads a file's bytes straight into the pipeline's chunk (no intermediate buffer).</summary>
-        private static void CopyContent(ContentReader reader, Content content, CpioNewcWriter writer, PartPipeline pipeline, CancellationToken cancellationToken)
+        private static void CopyContent(ContentReader reader, Content content, CpioRecordWriter writer, PartPipeline pipeline, CancellationToken cancellationToken)
         {
             long position = 0;
             while (position < content.Length)
@@ -551,16 +550,5 @@ namespace InitramfsPS.Cpio
                 position += got;
             }
         }
-
-        private static uint TypeBits(EntryType type) => type switch
-        {
-            EntryType.File => CpioNewcWriter.TypeFile,
-            EntryType.Directory => CpioNewcWriter.TypeDirectory,
-            EntryType.Symlink => CpioNewcWriter.TypeSymlink,
-            EntryType.CharDevice => CpioNewcWriter.TypeChar,
-            EntryType.BlockDevice => CpioNewcWriter.TypeBlock,
-            EntryType.Fifo => CpioNewcWriter.TypeFifo,
-            _ => CpioNewcWriter.TypeSocket,
-        };
     }
 }
