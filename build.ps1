@@ -18,8 +18,11 @@
       HelpSkeleton  writes docs/help/<Cmdlet>.md for new cmdlets and parameter blocks for new
                     parameters (placeholder prose), removes blocks of parameters that are gone,
                     keeps the prose already written; then runs Help.
-      Test          runs tests/Pester/*.Tests.ps1 with Pester 6.2.0 in a child pwsh; the last
-                    line printed is `N passed, N failed`; NUnit XML goes to out/test-results.xml.
+      Test          runs the engine's unit tests (`dotnet test` on tests/InitramfsPS.Core.Tests,
+                    TRX in out/unit-test-results/), then tests/Pester/*.Tests.ps1 with Pester
+                    6.2.0 in a child pwsh; the last line printed is `N passed, N failed`,
+                    counting both; NUnit XML goes to out/test-results.xml. -TestPath, -TestName
+                    or -Tag select Pester tests only: the unit tests are then not run.
       Package       writes out/InitramfsPS.<version>.nupkg from out/InitramfsPS/ with
                     Publish-PSResource (tools/build/New-ModulePackage.ps1), for Install-PSResource
                     from a local repository on out/; the user's repository list is left as it is.
@@ -98,7 +101,8 @@ function Assert-ExitCode([string]$What) {
 function ConvertTo-Literal([string]$Value) { "'" + $Value.Replace("'", "''") + "'" }
 
 function Invoke-Clean {
-    foreach ($dir in 'out', 'src/InitramfsPS/bin', 'src/InitramfsPS/obj', 'src/InitramfsPS.Core/bin', 'src/InitramfsPS.Core/obj', 'tools/pester/bin', 'tools/pester/obj') {
+    foreach ($dir in 'out', 'src/InitramfsPS/bin', 'src/InitramfsPS/obj', 'src/InitramfsPS.Core/bin', 'src/InitramfsPS.Core/obj',
+        'tests/InitramfsPS.Core.Tests/bin', 'tests/InitramfsPS.Core.Tests/obj', 'tools/pester/bin', 'tools/pester/obj') {
         $path = Join-Path $root $dir
         if (Test-Path -LiteralPath $path) {
             Write-Host "Removing $dir"
@@ -167,12 +171,51 @@ function Invoke-HelpSkeleton {
     Invoke-Help
 }
 
+# The engine's unit tests (xunit.v3 under `dotnet test`): returns their passed and failed
+# counts, read from the TRX file. A build failure, a crash of the test host or a run in which
+# no test ran counts as one failure, so a broken setup cannot look green.
+function Invoke-UnitTest {
+    $resultsDir = Join-Path $out 'unit-test-results'
+    if (Test-Path -LiteralPath $resultsDir) { Remove-Item -LiteralPath $resultsDir -Recurse -Force }
+    $trx = Join-Path $resultsDir 'unit-tests.trx'
+    dotnet test (Join-Path $root 'tests/InitramfsPS.Core.Tests/InitramfsPS.Core.Tests.csproj') --nologo -c $Configuration `
+        --results-directory $resultsDir --logger 'trx;LogFileName=unit-tests.trx' | Out-Host
+    $exitCode = $LASTEXITCODE
+    $passed = 0
+    $failed = 0
+    if (Test-Path -LiteralPath $trx -PathType Leaf) {
+        $counters = ([xml](Get-Content -Raw -LiteralPath $trx)).TestRun.ResultSummary.Counters
+        $passed = [int]$counters.passed
+        # Anything that ran and did not pass is a failure; skipped tests are neither.
+        $failed = [int]$counters.failed + [int]$counters.error + [int]$counters.timeout + [int]$counters.aborted
+    }
+    if ($exitCode -ne 0 -and $failed -eq 0) {
+        Write-Host "dotnet test exited with code $exitCode and no failed test: counted as a failure."
+        $failed = 1
+    }
+    if ($passed + $failed -eq 0) {
+        Write-Host 'No unit test ran: counted as a failure.'
+        $failed = 1
+    }
+    Write-Host "Unit tests: $passed of $($passed + $failed) passed ($trx)"
+    [pscustomobject]@{ Passed = $passed; Failed = $failed }
+}
+
 function Invoke-Test {
+    # -TestPath, -TestName and -Tag select Pester tests: a narrowed run is Pester's alone.
+    $unit = [pscustomobject]@{ Passed = 0; Failed = 0 }
+    if (-not ($TestPath -or $TestName -or $Tag)) {
+        Write-Step 'Unit tests: dotnet test tests/InitramfsPS.Core.Tests'
+        $unit = Invoke-UnitTest
+        Write-Step 'Pester tests'
+    }
+
     dotnet restore (Join-Path $root 'tools/pester/Pester.Restore.csproj') --nologo --verbosity quiet
     Assert-ExitCode 'dotnet restore of Pester'
 
-    $command = '& {0} -ModulePath {1} -ResultPath {2}' -f (ConvertTo-Literal (Join-Path $root 'tests/Pester/Invoke-Tests.ps1')),
-        (ConvertTo-Literal $manifest), (ConvertTo-Literal (Join-Path $out 'test-results.xml'))
+    # The runner adds the unit tests' counts into its last line, so that line counts both.
+    $command = '& {0} -ModulePath {1} -ResultPath {2} -AddPassed {3} -AddFailed {4}' -f (ConvertTo-Literal (Join-Path $root 'tests/Pester/Invoke-Tests.ps1')),
+        (ConvertTo-Literal $manifest), (ConvertTo-Literal (Join-Path $out 'test-results.xml')), $unit.Passed, $unit.Failed
     $filters = [ordered]@{
         TestPath   = $TestPath | ForEach-Object { [IO.Path]::GetFullPath($_, $callerDir) }
         TestName   = $TestName

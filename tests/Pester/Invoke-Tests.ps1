@@ -10,7 +10,8 @@
     tools/pester/Pester.Restore.csproj` puts it there), sets $env:INITRAMFSPS_MODULE to the
     built manifest for the tests, writes NUnit XML, and exits non-zero on any failure.
 
-    The last line printed is always `N passed, N failed`: CI reads it. N failed is Pester's
+    The last line printed is always `N passed, N failed`: CI reads it. It adds -AddPassed and
+    -AddFailed (the unit tests build.ps1 ran first) to Pester's counts. N failed is Pester's
     FailedCount plus one for each failed block or file with no failed test in it (an AfterAll
     that throws, a file that fails discovery); a run in which no test ran counts as one
     failure. So a broken setup cannot look green.
@@ -29,7 +30,11 @@ param(
     [string[]]$Tag,
     [string[]]$ExcludeTag,
     # Where the NUnit XML goes; default out/test-results.xml.
-    [string]$ResultPath
+    [string]$ResultPath,
+    # Tests run before this one (build.ps1 -Task Test: the engine's unit tests), added into the
+    # last line so that it counts every test of the run.
+    [int]$AddPassed = 0,
+    [int]$AddFailed = 0
 )
 
 $ErrorActionPreference = 'Stop'
@@ -46,7 +51,7 @@ $pesterVersion = '6.2.0'
 $repoRoot = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
 
 function Write-Summary([int]$Passed, [int]$Failed) {
-    [Console]::Out.WriteLine("$Passed passed, $Failed failed")
+    [Console]::Out.WriteLine("$($Passed + $AddPassed) passed, $($Failed + $AddFailed) failed")
 }
 
 try {
@@ -124,5 +129,6 @@ if ($failed -eq 0 -and $result.Result -ne 'Passed') {
 }
 
 Write-Host "Test results: $ResultPath"
+if ($AddPassed + $AddFailed -gt 0) { Write-Host "Pester: $passed of $($passed + $failed) passed; with the tests run before it:" }
 Write-Summary $passed $failed
-exit ([int]($failed -gt 0))
+exit ([int]($failed + $AddFailed -gt 0))
