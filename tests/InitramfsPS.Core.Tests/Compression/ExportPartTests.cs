@@ -8,6 +8,7 @@ using System.Text;
 using System.Threading;
 using InitramfsPS.Compression;
 using InitramfsPS.Cpio;
+using InitramfsPS.Export;
 using InitramfsPS.RootFilesystem;
 using Xunit;
 
