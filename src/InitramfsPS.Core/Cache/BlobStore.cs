@@ -72,6 +72,14 @@ namespace InitramfsPS.Cache
         /// <summary>The file a blob lives in (whether or not it exists).</summary>
         public string PathOf(Digest digest) => Path.Combine(Root, "blobs", digest.Algorithm, digest.Hex);
 
+        /// <summary>
+        /// The file that holds the index of the decompressed layer stored under <paramref name="diffId"/>
+        /// (<c>index/&lt;alg&gt;/&lt;hex&gt;</c>, whether or not it exists). Its place is part of the
+        /// cache's layout, like <see cref="PathOf"/>: the inventory and the budget find and remove it
+        /// without knowing what an index holds (<c>Layers/LayerIndex.cs</c> writes and reads it).
+        /// </summary>
+        public string IndexPathOf(Digest diffId) => Path.Combine(Root, "index", diffId.Algorithm, diffId.Hex);
+
         /// <summary>The marker whose modification time says when the blob was last used.</summary>
         public string MarkerOf(Digest digest) => CacheUse.MarkerPath(Root, digest);
 

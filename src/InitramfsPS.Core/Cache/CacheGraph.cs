@@ -59,7 +59,7 @@ namespace InitramfsPS.Cache
             foreach (var (digest, path, size) in blobs)
             {
                 present.Add(digest);
-                if (File.Exists(Layers.LayerIndex.PathFor(store, digest)))
+                if (File.Exists(store.IndexPathOf(digest)))
                 {
                     indexed.Add(digest);
                 }

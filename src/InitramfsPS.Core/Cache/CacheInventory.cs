@@ -157,10 +157,22 @@ namespace InitramfsPS.Cache
         /// Every entry of the cache, sorted by digest: the blobs (a decompressed layer with its layer
         /// index), the parts of the imports area, and layer indexes whose tar is gone; each with what
         /// it is, the cached images that use it, when it was last used and whether a running command
-        /// uses it. With <paramref name="verify"/>, each blob is re-hashed and each layer index loaded.
+        /// uses it. With <paramref name="verify"/>, each blob is re-hashed and each layer index loaded
+        /// by <paramref name="indexLoads"/> (required then).
         /// </summary>
-        public static IEnumerable<CacheBlob> List(BlobStore store, bool verify, CancellationToken cancellationToken)
+        /// <param name="store">The cache.</param>
+        /// <param name="verify">Whether to re-hash each blob and load each layer index.</param>
+        /// <param name="cancellationToken">Stops the listing.</param>
+        /// <param name="indexLoads">
+        /// Whether the layer index of a diff_id loads (<c>Layers/LayerIndex.cs</c>). The caller hands
+        /// it in because what an index holds is the layers' business: the cache only knows where it lies.
+        /// </param>
+        public static IEnumerable<CacheBlob> List(BlobStore store, bool verify, CancellationToken cancellationToken, Func<Digest, bool>? indexLoads = null)
         {
+            if (verify && indexLoads is null)
+            {
+                throw new ArgumentNullException(nameof(indexLoads), "Verifying the cache loads each layer index: pass how.");
+            }
             var units = CacheBudget.Scan(store);
             if (units.Count == 0)
             {
@@ -172,7 +184,7 @@ namespace InitramfsPS.Cache
             foreach (var unit in units)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                yield return ToBlob(store, unit, graph, inUse, verify, cancellationToken);
+                yield return ToBlob(unit, graph, inUse, verify ? indexLoads : null, cancellationToken);
             }
         }
 
@@ -203,7 +215,7 @@ namespace InitramfsPS.Cache
         private static CacheGraph GraphOf(BlobStore store, List<CacheUnit> units) =>
             CacheGraph.Build(store, units.Where(u => !u.Import && u.BlobPath is not null).Select(u => (u.Digest, u.BlobPath!, u.BlobSize)));
 
-        private static CacheBlob ToBlob(BlobStore store, CacheUnit unit, CacheGraph graph, HashSet<Digest> inUse, bool verify, CancellationToken cancellationToken)
+        private static CacheBlob ToBlob(CacheUnit unit, CacheGraph graph, HashSet<Digest> inUse, Func<Digest, bool>? indexLoads, CancellationToken cancellationToken)
         {
             CacheEntryKind kind;
             string? description;
@@ -227,10 +239,10 @@ namespace InitramfsPS.Cache
                 description = graph.DescriptionOf(unit.Digest);
             }
             bool? valid = null;
-            if (verify)
+            if (indexLoads is not null)
             {
                 valid = (unit.BlobPath is null || Hashes(unit.BlobPath, unit.Digest, cancellationToken))
-                    && (unit.IndexPath is null || (unit.BlobPath is not null && Layers.LayerIndex.TryRead(store, unit.Digest) is not null));
+                    && (unit.IndexPath is null || (unit.BlobPath is not null && indexLoads(unit.Digest)));
             }
             return new CacheBlob
             {
@@ -353,7 +365,7 @@ namespace InitramfsPS.Cache
             foreach (var area in new[] { store, store.Imports })
             {
                 string path = area.PathOf(digest);
-                string index = Layers.LayerIndex.PathFor(area, digest);
+                string index = area.IndexPathOf(digest);
                 if (File.Exists(path) || (!area.IsImportArea && File.Exists(index)))
                 {
                     found = true;
@@ -391,7 +403,7 @@ namespace InitramfsPS.Cache
                     Import = import,
                     // For a layer index whose tar is gone, Path is the index: deleting it twice does no harm.
                     BlobPath = entry.Path,
-                    IndexPath = import ? null : Layers.LayerIndex.PathFor(store, entry.Digest),
+                    IndexPath = import ? null : store.IndexPathOf(entry.Digest),
                     MarkerPath = area.MarkerOf(entry.Digest),
                 });
                 removed.Add(entry);

@@ -2,7 +2,7 @@ using System;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using InitramfsPS.Errors;
-using InitramfsPS.RootFilesystem;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Images
 {
@@ -35,7 +35,7 @@ namespace InitramfsPS.Images
                 return digest;
             }
             throw new InitramfsException("InvalidDigest", FailureKind.InvalidData,
-                $"The {what} '{RootfsPath.Printable(text)}' is not a valid sha256 or sha512 digest.", text);
+                $"The {what} '{Printable.Of(text)}' is not a valid sha256 or sha512 digest.", text);
         }
 
         /// <summary>Parses <c>algorithm:hex</c>; false for anything else.</summary>

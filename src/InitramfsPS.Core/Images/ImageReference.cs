@@ -1,7 +1,7 @@
 using System;
 using System.Text.RegularExpressions;
 using InitramfsPS.Errors;
-using InitramfsPS.RootFilesystem;
+using InitramfsPS.IO;
 
 namespace InitramfsPS.Images
 {
@@ -104,7 +104,7 @@ namespace InitramfsPS.Images
             {
                 if (!Images.Digest.TryParse(text[(at + 1)..], out var digest))
                 {
-                    throw Invalid(original, $"'{RootfsPath.Printable(text[(at + 1)..])}' is not a valid digest");
+                    throw Invalid(original, $"'{Printable.Of(text[(at + 1)..])}' is not a valid digest");
                 }
                 r.Digest = digest;
                 name = text[..at];
@@ -116,7 +116,7 @@ namespace InitramfsPS.Images
                 string tag = name[(colon + 1)..];
                 if (!TagPattern.IsMatch(tag))
                 {
-                    throw Invalid(original, $"'{RootfsPath.Printable(tag)}' is not a valid tag");
+                    throw Invalid(original, $"'{Printable.Of(tag)}' is not a valid tag");
                 }
                 r.Tag = tag;
                 name = name[..colon];
@@ -132,7 +132,7 @@ namespace InitramfsPS.Images
             {
                 if (!HostPattern.IsMatch(first))
                 {
-                    throw Invalid(original, $"'{RootfsPath.Printable(first)}' is not a valid registry host");
+                    throw Invalid(original, $"'{Printable.Of(first)}' is not a valid registry host");
                 }
                 r.Registry = first == "index.docker.io" ? DockerHub : first;
                 repository = name[(firstSlash + 1)..];
@@ -152,7 +152,7 @@ namespace InitramfsPS.Images
                 {
                     string why = !string.Equals(part.ToLowerInvariant(), part, StringComparison.Ordinal) && Component.IsMatch(part.ToLowerInvariant())
                         ? "repository names must be lowercase"
-                        : $"'{RootfsPath.Printable(part)}' is not a valid repository name component";
+                        : $"'{Printable.Of(part)}' is not a valid repository name component";
                     throw Invalid(original, why);
                 }
             }
@@ -257,6 +257,6 @@ namespace InitramfsPS.Images
         };
 
         private static InitramfsException Invalid(string text, string why) =>
-            new("InvalidReference", FailureKind.InvalidArgument, $"'{RootfsPath.Printable(text)}' is not a valid image reference: {why}.", text);
+            new("InvalidReference", FailureKind.InvalidArgument, $"'{Printable.Of(text)}' is not a valid image reference: {why}.", text);
     }
 }

@@ -1,9 +1,7 @@
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
-using InitramfsPS.Cache;
 using InitramfsPS.IO;
-using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Images
 {
@@ -14,7 +12,7 @@ namespace InitramfsPS.Images
     public sealed class OciImage
     {
         internal OciImage(ImageReference reference, Digest digest, string? manifestMediaType, Platform platform,
-            Digest configDigest, ImageConfig config, IReadOnlyList<LayerDescriptor> layers, BlobStore blobs)
+            Digest configDigest, ImageConfig config, IReadOnlyList<LayerDescriptor> layers, string blobDirectory)
         {
             Reference = reference;
             Digest = digest;
@@ -23,8 +21,9 @@ namespace InitramfsPS.Images
             ConfigDigest = configDigest;
             Config = config;
             Layers = layers;
-            // The image outlives the command that resolved it: it keeps the store, not that command's lease.
-            Blobs = blobs.Lease is null ? blobs : new BlobStore(blobs.Root);
+            // The directory, not the store that resolved the image: the image outlives the command
+            // that resolved it and must not keep that command's lease.
+            BlobDirectory = blobDirectory;
         }
 
         /// <summary>The reference the image was resolved from.</summary>
@@ -52,9 +51,7 @@ namespace InitramfsPS.Images
         public long Size => Layers.Sum(l => l.Size);
 
         /// <summary>Where the layer blobs are: the layout or the cache.</summary>
-        public string BlobDirectory => Blobs.Root;
-
-        internal BlobStore Blobs { get; }
+        public string BlobDirectory { get; }
 
         /// <summary>Like <c>oci:./layout:app@sha256:… linux/amd64 3 layers 3.4 MB</c>.</summary>
         public override string ToString() =>

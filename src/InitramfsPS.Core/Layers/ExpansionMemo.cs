@@ -58,6 +58,6 @@ namespace InitramfsPS.Layers
         /// <summary>Layer bytes an expansion would read: every layer but the compressed ones indexed in the cache.</summary>
         public static long CostToRead(OciImage image, BlobStore cache) =>
             image.Layers.Sum(l => l.Compression != LayerCompression.None && l.DiffId is { } diffId
-                && File.Exists(LayerIndex.PathFor(cache, diffId)) && cache.Has(diffId) ? 0 : l.Size);
+                && File.Exists(cache.IndexPathOf(diffId)) && cache.Has(diffId) ? 0 : l.Size);
     }
 }

@@ -86,7 +86,7 @@ namespace InitramfsPS.Layers
                     return fromCache;
                 }
             }
-            using var raw = (image.BlobDirectory == cache.Root ? cache : image.Blobs).OpenRead(layer.Digest, name, out string blobPath);
+            using var raw = (image.BlobDirectory == cache.Root ? cache : new BlobStore(image.BlobDirectory)).OpenRead(layer.Digest, name, out string blobPath);
             if (raw.Length != layer.Size)
             {
                 throw new InitramfsException("LayerSizeMismatch", FailureKind.InvalidData,
@@ -130,7 +130,7 @@ namespace InitramfsPS.Layers
                 }
                 // A blob of the cache (a pull, a docker archive's member) is removed when it is found
                 // changed; a layout is the user's and is only reported.
-                bool inCache = string.Equals(image.Blobs.Root, cache.Root, StringComparison.Ordinal);
+                bool inCache = string.Equals(image.BlobDirectory, cache.Root, StringComparison.Ordinal);
                 parsed.Blocks = new BlockDigests(parsed.BackingPath, parsed.BackingLength, blocks.Finish(),
                     inCache ? BlockOwner.CacheBlob : BlockOwner.LayoutBlob, digest.ToString(), null, inCache ? cache.MarkerOf(digest) : null);
                 return parsed;
@@ -165,7 +165,7 @@ namespace InitramfsPS.Layers
                 result.BackingPath = unpacked.Writer.Commit(computed);
                 result.BackingLength = unpacked.TarLength;
                 result.Blocks = new BlockDigests(result.BackingPath, unpacked.TarLength, unpacked.BlockDigests, BlockOwner.CachedLayer,
-                    computed.ToString(), LayerIndex.PathFor(cache, computed), cache.MarkerOf(computed));
+                    computed.ToString(), cache.IndexPathOf(computed), cache.MarkerOf(computed));
             }
             LayerIndex.Write(cache, computed, result);
             return result;
@@ -212,7 +212,7 @@ namespace InitramfsPS.Layers
                 if (diffId.Matches(hash.GetHashAndReset()) && stream.BytesRead == parsed.BackingLength)
                 {
                     parsed.Blocks = new BlockDigests(path, parsed.BackingLength, blocks.Finish(), BlockOwner.CachedLayer,
-                        diffId.ToString(), LayerIndex.PathFor(cache, diffId), cache.MarkerOf(diffId));
+                        diffId.ToString(), cache.IndexPathOf(diffId), cache.MarkerOf(diffId));
                     return parsed;
                 }
             }

@@ -33,9 +33,6 @@ namespace InitramfsPS.Layers
         // 3: the digests of the tar's blocks, and the sha256 of the index at its end.
         private const string Magic = "InitramfsPS layer index 3";
 
-        /// <summary>Where the index of the layer with <paramref name="diffId"/> lives.</summary>
-        public static string PathFor(BlobStore cache, Digest diffId) => Path.Combine(cache.Root, "index", diffId.Algorithm, diffId.Hex);
-
         /// <summary>
         /// Loads the index, or null when it is missing, damaged, or does not match the tar it
         /// describes (missing, or another length). Every path is checked again to be normalised,
@@ -44,7 +41,7 @@ namespace InitramfsPS.Layers
         /// </summary>
         public static ParsedLayer? TryRead(BlobStore cache, Digest diffId, int maxEntries = ExpandOptions.DefaultMaxEntries)
         {
-            string path = PathFor(cache, diffId);
+            string path = cache.IndexPathOf(diffId);
             string backing = cache.PathOf(diffId);
             if (!File.Exists(path) || !File.Exists(backing))
             {
@@ -142,7 +139,7 @@ namespace InitramfsPS.Layers
             {
                 throw new ArgumentException("An index is written only with the digests of the tar's blocks.", nameof(parsed));
             }
-            string path = PathFor(cache, diffId);
+            string path = cache.IndexPathOf(diffId);
             string temp = path + "." + Guid.NewGuid().ToString("N") + ".partial";
             try
             {

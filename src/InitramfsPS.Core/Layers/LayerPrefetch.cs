@@ -115,7 +115,7 @@ namespace InitramfsPS.Layers
                 parsed.BackingPath = result.Writer.Commit(diffId);
                 parsed.BackingLength = result.TarLength;
                 parsed.Blocks = new BlockDigests(parsed.BackingPath, result.TarLength, result.BlockDigests, BlockOwner.CachedLayer,
-                    diffId.ToString(), LayerIndex.PathFor(cache, diffId), cache.MarkerOf(diffId));
+                    diffId.ToString(), cache.IndexPathOf(diffId), cache.MarkerOf(diffId));
             }
             LayerIndex.Write(cache, diffId, parsed);
             return true;

@@ -135,26 +135,10 @@ namespace InitramfsPS.RootFilesystem
         /// <summary>The name as written into a cpio archive: relative, '.' for the root.</summary>
         public static string ArchiveName(string path) => path == Root ? "." : path[1..];
 
-        /// <summary>Escapes control characters so a hostile name cannot rewrite the terminal.</summary>
-        public static string Printable(string? s)
-        {
-            if (s is null)
-            {
-                return string.Empty;
-            }
-            var sb = new StringBuilder(s.Length);
-            foreach (char c in s)
-            {
-                if (char.IsControl(c))
-                {
-                    sb.Append("\\x").Append(((int)c).ToString("x2", System.Globalization.CultureInfo.InvariantCulture));
-                }
-                else
-                {
-                    sb.Append(c);
-                }
-            }
-            return sb.Length > 300 ? sb.ToString(0, 300) + "…" : sb.ToString();
-        }
+        /// <summary>
+        /// Escapes control characters so a hostile name cannot rewrite the terminal: <see cref="IO.Printable.Of"/>,
+        /// under the name the folders above the rootfs call it by.
+        /// </summary>
+        public static string Printable(string? s) => IO.Printable.Of(s);
     }
 }

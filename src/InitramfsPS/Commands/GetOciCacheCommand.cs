@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using InitramfsPS.Cache;
+using InitramfsPS.Layers;
 
 namespace InitramfsPS.Commands
 {
@@ -40,7 +41,7 @@ namespace InitramfsPS.Commands
                     WriteObject(CacheInventory.Summarize(store, limits, CancellationToken));
                     return;
                 }
-                foreach (var blob in CacheInventory.List(store, Verify, CancellationToken))
+                foreach (var blob in CacheInventory.List(store, Verify, CancellationToken, diffId => LayerIndex.TryRead(store, diffId) is not null))
                 {
                     if (blob.Valid is false)
                     {

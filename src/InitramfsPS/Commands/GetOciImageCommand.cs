@@ -8,6 +8,7 @@ using System.Management.Automation.Language;
 using InitramfsPS.Cache;
 using InitramfsPS.IO;
 using InitramfsPS.Images;
+using InitramfsPS.Layers;
 using InitramfsPS.Registry;
 using InitramfsPS.RootFilesystem;
 

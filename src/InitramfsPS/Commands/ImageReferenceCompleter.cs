@@ -7,6 +7,7 @@ using System.Management.Automation;
 using System.Management.Automation.Language;
 using InitramfsPS.Cache;
 using InitramfsPS.Images;
+using InitramfsPS.Layers;
 
 namespace InitramfsPS.Commands
 {

@@ -6,10 +6,11 @@ using System.Text.Json;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
+using InitramfsPS.Images;
 using InitramfsPS.IO;
 using InitramfsPS.RootFilesystem;
 
-namespace InitramfsPS.Images
+namespace InitramfsPS.Layers
 {
     /// <summary>
     /// Reads a <c>docker save</c> archive into the cache: plain, or wrapped in gzip or zstd
@@ -217,7 +218,7 @@ namespace InitramfsPS.Images
         /// header before its data is skipped, <paramref name="after"/> after. Damage of any kind is ArchiveInvalid.
         /// </summary>
         private static void ReadTar(FileStream stream, LayerCompression compression, string file, Action<long, long>? progress,
-            Action<Layers.TarHeader, Stream> beforeData, Action<Layers.TarHeader>? after, Func<bool>? done, CancellationToken cancellationToken)
+            Action<TarHeader, Stream> beforeData, Action<TarHeader>? after, Func<bool>? done, CancellationToken cancellationToken)
         {
             stream.Position = 0;
             Stream tar = compression switch
@@ -228,7 +229,7 @@ namespace InitramfsPS.Images
             };
             try
             {
-                var reader = new Layers.TarReader(tar, seekData: compression == LayerCompression.None, cancellationToken);
+                var reader = new TarReader(tar, seekData: compression == LayerCompression.None, cancellationToken);
                 int members = 0;
                 while (done?.Invoke() != true && reader.Next(beforeData) is { } header)
                 {
@@ -299,7 +300,7 @@ namespace InitramfsPS.Images
             // A wrapped archive cannot be seeked in: its first ListScanLimit bytes are decompressed
             // into memory and scanned there (a member cut off at the limit ends the scan with an error).
             using Stream tar = compression == LayerCompression.None ? stream : DecompressHead(stream, compression);
-            var reader = new Layers.TarReader(tar, seekData: true);
+            var reader = new TarReader(tar, seekData: true);
             for (int entries = 0; entries < maxEntries && reader.Next() is { } header; entries++)
             {
                 if (Normalize(header.Name) != "manifest.json" || header.TypeFlag is not ('0' or '\0'))
@@ -474,7 +475,7 @@ namespace InitramfsPS.Images
             LayoutResolver.CheckDiffIds(imageConfig, layers, $"'{file}'");
             // A docker archive has no manifest blob; the config digest is the image's identity, as docker shows it.
             var platform = Platform.Normalize(imageConfig.Os, imageConfig.Architecture, imageConfig.Variant);
-            return new OciImage(reference, config.Digest, null, platform, config.Digest, imageConfig, layers, cache);
+            return new OciImage(reference, config.Digest, null, platform, config.Digest, imageConfig, layers, cache.Root);
         }
 
         private static (Digest Digest, long Size) Member(string name, Dictionary<string, (Digest, long)> members, Dictionary<string, string> links, string file, string what)

@@ -4,11 +4,11 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using System.Text.Json;
-using InitramfsPS.Cache;
 using InitramfsPS.Errors;
+using InitramfsPS.Images;
 using InitramfsPS.IO;
 
-namespace InitramfsPS.Images
+namespace InitramfsPS.Cache
 {
     /// <summary>
     /// Resolves a reference inside a blob store to one image: index.json or a digest, through any
@@ -104,7 +104,7 @@ namespace InitramfsPS.Images
                 var configDescriptor = document.Config!;
                 var (config, layers) = ReadLayers(store, document, descriptor.Digest);
                 var imagePlatform = Platform.Normalize(config.Os, string.IsNullOrEmpty(config.Architecture) ? platform.Architecture : config.Architecture, config.Variant);
-                return new OciImage(reference, descriptor.Digest, document.MediaType, imagePlatform, configDescriptor.Digest, config, layers, store);
+                return new OciImage(reference, descriptor.Digest, document.MediaType, imagePlatform, configDescriptor.Digest, config, layers, store.Root);
             }
             throw new InitramfsException("ManifestInvalid", FailureKind.InvalidData, "Indexes are nested more than 4 deep.", descriptor.Digest.ToString());
         }
