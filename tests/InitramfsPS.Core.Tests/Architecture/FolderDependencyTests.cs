@@ -23,14 +23,6 @@ namespace InitramfsPS.Core.Tests.Architecture
         {
             // registry: LayerPrefetch (Layers) is created by RegistryPuller; the puller is to take an IBlobSink instead.
             ("Registry", "Layers", "RegistryPuller creates LayerPrefetch"),
-            // cpio: the exporter moves out of Cpio into Export.
-            ("Cpio", "Boot", "InitramfsExporter checks the kernel and the memory"),
-            ("Cpio", "Init", "InitramfsExporter plans /init"),
-            ("Cpio", "Inspection", "InitramfsExporter runs RootfsInspector"),
-            // cpio: InitCheck moves out of Cpio; Init and Inspection stop using each other both ways.
-            ("Init", "Cpio", "InitPlanner calls Cpio.InitCheck"),
-            ("Inspection", "Cpio", "RootfsInspector calls Cpio.InitCheck"),
-            ("Inspection", "Init", "RootfsInspector uses InitGenerator and InitPlan"),
         };
 
         private static readonly Lazy<IReadOnlyList<TypeUse>> Uses =
