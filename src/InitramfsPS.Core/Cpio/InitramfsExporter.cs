@@ -231,10 +231,10 @@ namespace InitramfsPS.Cpio
                 string sha256;
                 long compressedSize;
                 int parts;
-                FileStream created;
+                AtomicFileWriter created;
                 try
                 {
-                    created = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1);
+                    created = new AtomicFileWriter(temp, 1);
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
@@ -258,12 +258,11 @@ namespace InitramfsPS.Cpio
                         pipeline.Abort();
                         throw;
                     }
-                    file.Flush(true);
-                    sha256 = pipeline.Sha256Hex();
+                    sha256 = Convert.ToHexString(file.Sha256()).ToLowerInvariant();
                     compressedSize = pipeline.BytesWritten;
                     parts = pipeline.PartCount;
+                    file.Commit(fullPath, options.Overwrite ? ExistingFile.Replace : ExistingFile.Fail);
                 }
-                File.Move(temp, fullPath, overwrite: options.Overwrite);
                 return new ExportReport
                 {
                     Path = fullPath,
