@@ -262,7 +262,7 @@ namespace InitramfsPS.Cache
         private string RefPath(string registry, string repository, string tag) =>
             Path.Combine(Root, "refs", registry.Replace(':', '_'), Path.Combine(repository.Split('/')), "_tags", tag);
 
-        /// <summary>Starts writing a blob whose digest is checked at <see cref="BlobWriter.Commit"/>.</summary>
+        /// <summary>Starts writing a blob whose digest is checked at <see cref="BlobWriter.Commit(Digest)"/>.</summary>
         public BlobWriter CreateWriter()
         {
             string tmp = Path.Combine(Root, "tmp");
@@ -289,89 +289,100 @@ namespace InitramfsPS.Cache
         private bool swept;
     }
 
-    /// <summary>A blob being written: a temporary file that becomes the blob only when committed.</summary>
+    /// <summary>
+    /// A blob being written: an <see cref="AtomicFileWriter"/> in the store's <c>tmp/</c>, which
+    /// hashes the bytes as they are written and becomes the blob only when committed, under the
+    /// digest it computed.
+    /// </summary>
     public sealed class BlobWriter : IDisposable
     {
         private readonly BlobStore store;
-        private bool committed;
+        private readonly AtomicFileWriter file;
 
         internal BlobWriter(BlobStore store, string tempPath)
         {
             this.store = store;
-            TempPath = tempPath;
             try
             {
-                Stream = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+                file = new AtomicFileWriter(tempPath, 1 << 16);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{store.Root}': {ex.Message}", store.Root, ex);
+                throw WriteFailed(store, ex);
             }
         }
 
         /// <summary>The temporary file.</summary>
-        public string TempPath { get; }
+        public string TempPath => file.TempPath;
 
-        /// <summary>Where to write the bytes.</summary>
-        public FileStream Stream { get; }
+        /// <summary>
+        /// Where to write the bytes, for a caller that needs a stream: what is written here is
+        /// hashed too. Its <c>SetLength(0)</c> starts the blob over.
+        /// </summary>
+        public Stream Stream => file;
+
+        /// <summary>Bytes written.</summary>
+        public long Length => file.Length;
+
+        /// <summary>The sha256 digest of the bytes written so far: what <see cref="Commit()"/> stores the blob under.</summary>
+        public Digest Digest => Digest.FromSha256(file.Sha256());
 
         /// <summary>Appends bytes; a full disk or an I/O error becomes a CacheWriteFailed error.</summary>
-        public void Write(byte[] buffer, int count)
+        public void Write(byte[] buffer, int count) => Write(buffer.AsSpan(0, count));
+
+        /// <summary>Appends bytes; a full disk or an I/O error becomes a CacheWriteFailed error.</summary>
+        public void Write(ReadOnlySpan<byte> buffer)
         {
             try
             {
-                Stream.Write(buffer, 0, count);
+                file.Write(buffer);
             }
             catch (IOException ex)
             {
-                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{store.Root}': {ex.Message}", store.Root, ex);
+                throw WriteFailed(store, ex);
             }
         }
 
-        /// <summary>Flushes what was written so far to disk (fsync), so that the one at <see cref="Commit"/> has little left.</summary>
+        /// <summary>Flushes what was written so far to disk (fsync), so that the one at <see cref="Commit()"/> has little left.</summary>
         public void Sync()
         {
             try
             {
-                Stream.Flush(true);
+                file.Sync();
             }
             catch (IOException ex)
             {
-                throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{store.Root}': {ex.Message}", store.Root, ex);
+                throw WriteFailed(store, ex);
             }
         }
+
+        /// <summary>Commits the blob under the sha256 digest of what was written (<see cref="Digest"/>). See <see cref="Commit(Digest)"/>.</summary>
+        public string Commit() => Commit(Digest);
 
         /// <summary>
         /// Flushes to disk and renames the temporary file to the blob's path. If another process
         /// committed the same digest first, its file stays and ours is dropped: the bytes are equal.
+        /// A sha256 <paramref name="digest"/> must be the one this writer computed (anything else is
+        /// a DigestMismatch and nothing is stored); a digest in another algorithm is the caller's to
+        /// have checked.
         /// </summary>
         public string Commit(Digest digest)
         {
+            if (digest.Algorithm == "sha256" && digest != Digest)
+            {
+                throw new InitramfsException("DigestMismatch", FailureKind.InvalidData,
+                    $"The blob written hashes to {Digest}, not {digest}; it is not stored.", digest.ToString());
+            }
             string final = store.PathOf(digest);
             // Leased before it has its name, so that no eviction can take it before the work that wrote it is done.
             store.Lease?.Hold(digest);
             try
             {
-                Stream.Flush(true);
-                Stream.Dispose();
                 Directory.CreateDirectory(Path.GetDirectoryName(final)!);
-                if (File.Exists(final))
+                if (file.Commit(final, ExistingFile.Keep))
                 {
-                    File.Delete(TempPath);
+                    store.Lease?.NoteWrite();
                 }
-                else
-                {
-                    try
-                    {
-                        File.Move(TempPath, final, overwrite: false);
-                        store.Lease?.NoteWrite();
-                    }
-                    catch (IOException) when (File.Exists(final))
-                    {
-                        File.Delete(TempPath);
-                    }
-                }
-                committed = true;
                 store.Lease?.Touch(store.MarkerOf(digest));
                 return final;
             }
@@ -382,14 +393,9 @@ namespace InitramfsPS.Cache
         }
 
         /// <summary>Drops the temporary file unless it was committed.</summary>
-        public void Dispose()
-        {
-            Stream.Dispose();
-            if (!committed)
-            {
-                // A leftover .partial file would be harmless: it is never read as a blob.
-                Files.TryDelete(TempPath);
-            }
-        }
+        public void Dispose() => file.Dispose();
+
+        private static InitramfsException WriteFailed(BlobStore store, Exception ex) =>
+            new("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{store.Root}': {ex.Message}", store.Root, ex);
     }
 }

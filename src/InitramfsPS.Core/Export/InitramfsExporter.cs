@@ -232,10 +232,10 @@ namespace InitramfsPS.Export
                 string sha256;
                 long compressedSize;
                 int parts;
-                FileStream created;
+                AtomicFileWriter created;
                 try
                 {
-                    created = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1);
+                    created = new AtomicFileWriter(temp, 1);
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
@@ -259,12 +259,11 @@ namespace InitramfsPS.Export
                         pipeline.Abort();
                         throw;
                     }
-                    file.Flush(true);
-                    sha256 = pipeline.Sha256Hex();
+                    sha256 = Convert.ToHexString(file.Sha256()).ToLowerInvariant();
                     compressedSize = pipeline.BytesWritten;
                     parts = pipeline.PartCount;
+                    file.Commit(fullPath, options.Overwrite ? ExistingFile.Replace : ExistingFile.Fail);
                 }
-                File.Move(temp, fullPath, overwrite: options.Overwrite);
                 return new ExportReport
                 {
                     Path = fullPath,

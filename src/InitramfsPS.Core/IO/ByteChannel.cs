@@ -2,7 +2,6 @@ using System;
 using System.Buffers;
 using System.IO;
 using System.Threading;
-using System.Threading.Channels;
 using System.Threading.Tasks;
 
 namespace InitramfsPS.IO
@@ -17,18 +16,12 @@ namespace InitramfsPS.IO
     /// </summary>
     internal sealed class ByteChannel : IDisposable
     {
-        private readonly Channel<Chunk> channel;
+        private readonly BoundedQueue<Chunk> queue;
 
         /// <summary>A channel holding at most <paramref name="capacity"/> chunks (one per write).</summary>
         public ByteChannel(int capacity)
         {
-            channel = Channel.CreateBounded<Chunk>(new BoundedChannelOptions(capacity)
-            {
-                // StopReading drains from whichever thread stops the reader.
-                SingleReader = false,
-                SingleWriter = true,
-                FullMode = BoundedChannelFullMode.Wait,
-            });
+            queue = new BoundedQueue<Chunk>(capacity);
             Reader = new ReadStream(this);
         }
 
@@ -40,33 +33,22 @@ namespace InitramfsPS.IO
         {
             var buffer = ArrayPool<byte>.Shared.Rent(data.Length);
             data.CopyTo(buffer);
-            try
+            if (await queue.TryAddAsync(new Chunk(buffer, data.Length), cancellationToken).ConfigureAwait(false))
             {
-                await channel.Writer.WriteAsync(new Chunk(buffer, data.Length), cancellationToken).ConfigureAwait(false);
                 return true;
             }
-            catch (ChannelClosedException)
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-                return false;
-            }
+            ArrayPool<byte>.Shared.Return(buffer);
+            return false;
         }
 
         /// <summary>No more bytes: the reader sees the end, or <paramref name="error"/> thrown from its next read.</summary>
-        public void Complete(Exception? error = null) => channel.Writer.TryComplete(error);
+        public void Complete(Exception? error = null) => queue.Complete(error);
 
         /// <summary>
         /// The reader stops: closing the channel releases a waiting writer (its later writes are
         /// dropped) and ends a read waiting for bytes; what was queued goes back to the pool.
         /// </summary>
-        public void StopReading()
-        {
-            channel.Writer.TryComplete();
-            while (channel.Reader.TryRead(out var chunk))
-            {
-                ArrayPool<byte>.Shared.Return(chunk.Buffer);
-            }
-        }
+        public void StopReading() => queue.Close(chunk => ArrayPool<byte>.Shared.Return(chunk.Buffer));
 
         /// <inheritdoc/>
         public void Dispose() => StopReading();
@@ -95,16 +77,11 @@ namespace InitramfsPS.IO
                         ArrayPool<byte>.Shared.Return(current.Buffer);
                         hasCurrent = false;
                     }
-                    var reader = owner.channel.Reader;
-                    Chunk next;
-                    while (!reader.TryRead(out next))
+                    // A dedicated thread: blocking here is what it is for. A completion with an
+                    // error rethrows that error; StopReading ends the wait as an end of stream.
+                    if (!owner.queue.TryTake(out var next, CancellationToken.None))
                     {
-                        // A dedicated thread: blocking here is what it is for. A completion with an
-                        // error rethrows that error; StopReading ends the wait as an end of stream.
-                        if (!reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
-                        {
-                            return 0;
-                        }
+                        return 0;
                     }
                     current = next;
                     hasCurrent = true;

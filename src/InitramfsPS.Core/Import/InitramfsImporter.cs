@@ -281,10 +281,10 @@ namespace InitramfsPS.Import
                 string where = string.Create(CultureInfo.InvariantCulture, $"The {compression} part at offset {pos} of '{archivePath}'");
                 // Into the imports area, whose own budget keeps copies of archives from pushing pulled images out.
                 var area = cache.Imports;
+                // The cache's writer hashes the part as it writes it: the blob is stored under the digest it computed.
                 using var writer = area.CreateWriter();
-                using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                 using var blockHasher = new BlockHasher();
-                using var sink = new HashingSink(writer.Stream, hash, blockHasher);
+                using var sink = new HashingSink(writer.Stream, blockHasher);
                 long consumed;
                 try
                 {
@@ -296,7 +296,7 @@ namespace InitramfsPS.Import
                     throw new InitramfsException("CacheWriteFailed", FailureKind.WriteFailed, $"Cannot write to the cache '{cache.Root}': {ex.Message}", cache.Root, ex);
                 }
                 uncompressedTotal += sink.Written;
-                var digest = Digest.FromSha256(hash.GetHashAndReset());
+                var digest = writer.Digest;
                 string blobPath = writer.Commit(digest);
                 ImportOrigins.Record(area.MarkerOf(digest), archivePath);
                 // The blob may be an older copy another run committed: it is read through the digests
@@ -564,17 +564,15 @@ namespace InitramfsPS.Import
                 new("ArchiveInvalid", FailureKind.InvalidData, $"At {source.Where(pos)}: {what}.", archivePath);
         }
 
-        /// <summary>Writes into the cache while hashing (whole and by block) and counting; remembers whether the write side failed.</summary>
+        /// <summary>Writes into the cache (whose writer hashes the whole) while hashing by block and counting; remembers whether the write side failed.</summary>
         private sealed class HashingSink : InitramfsPS.IO.WriteOnlyStream
         {
             private readonly Stream inner;
-            private readonly IncrementalHash hash;
             private readonly BlockHasher blocks;
 
-            public HashingSink(Stream inner, IncrementalHash hash, BlockHasher blocks)
+            public HashingSink(Stream inner, BlockHasher blocks)
             {
                 this.inner = inner;
-                this.hash = hash;
                 this.blocks = blocks;
             }
 
@@ -593,7 +591,6 @@ namespace InitramfsPS.Import
                     Failed = true;
                     throw;
                 }
-                hash.AppendData(buffer);
                 blocks.Append(buffer);
                 Written += buffer.Length;
             }

@@ -191,15 +191,14 @@ namespace InitramfsPS.Layers
         /// <summary>Hashes and writes <paramref name="size"/> bytes of <paramref name="data"/> into the cache, committed under their digest.</summary>
         private static (Digest Digest, long Size) Copy(Stream data, long size, string file, BlobStore cache, CancellationToken cancellationToken)
         {
+            // The cache's writer hashes what it writes: the blob is stored under the digest it computed.
             using var writer = cache.CreateWriter();
-            using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
             var buffer = new byte[1 << 16];
             long copied = 0;
             int n;
             while ((n = data.Read(buffer, 0, buffer.Length)) > 0)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                hash.AppendData(buffer, 0, n);
                 writer.Write(buffer, n);
                 copied += n;
             }
@@ -207,8 +206,8 @@ namespace InitramfsPS.Layers
             {
                 throw new InitramfsException("ArchiveInvalid", FailureKind.InvalidData, $"The docker archive '{file}' is truncated: a member ends after {copied} of its {size} bytes.", file);
             }
-            var digest = Digest.FromSha256(hash.GetHashAndReset());
-            writer.Commit(digest);
+            var digest = writer.Digest;
+            writer.Commit();
             return (digest, size);
         }
 

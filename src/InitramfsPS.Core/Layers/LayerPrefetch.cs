@@ -40,7 +40,7 @@ namespace InitramfsPS.Layers
         private readonly Action<string>? verbose;
         private readonly CancellationTokenSource stop = new();
         private ByteChannel? pipe;
-        private Thread? thread;
+        private Stages? stages;
         private UnpackedLayer? unpacked;
         private ParsedLayer? parsed;
         private Exception? failure;
@@ -83,7 +83,7 @@ namespace InitramfsPS.Layers
         /// </summary>
         public bool Finish()
         {
-            if (pipe is null || thread is null)
+            if (pipe is null || stages is null)
             {
                 return false;
             }
@@ -91,7 +91,8 @@ namespace InitramfsPS.Layers
             {
                 pipe.Complete();
             }
-            thread.Join();
+            stages.Join();
+            failure = stages.Failure;
             pipe.Dispose();
             var result = unpacked;
             unpacked = null;
@@ -125,7 +126,7 @@ namespace InitramfsPS.Layers
         public void Dispose()
         {
             Abandon(null);
-            thread?.Join();
+            stages?.Dispose();
             pipe?.Dispose();
             unpacked?.Dispose();
             unpacked = null;
@@ -152,26 +153,19 @@ namespace InitramfsPS.Layers
             // A few MiB of compressed bytes (writes of up to 64 KiB) may wait for the unpacker; past that the download waits.
             var created = new ByteChannel(64);
             long limit = Math.Min(ExpandOptions.DefaultMaxLayerSize, Math.Max(64L << 20, layer.Size * MaxExpansion));
-            thread = new Thread(() =>
+            // A failure of the unpacker stops it and its reading: the download's wait for room ends.
+            stages = new Stages(stop.Token);
+            stages.Token.Register(created.StopReading);
+            stages.Start("InitramfsPS prefetch", () =>
             {
+                // Any failure only means the layer is unpacked later, by Expand-OciLayers; Finish says why.
                 var layerEntries = new ParsedLayer();
-                try
-                {
-                    // The download hashes these very bytes and commits the blob only if they match.
-                    unpacked = LayerUnpacker.Unpack(created.Reader, layer.Compression, null, cache, limit,
-                        max => new InitramfsException("LayerTooLarge", FailureKind.LimitExceeded, $"it expands past {max} bytes", layer.Digest.ToString()),
-                        header => LayerApplier.Classify(header, layerEntries, layer.DisplayName), null, stop.Token, created.StopReading);
-                    parsed = layerEntries;
-                }
-#pragma warning disable CA1031 // any failure only means the layer is unpacked later, by Expand-OciLayers
-                catch (Exception ex)
-#pragma warning restore CA1031
-                {
-                    failure = ex;
-                    created.StopReading();
-                }
-            }) { IsBackground = true, Name = "InitramfsPS prefetch" };
-            thread.Start();
+                // The download hashes these very bytes and commits the blob only if they match.
+                unpacked = LayerUnpacker.Unpack(created.Reader, layer.Compression, null, cache, limit,
+                    max => new InitramfsException("LayerTooLarge", FailureKind.LimitExceeded, $"it expands past {max} bytes", layer.Digest.ToString()),
+                    header => LayerApplier.Classify(header, layerEntries, layer.DisplayName), null, stages.Token, created.StopReading);
+                parsed = layerEntries;
+            });
             return created;
         }
     }

@@ -1,9 +1,6 @@
 using System;
-using System.Collections.Concurrent;
 using System.IO;
 using System.IO.Compression;
-using System.Runtime.ExceptionServices;
-using System.Security.Cryptography;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Errors;
@@ -25,7 +22,7 @@ namespace InitramfsPS.Layers
     /// minbase layer (63 MB gzip, 162 MB tar), one thread did gunzip 0.35 s + sha256 0.16 s + write
     /// 0.06 s + fsync 0.22 s one after another. They hand 1 MiB chunks through bounded queues, so
     /// memory does not grow with the layer. The first failure on any thread stops the others and is
-    /// rethrown here; the caller decides what it means (the stored bytes are checked against their
+    /// rethrown here (<see cref="Stages"/>); the caller decides what it means (the stored bytes are checked against their
     /// digest first).
     /// </remarks>
     internal static class LayerUnpacker
@@ -48,39 +45,13 @@ namespace InitramfsPS.Layers
         {
             var result = new UnpackedLayer(cache.CreateWriter());
             var chunks = new ChunkPool(ChunkSize);
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            using var release = releaseReader is null ? default : stop.Token.Register(releaseReader);
-            using var toParser = new BlockingCollection<Chunk>(4);
-            using var toWriter = new BlockingCollection<Chunk>(8);
-            Exception? failure = null;
-            void Fail(Exception ex)
-            {
-                if (Interlocked.CompareExchange(ref failure, ex, null) is null)
-                {
-                    stop.Cancel();
-                }
-            }
+            using var stages = new Stages(cancellationToken);
+            using var release = releaseReader is null ? default : stages.Token.Register(releaseReader);
+            var toParser = new BoundedQueue<Chunk>(4);
+            var toWriter = new BoundedQueue<Chunk>(8);
             long rawRead = 0;
 
-            // A stage's failure stops the others; a stage stopped by another one ends quietly.
-            Thread Stage(string name, Action body) => new(() =>
-            {
-                try
-                {
-                    body();
-                }
-                catch (OperationCanceledException) when (stop.IsCancellationRequested)
-                {
-                }
-#pragma warning disable CA1031 // handed to the caller's thread, which rethrows it
-                catch (Exception ex)
-#pragma warning restore CA1031
-                {
-                    Fail(ex);
-                }
-            }) { IsBackground = true, Name = name };
-
-            var inflater = Stage("InitramfsPS inflate", () =>
+            stages.Start("InitramfsPS inflate", () =>
             {
                 using var rawHash = storedDigest?.CreateHash();
                 var counted = new HashingReadStream(raw, rawHash);
@@ -103,7 +74,7 @@ namespace InitramfsPS.Layers
                             chunks.Return(buffer);
                             throw tooLarge(maxSize);
                         }
-                        toParser.Add(new Chunk(buffer, n), stop.Token);
+                        toParser.Add(new Chunk(buffer, n), stages.Token);
                     }
                 }
                 // Bytes after the compressed stream's end (padding, a second member) are part of the digest.
@@ -111,20 +82,19 @@ namespace InitramfsPS.Layers
                 result.RawHash = rawHash?.GetHashAndReset() ?? Array.Empty<byte>();
                 result.RawLength = counted.BytesRead;
                 Interlocked.Exchange(ref rawRead, counted.BytesRead);
-                toParser.CompleteAdding();
+                toParser.Complete();
             });
 
-            var writerThread = Stage("InitramfsPS cache write", () =>
+            stages.Start("InitramfsPS cache write", () =>
             {
-                using var tarHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                 using var blocks = new BlockHasher();
                 long sinceSync = 0;
-                foreach (var chunk in toWriter.GetConsumingEnumerable(stop.Token))
+                while (toWriter.TryTake(out var chunk, stages.Token))
                 {
                     var bytes = chunk.Buffer.AsSpan(0, chunk.Count);
-                    tarHash.AppendData(bytes);
                     blocks.Append(bytes);
-                    result.Writer.Write(chunk.Buffer, chunk.Count);
+                    // The cache's writer hashes the tar as it writes it: its digest is the one the tar is stored under.
+                    result.Writer.Write(bytes);
                     result.TarLength += chunk.Count;
                     sinceSync += chunk.Count;
                     chunks.Return(chunk.Buffer);
@@ -135,40 +105,28 @@ namespace InitramfsPS.Layers
                         sinceSync = 0;
                     }
                 }
-                result.TarDigest = Digest.FromSha256(tarHash.GetHashAndReset());
+                result.TarDigest = result.Writer.Digest;
                 result.BlockDigests = blocks.Finish();
             });
 
-            inflater.Start();
-            writerThread.Start();
-            try
+            stages.Run(() =>
             {
-                var tar = new ChunkReadStream(toParser, toWriter, stop.Token);
+                var tar = new ChunkReadStream(toParser, toWriter, stages.Token);
                 TarReader.ReadAll(tar, onEntry, progress is null ? null : () => progress(Interlocked.Read(ref rawRead)), cancellationToken);
                 // The tar may end before the stream does (end blocks, padding): all of it is hashed and kept.
                 tar.Drain();
-                toWriter.CompleteAdding();
-            }
-            catch (OperationCanceledException) when (stop.IsCancellationRequested && failure is not null)
-            {
-            }
-#pragma warning disable CA1031 // rethrown below, after the threads stopped
-            catch (Exception ex)
-#pragma warning restore CA1031
-            {
-                Fail(ex);
-            }
-            inflater.Join();
-            writerThread.Join();
+                toWriter.Complete();
+            });
+            stages.Join();
             progress?.Invoke(Interlocked.Read(ref rawRead));
-            if (failure is null && cancellationToken.IsCancellationRequested)
+            try
             {
-                failure = new OperationCanceledException(cancellationToken);
+                stages.ThrowIfFailed();
             }
-            if (failure is not null)
+            catch
             {
                 result.Dispose();
-                ExceptionDispatchInfo.Capture(failure).Throw();
+                throw;
             }
             return result;
         }
@@ -188,14 +146,14 @@ namespace InitramfsPS.Layers
         /// </summary>
         private sealed class ChunkReadStream : ReadOnlyStream
         {
-            private readonly BlockingCollection<Chunk> source;
-            private readonly BlockingCollection<Chunk> next;
+            private readonly BoundedQueue<Chunk> source;
+            private readonly BoundedQueue<Chunk> next;
             private readonly CancellationToken stop;
             private Chunk current;
             private int offset;
             private bool hasCurrent;
 
-            public ChunkReadStream(BlockingCollection<Chunk> source, BlockingCollection<Chunk> next, CancellationToken stop)
+            public ChunkReadStream(BoundedQueue<Chunk> source, BoundedQueue<Chunk> next, CancellationToken stop)
             {
                 this.source = source;
                 this.next = next;
@@ -236,7 +194,7 @@ namespace InitramfsPS.Layers
                     next.Add(current, stop);
                     hasCurrent = false;
                 }
-                if (!source.TryTake(out current, Timeout.Infinite, stop))
+                if (!source.TryTake(out current, stop))
                 {
                     return false;
                 }

@@ -1,0 +1,169 @@
+using System;
+using System.IO;
+using System.Security.Cryptography;
+
+namespace InitramfsPS.IO
+{
+    /// <summary>What <see cref="AtomicFileWriter.Commit"/> does when the destination exists.</summary>
+    internal enum ExistingFile
+    {
+        /// <summary>The new file replaces it.</summary>
+        Replace,
+        /// <summary>The commit fails with an <see cref="IOException"/>.</summary>
+        Fail,
+        /// <summary>It stays and the new file is dropped: content-addressed, so the bytes are equal.</summary>
+        Keep,
+    }
+
+    /// <summary>
+    /// A file written under a temporary name, hashed (sha256) as it is written, and renamed to its
+    /// destination only once it is whole and on disk: the one writer of the cache's blobs and of an
+    /// exported archive, so that a blob's name is the digest this writer computed of its bytes
+    /// (umoci's PutBlob) and no failure, Ctrl+C or kill leaves a partial file under the final name.
+    /// </summary>
+    /// <remarks>
+    /// The temporary file is held open exclusively (FileShare.None: an flock the kernel drops when
+    /// the process dies), which is how <see cref="Files.SweepStalePartials"/> tells a killed
+    /// writer's leftover from a live one's. It is deleted at <see cref="Dispose"/> unless committed.
+    /// I/O errors (a full disk among them) are thrown as they come; the caller names them in its
+    /// own terms (CacheWriteFailed, ExportWriteFailed).
+    /// </remarks>
+    internal sealed class AtomicFileWriter : WriteOnlyStream
+    {
+        private readonly FileStream file;
+        private readonly IncrementalHash sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private long length;
+        private bool closed;
+        private bool committed;
+
+        /// <summary>
+        /// Creates <paramref name="tempPath"/>, which must not exist, with a write buffer of
+        /// <paramref name="bufferSize"/> bytes (1: writes go straight to the file).
+        /// </summary>
+        public AtomicFileWriter(string tempPath, int bufferSize)
+        {
+            TempPath = tempPath;
+            file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize);
+        }
+
+        /// <summary>The temporary file.</summary>
+        public string TempPath { get; }
+
+        /// <summary>Bytes written.</summary>
+        public override long Length => length;
+
+        /// <summary>Bytes written; may be set only to where it is (0 after <see cref="SetLength"/>(0)).</summary>
+        public override long Position
+        {
+            get => length;
+            set
+            {
+                if (value != length)
+                {
+                    throw new NotSupportedException("The file is written in order; only SetLength(0) starts it over.");
+                }
+            }
+        }
+
+        /// <summary>sha256 of the bytes written so far.</summary>
+        public byte[] Sha256() => sha256.GetCurrentHash();
+
+        /// <inheritdoc/>
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            file.Write(buffer);
+            sha256.AppendData(buffer);
+            length += buffer.Length;
+        }
+
+        /// <summary>Only 0: drops what was written and starts over (a download the server would not resume).</summary>
+        public override void SetLength(long value)
+        {
+            if (value != 0)
+            {
+                throw new NotSupportedException("The file can only be started over.");
+            }
+            file.SetLength(0);
+            file.Position = 0;
+            sha256.GetHashAndReset();
+            length = 0;
+        }
+
+        /// <inheritdoc/>
+        public override void Flush() => file.Flush();
+
+        /// <summary>Flushes what was written so far to disk (fsync), so that the one at <see cref="Commit"/> has little left.</summary>
+        public void Sync() => file.Flush(true);
+
+        /// <summary>
+        /// Flushes the file to disk (fsync), closes it and renames it to <paramref name="path"/>;
+        /// <paramref name="existing"/> says what happens if that exists. Returns whether the file
+        /// now at <paramref name="path"/> is this one (false: <see cref="ExistingFile.Keep"/> kept
+        /// the other and this one is deleted).
+        /// </summary>
+        public bool Commit(string path, ExistingFile existing)
+        {
+            file.Flush(true);
+            file.Dispose();
+            closed = true;
+            if (existing == ExistingFile.Keep)
+            {
+                if (File.Exists(path))
+                {
+                    File.Delete(TempPath);
+                    committed = true;
+                    return false;
+                }
+                try
+                {
+                    File.Move(TempPath, path, overwrite: false);
+                }
+                catch (IOException) when (File.Exists(path))
+                {
+                    // Another process committed the same content first.
+                    File.Delete(TempPath);
+                    committed = true;
+                    return false;
+                }
+            }
+            else
+            {
+                File.Move(TempPath, path, overwrite: existing == ExistingFile.Replace);
+            }
+            committed = true;
+            return true;
+        }
+
+        /// <inheritdoc/>
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                if (!closed)
+                {
+                    closed = true;
+                    DisposeQuietly();
+                }
+                sha256.Dispose();
+                if (!committed)
+                {
+                    // A leftover would be harmless (never read, swept later), but none is left.
+                    Files.TryDelete(TempPath);
+                }
+            }
+            base.Dispose(disposing);
+        }
+
+        /// <summary>Closes the file after a failure: a flush that fails again (a full disk) must not hide the first error.</summary>
+        private void DisposeQuietly()
+        {
+            try
+            {
+                file.Dispose();
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}

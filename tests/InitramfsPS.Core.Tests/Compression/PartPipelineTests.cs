@@ -1,0 +1,98 @@
+using System;
+using System.IO;
+using System.IO.Compression;
+using System.Threading;
+using InitramfsPS.Compression;
+using InitramfsPS.IO;
+using Xunit;
+
+namespace InitramfsPS.Core.Tests.Compression
+{
+    public sealed class PartPipelineTests : IDisposable
+    {
+        private readonly string directory = Path.Combine(Path.GetTempPath(), "initramfsps-pipeline-" + Guid.NewGuid().ToString("N"));
+
+        public PartPipelineTests() => Directory.CreateDirectory(directory);
+
+        public void Dispose() => Directory.Delete(directory, recursive: true);
+
+        /// <summary>Writes <paramref name="input"/> in entries of 300 KiB and returns the file's bytes.</summary>
+        private byte[] Export(byte[] input, InitramfsCompression compression, int workers)
+        {
+            string final = Path.Combine(directory, $"{compression}-{workers}.out");
+            using var file = new AtomicFileWriter(final + ".partial", 1);
+            using (var pipeline = new PartPipeline(file, compression, Compressors.DefaultLevel(compression), workers, CancellationToken.None))
+            {
+                for (int at = 0; at < input.Length; at += 300 << 10)
+                {
+                    pipeline.EntryBoundary(canSplit: true);
+                    pipeline.Write(input.AsSpan(at, Math.Min(300 << 10, input.Length - at)));
+                }
+                pipeline.Complete();
+                Assert.Equal(file.Length, pipeline.BytesWritten);
+                if (compression != InitramfsCompression.None)
+                {
+                    Assert.True(pipeline.PartCount > 3);
+                }
+            }
+            file.Commit(final, ExistingFile.Fail);
+            return File.ReadAllBytes(final);
+        }
+
+        private static byte[] Input()
+        {
+            // Compressible but not trivially: 20 MiB, several parts at any level.
+            var bytes = new byte[20 << 20];
+            var random = new Random(15);
+            for (int i = 0; i < bytes.Length; i += 64)
+            {
+                bytes[i] = (byte)random.Next(16);
+            }
+            return bytes;
+        }
+
+        [Theory]
+        [InlineData(InitramfsCompression.None)]
+        [InlineData(InitramfsCompression.Gzip)]
+        [InlineData(InitramfsCompression.Zstd)]
+        public void Parts_come_out_in_order_and_the_same_for_any_number_of_workers(InitramfsCompression compression)
+        {
+            byte[] input = Input();
+            byte[] one = Export(input, compression, 1);
+            byte[] four = Export(input, compression, 4);
+            Assert.Equal(one, four);
+            using var compressed = new MemoryStream(four);
+            using Stream plain = compression switch
+            {
+                InitramfsCompression.Gzip => new GZipStream(compressed, CompressionMode.Decompress),
+                InitramfsCompression.Zstd => new ZstdSharp.DecompressionStream(compressed),
+                _ => compressed,
+            };
+            using var back = new MemoryStream();
+            plain.CopyTo(back);
+            Assert.Equal(input, back.ToArray());
+        }
+
+        [Fact]
+        public void A_failed_export_leaves_no_file()
+        {
+            string final = Path.Combine(directory, "failed.out");
+            Assert.Throws<InvalidOperationException>((Action)(() =>
+            {
+                using var file = new AtomicFileWriter(final + ".partial", 1);
+                using var pipeline = new PartPipeline(file, InitramfsCompression.Zstd, 3, 2, CancellationToken.None);
+                try
+                {
+                    pipeline.Write(Input());
+                    throw new InvalidOperationException("the producer failed");
+                }
+                catch
+                {
+                    pipeline.Abort();
+                    throw;
+                }
+            }));
+            Assert.Empty(Directory.GetFileSystemEntries(directory));
+        }
+    }
+}
