@@ -14,6 +14,7 @@ using InitramfsPS.Errors;
 using InitramfsPS.Images;
 using InitramfsPS.Import;
 using InitramfsPS.Layers;
+using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Fuzz
 {
