@@ -16,7 +16,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Export
 {
     /// <summary>Options of <see cref="InitramfsExporter.Export"/>.</summary>
-    public sealed class ExportOptions
+    public sealed class ExportSettings
     {
         /// <summary>Compression of the archive.</summary>
         public InitramfsCompression Compression { get; init; }
@@ -170,7 +170,7 @@ namespace InitramfsPS.Export
         };
 
         /// <summary>Checks the rootfs and writes it to <paramref name="path"/>.</summary>
-        public static ExportReport Export(Rootfs source, string path, ExportOptions options, CancellationToken cancellationToken)
+        public static ExportReport Export(Rootfs source, string path, ExportSettings options, CancellationToken cancellationToken)
         {
             var stopwatch = Stopwatch.StartNew();
             var prepared = Prepare(source, options.AddDefaultEntries);
@@ -363,7 +363,7 @@ namespace InitramfsPS.Export
         private readonly record struct Planned(CpioHeader Header, bool WriteData);
 
         /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
-        private static Planned[] Plan(List<RootfsEntry> entries, List<int> subdirectories, ExportOptions options, out long totalBytes)
+        private static Planned[] Plan(List<RootfsEntry> entries, List<int> subdirectories, ExportSettings options, out long totalBytes)
         {
             totalBytes = NewcCodec.TrailerSize;
             var plan = new Planned[entries.Count];
@@ -465,7 +465,7 @@ namespace InitramfsPS.Export
             return plan;
         }
 
-        private static void WriteEntries(CpioRecordWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportOptions options, CancellationToken cancellationToken)
+        private static void WriteEntries(CpioRecordWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportSettings options, CancellationToken cancellationToken)
         {
             using var reader = new ContentReader();
 

@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Management.Automation;
-using InitramfsPS.Errors;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -70,21 +69,15 @@ namespace InitramfsPS.Commands
                     Gid = long.Parse(owner[1], CultureInfo.InvariantCulture),
                     Recurse = Recurse,
                 };
-                if (options.Uid > uint.MaxValue || options.Gid > uint.MaxValue)
-                {
-                    throw new InitramfsException("OwnerOutOfRange", FailureKind.InvalidArgument, $"The owner '{Owner}' does not fit in 32 bits.", Owner);
-                }
                 var rootfs = RootfsToChange();
                 if (rootfs is null)
                 {
                     return;
                 }
-                var written = HostFiles.Add(rootfs, hostPaths, Destination, options);
-                foreach (string path in written)
+                foreach (string path in Initramfs.AddFiles(rootfs, hostPaths, Destination, options))
                 {
                     WriteVerbose($"Added {path}.");
                 }
-                rootfs.Changes.Add($"added {string.Join(", ", hostPaths)} at {Destination}");
                 WriteObject(rootfs);
             });
         }

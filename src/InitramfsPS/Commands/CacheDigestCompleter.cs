@@ -7,7 +7,6 @@ using System.Management.Automation.Language;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.IO;
-using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {
@@ -27,8 +26,8 @@ namespace InitramfsPS.Commands
             try
             {
                 string word = CompletionText.Unquote(wordToComplete);
-                var store = new BlobStore(BlobStore.DefaultCacheRoot());
-                var matches = CacheInventory.List(store, false, CancellationToken.None).Take(MaxBlobs)
+                using var cache = InitramfsCache.OpenForUpkeep();
+                var matches = cache.List(false, CancellationToken.None).Take(MaxBlobs)
                     .Where(b => b.Digest.ToString().StartsWith(word, StringComparison.OrdinalIgnoreCase)
                         || b.Digest.Hex.StartsWith(word, StringComparison.OrdinalIgnoreCase))
                     .DistinctBy(b => b.Digest)

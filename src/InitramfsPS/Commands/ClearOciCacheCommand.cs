@@ -4,7 +4,6 @@ using System.Management.Automation;
 using InitramfsPS.Cache;
 using InitramfsPS.IO;
 using InitramfsPS.Images;
-using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {
@@ -41,7 +40,7 @@ namespace InitramfsPS.Commands
         [Parameter(ParameterSetName = AllSet)]
         public SwitchParameter Force { get; set; }
 
-        private readonly BlobStore store = new(BlobStore.DefaultCacheRoot());
+        private readonly InitramfsCache store = InitramfsCache.OpenForUpkeep();
         private bool any;
 
         /// <inheritdoc/>
@@ -61,7 +60,7 @@ namespace InitramfsPS.Commands
                     {
                         return;
                     }
-                    switch (CacheInventory.Remove(store, digest))
+                    switch (store.Remove(digest.ToString()))
                     {
                         case RemoveOutcome.NotFound:
                             WriteVerbose($"{digest} was not in the cache.");
@@ -90,13 +89,13 @@ namespace InitramfsPS.Commands
             }
             Guard(store.Root, () =>
             {
-                var entries = CacheInventory.List(store, false, CancellationToken).ToList();
+                var entries = store.List(false, CancellationToken).ToList();
                 string what = string.Create(CultureInfo.InvariantCulture, $"Remove all {entries.Count} entries ({Units.Bytes(entries.Sum(b => b.Size + b.IndexSize))}) and tag records");
                 if (!ShouldRemove(store.Root, what, Force ? ConfirmImpact.None : ConfirmImpact.High))
                 {
                     return;
                 }
-                int kept = CacheInventory.Clear(store);
+                int kept = store.Clear();
                 if (kept > 0)
                 {
                     WriteWarning($"{kept} {(kept == 1 ? "entry" : "entries")} of the cache stayed: running commands use them.");
@@ -108,16 +107,18 @@ namespace InitramfsPS.Commands
         {
             Guard(store.Root, () =>
             {
-                var approved = CacheInventory.ListUnused(store, CancellationToken)
+                var approved = store.ListUnused(CancellationToken)
                     .Where(e => ShouldRemove($"{e.Digest} ({e.Kind}, {Units.Bytes(e.Size)}) in {store.Root}", "Remove cached entry no image uses", ConfirmImpact.Medium))
                     .ToList();
-                foreach (var removed in CacheInventory.RemoveEntries(store, approved, CancellationToken))
+                foreach (var removed in store.Remove(approved, CancellationToken))
                 {
                     WriteVerbose($"Removed {removed.Digest} ({removed.Kind}, {Units.Bytes(removed.Size)}): no cached image uses it.");
                 }
                 if (!WhatIfWanted())
                 {
-                    EnforceBudget(store);
+                    store.Verbose = WriteVerbose;
+                    store.Warning = WriteWarning;
+                    store.EnforceBudget(CancellationToken);
                 }
             });
         }

@@ -1,10 +1,8 @@
 using System.IO;
 using System.Management.Automation;
-using InitramfsPS.Cache;
 using InitramfsPS.Errors;
 using InitramfsPS.Images;
 using InitramfsPS.Import;
-using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -37,7 +35,7 @@ namespace InitramfsPS.Commands
             {
                 reference ??= ToRootfs(ReferenceObject, nameof(ReferenceObject));
                 var difference = ToRootfs(DifferenceObject, nameof(DifferenceObject));
-                foreach (var d in RootfsComparer.Compare(reference, difference, IncludeEqual, CancellationToken))
+                foreach (var d in Initramfs.Compare(reference, difference, IncludeEqual, CancellationToken))
                 {
                     WriteObject(d);
                 }
@@ -51,7 +49,7 @@ namespace InitramfsPS.Commands
                 case Rootfs rootfs:
                     return Leased(rootfs);
                 case OciImage image:
-                    return ExpandImage(image, ExpandOptions.DefaultMaxLayerSize);
+                    return ExpandImage(image, Initramfs.DefaultMaxLayerSize);
                 case FileInfo file:
                     return ImportArchive(file.FullName);
                 case string text:
@@ -83,8 +81,7 @@ namespace InitramfsPS.Commands
 
         private Rootfs ImportArchive(string path)
         {
-            var result = InitramfsImporter.Import(path, Cache, new ImportOptions(), CancellationToken);
-            KeepCacheWithinBudget();
+            var result = Initramfs.Import(path, Cache, cancellationToken: CancellationToken);
             foreach (string note in result.Notes)
             {
                 WriteWarning($"{path}: {note}");

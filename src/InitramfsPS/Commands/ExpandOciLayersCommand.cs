@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using InitramfsPS.Images;
-using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -18,7 +17,7 @@ namespace InitramfsPS.Commands
         /// <summary>The most bytes one layer may expand to; a layer past it is refused as a decompression bomb.</summary>
         [Parameter]
         [ValidateRange(1, long.MaxValue)]
-        public long MaxLayerSize { get; set; } = ExpandOptions.DefaultMaxLayerSize;
+        public long MaxLayerSize { get; set; } = Initramfs.DefaultMaxLayerSize;
 
         /// <inheritdoc/>
         protected override void ProcessRecord()

@@ -1,11 +1,11 @@
 using System;
 using System.Globalization;
 using System.Management.Automation;
+using InitramfsPS.Boot;
 using InitramfsPS.Compression;
 using InitramfsPS.Errors;
 using InitramfsPS.Export;
 using InitramfsPS.IO;
-using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {
@@ -74,17 +74,12 @@ namespace InitramfsPS.Commands
                     throw new InitramfsException("MultipleInputs", FailureKind.InvalidArgument,
                         $"Export-Initramfs received more than one rootfs for '{fullPath}'; export each to its own file.", fullPath);
                 }
-                var compression = MyInvocation.BoundParameters.ContainsKey(nameof(Compression)) ? Compression : Compressors.FromFileName(fullPath);
-                int level = MyInvocation.BoundParameters.ContainsKey(nameof(CompressionLevel)) ? CompressionLevel : Compressors.DefaultLevel(compression);
-                if (MyInvocation.BoundParameters.ContainsKey(nameof(CompressionLevel)))
-                {
-                    Compressors.CheckLevel(compression, level);
-                }
-                if (!ShouldProcess(fullPath, $"Write {compression} initramfs"))
+                var target = Initramfs.PlanExport(fullPath, Options(null, null));
+                if (!ShouldProcess(fullPath, $"Write {target.Compression} initramfs"))
                 {
                     return;
                 }
-                if (Compressors.NameMismatch(fullPath, compression) is { } mismatch)
+                if (target.NameWarning is { } mismatch)
                 {
                     WriteWarning(mismatch);
                 }
@@ -95,25 +90,16 @@ namespace InitramfsPS.Commands
                     return;
                 }
                 const string activity = "Writing initramfs";
-                var progress = new ExportProgress();
-                var options = new ExportOptions
-                {
-                    Compression = compression,
-                    Level = level,
-                    Workers = MyInvocation.BoundParameters.ContainsKey(nameof(Workers)) ? Workers : ExportOptions.DefaultWorkers,
-                    AddDefaultEntries = !NoDefaultEntries,
-                    AllowUnbootable = Force,
-                    Overwrite = !NoClobber,
-                    ClampMTime = ClampTime(),
-                    Progress = progress,
-                    Kernel = Kernel is null ? null : Boot.KernelImage.Read(FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel")),
-                };
+                ExportProgress? progress = null;
+                var options = Options(Kernel is null ? null : KernelImage.Read(FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel")),
+                    new Reporter<ExportProgress>(p => progress = p));
                 ExportReport report;
                 var clock = System.Diagnostics.Stopwatch.StartNew();
+                var cache = Cache;
                 try
                 {
                     // On a thread of its own, so that progress moves while a slow level compresses.
-                    report = RunInBackground(token => System.Threading.Tasks.Task.FromResult(InitramfsExporter.Export(rootfs, fullPath, options, token)),
+                    report = RunInBackground(token => Initramfs.Export(rootfs, fullPath, options, cache, token),
                         () => ShowProgress(activity, fullPath, progress, clock));
                 }
                 finally
@@ -128,45 +114,40 @@ namespace InitramfsPS.Commands
             });
         }
 
+        /// <summary>The parameters as the API's options; what is not bound stays null, for the API's defaults.</summary>
+        private ExportOptions Options(KernelImage? kernel, IProgress<ExportProgress>? progress) => new()
+        {
+            Compression = MyInvocation.BoundParameters.ContainsKey(nameof(Compression)) ? Compression : null,
+            Level = MyInvocation.BoundParameters.ContainsKey(nameof(CompressionLevel)) ? CompressionLevel : null,
+            Workers = MyInvocation.BoundParameters.ContainsKey(nameof(Workers)) ? Workers : null,
+            AddDefaultEntries = !NoDefaultEntries,
+            AllowUnbootable = Force,
+            Overwrite = !NoClobber,
+            SourceDateEpoch = MyInvocation.BoundParameters.ContainsKey(nameof(SourceDateEpoch)) ? SourceDateEpoch : null,
+            Kernel = kernel,
+            Progress = progress,
+        };
+
         /// <summary>
         /// Bytes of cpio compressed against the archive's total, the file's size so far, and the
         /// seconds left at the rate so far: at level 19 the entries are written long before they
         /// are compressed, so an entry count would stand still.
         /// </summary>
-        private void ShowProgress(string activity, string path, ExportProgress progress, System.Diagnostics.Stopwatch clock)
+        private void ShowProgress(string activity, string path, ExportProgress? progress, System.Diagnostics.Stopwatch clock)
         {
-            long total = progress.TotalBytes;
+            long total = progress?.TotalBytes ?? 0;
             if (total == 0)
             {
                 clock.Restart(); // the rate counts from the first byte written
                 Progress(3, activity, $"{path}: checking the rootfs", 0);
                 return;
             }
-            long done = progress.CompressedBytes;
+            long done = progress!.CompressedBytes;
             double seconds = clock.Elapsed.TotalSeconds;
             int remaining = done > 0 && seconds > 1 ? (int)Math.Ceiling((total - done) * seconds / done) : -1;
             string status = string.Create(CultureInfo.InvariantCulture,
                 $"{path}: {Units.Bytes(done)} of {Units.Bytes(total)} of cpio compressed, {Units.Bytes(progress.WrittenBytes)} written, {Units.Bytes(progress.FileBytes)} in the file ({progress.EntriesWritten} of {progress.Entries} entries)");
             Progress(3, activity, status, (int)(done * 100 / total), secondsRemaining: remaining);
-        }
-
-        private long? ClampTime()
-        {
-            if (MyInvocation.BoundParameters.ContainsKey(nameof(SourceDateEpoch)))
-            {
-                return SourceDateEpoch;
-            }
-            string? env = Environment.GetEnvironmentVariable("SOURCE_DATE_EPOCH");
-            if (string.IsNullOrEmpty(env))
-            {
-                return null;
-            }
-            if (!long.TryParse(env, NumberStyles.None, CultureInfo.InvariantCulture, out long epoch))
-            {
-                throw new InitramfsException("SourceDateEpochInvalid", FailureKind.InvalidArgument,
-                    $"SOURCE_DATE_EPOCH='{env}' is not a number of seconds.", env);
-            }
-            return epoch;
         }
     }
 }

@@ -1,6 +1,5 @@
 using System.Linq;
 using System.Management.Automation;
-using InitramfsPS.Errors;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -38,8 +37,7 @@ namespace InitramfsPS.Commands
             {
                 Guard(path, () =>
                 {
-                    var found = RootfsQuery.Find(rootfs, path, Recurse, listDirectory: true)
-                        ?? throw new InitramfsException("ItemNotFound", FailureKind.NotFound, $"'{RootfsPath.Printable(path)}' does not exist in the rootfs.", path);
+                    var found = Initramfs.GetItems(rootfs, path, Recurse);
                     foreach (var entry in Type is null ? found : found.Where(e => Type.Contains(e.Type)))
                     {
                         WriteObject(entry);

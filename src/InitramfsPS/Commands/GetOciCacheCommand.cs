@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using InitramfsPS.Cache;
-using InitramfsPS.Layers;
 
 namespace InitramfsPS.Commands
 {
@@ -27,21 +26,17 @@ namespace InitramfsPS.Commands
         /// <inheritdoc/>
         protected override void EndProcessing()
         {
-            var store = new BlobStore(BlobStore.DefaultCacheRoot());
-            WriteVerbose($"Cache: {store.Root}");
-            Guard(store.Root, () =>
+            using var cache = InitramfsCache.OpenForUpkeep();
+            cache.Warning = WriteWarning;
+            WriteVerbose($"Cache: {cache.Root}");
+            Guard(cache.Root, () =>
             {
                 if (Summary)
                 {
-                    var limits = CacheLimits.FromEnvironment();
-                    if (limits.Problem is { } problem)
-                    {
-                        WriteWarning(problem);
-                    }
-                    WriteObject(CacheInventory.Summarize(store, limits, CancellationToken));
+                    WriteObject(cache.Summarize(CancellationToken));
                     return;
                 }
-                foreach (var blob in CacheInventory.List(store, Verify, CancellationToken, diffId => LayerIndex.TryRead(store, diffId) is not null))
+                foreach (var blob in cache.List(Verify, CancellationToken))
                 {
                     if (blob.Valid is false)
                     {

@@ -5,12 +5,8 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
-using InitramfsPS.Cache;
 using InitramfsPS.IO;
 using InitramfsPS.Images;
-using InitramfsPS.Layers;
-using InitramfsPS.Registry;
-using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
 {
@@ -59,87 +55,90 @@ namespace InitramfsPS.Commands
             {
                 Guard(text, () =>
                 {
-                    var platform = Images.Platform.Parse(Platform);
-                    var reference = ImageReference.Parse(text);
-                    WriteVerbose($"Resolving {reference} for {platform}.");
-                    OciImage image = reference.Transport switch
+                    var layers = new ConcurrentDictionary<string, InitramfsProgress>(StringComparer.Ordinal);
+                    InitramfsProgress? archive = null;
+                    var options = new ImageOptions
                     {
-                        ImageTransport.OciLayout => LayoutResolver.FromLayout(reference, GetUnresolvedProviderPathFromPSPath(reference.Path), platform),
-                        ImageTransport.DockerArchive => ImportArchive(reference),
-                        _ => Pull(reference, platform),
+                        Platform = Platform,
+                        Credential = Credential?.GetNetworkCredential(),
+                        CredentialOrigin = "-Credential",
+                        AllowPlainHttp = AllowPlainHttp,
+                        Offline = Offline,
+                        MaxParallelDownloads = MaxParallelDownloads,
+                        ResolvePath = GetUnresolvedProviderPathFromPSPath,
+                        Progress = new Reporter<InitramfsProgress>(p =>
+                        {
+                            if (p.Stage == ProgressStage.Pull)
+                            {
+                                layers[p.Item] = p;
+                            }
+                            else
+                            {
+                                archive = p;
+                            }
+                        }),
+                        Verbose = Verbose,
                     };
-                    KeepCacheWithinBudget();
+                    var cache = Cache;
+                    OciImage image;
+                    try
+                    {
+                        // On a thread of its own, so that progress moves while layers download.
+                        image = RunInBackground(token => Initramfs.OpenImage(text, options, cache, token), () =>
+                        {
+                            ShowPull(text, layers);
+                            if (archive is { } a)
+                            {
+                                Progress(2, ArchiveActivity, a.Item, a.Total == 0 ? 100 : (int)(a.Done * 100 / a.Total));
+                            }
+                        });
+                    }
+                    finally
+                    {
+                        if (!layers.IsEmpty)
+                        {
+                            CompleteProgress(OverallId, PullActivity(text));
+                        }
+                        if (archive is not null)
+                        {
+                            CompleteProgress(2, ArchiveActivity);
+                        }
+                    }
+                    var platform = Images.Platform.Parse(Platform);
                     if (MyInvocation.BoundParameters.ContainsKey(nameof(Platform)) && !platform.Matches(image.Platform))
                     {
-                        WriteWarning($"{reference} is a single-platform image for {image.Platform}, not {platform}.");
+                        WriteWarning($"{image.Reference} is a single-platform image for {image.Platform}, not {platform}.");
                     }
                     WriteObject(image);
                 });
             }
         }
 
-        private OciImage Pull(ImageReference reference, Images.Platform platform)
-        {
-            string activity = $"Pulling {reference}";
-            var progress = new ConcurrentDictionary<string, (long Done, long Size)>(StringComparer.Ordinal);
-            var options = new PullOptions
-            {
-                Offline = Offline,
-                MaxParallelDownloads = MaxParallelDownloads,
-                Progress = progress,
-                Registry = new RegistryOptions
-                {
-                    Credential = Credential is null ? null : new RegistryCredential(Credential.UserName, Credential.GetNetworkCredential().Password, "-Credential"),
-                    AllowPlainHttp = AllowPlainHttp,
-                    // Timeouts, minimum rate and attempts: the INITRAMFSPS_* variables (a bad value is RegistrySettingInvalid).
-                    Limits = Offline ? RegistryLimits.Default : RegistryLimits.FromEnvironment(),
-                    Verbose = QueueVerbose,
-                },
-            };
-            var cache = Cache;
-            try
-            {
-                return RunInBackground(token => RegistryPuller.PullAsync(reference, platform, cache, options, token), () =>
-                {
-                    if (progress.IsEmpty)
-                    {
-                        return;
-                    }
-                    // Sorted by digest so each layer keeps its bar (activity id) from tick to tick.
-                    var snapshot = progress.ToArray().OrderBy(p => p.Key, StringComparer.Ordinal).ToArray();
-                    long done = snapshot.Sum(p => p.Value.Done), total = Math.Max(1, snapshot.Sum(p => p.Value.Size));
-                    Progress(OverallId, activity, $"{snapshot.Count(p => p.Value.Done >= p.Value.Size)} of {snapshot.Length} layers, {Units.Bytes(done)} of {Units.Bytes(total)}", (int)(done * 100 / total), force: true);
-                    for (int i = 0; i < snapshot.Length; i++)
-                    {
-                        var (key, (layerDone, size)) = (snapshot[i].Key, snapshot[i].Value);
-                        var record = new ProgressRecord(OverallId + 1 + i, $"Layer {key[..Math.Min(key.Length, 19)]}", $"{Units.Bytes(layerDone)} of {Units.Bytes(size)}")
-                        {
-                            ParentActivityId = OverallId,
-                            PercentComplete = size == 0 ? 100 : (int)Math.Min(100, layerDone * 100 / size),
-                            RecordType = layerDone >= size ? ProgressRecordType.Completed : ProgressRecordType.Processing,
-                        };
-                        WriteProgress(record);
-                    }
-                });
-            }
-            finally
-            {
-                CompleteProgress(OverallId, activity);
-            }
-        }
+        private const string ArchiveActivity = "Reading docker archive";
 
-        private OciImage ImportArchive(ImageReference reference)
+        private static string PullActivity(string reference) => $"Pulling {ImageReference.Parse(reference)}";
+
+        /// <summary>One bar for the pull and one per layer, from the layers' latest reports.</summary>
+        private void ShowPull(string reference, ConcurrentDictionary<string, InitramfsProgress> layers)
         {
-            const string activity = "Reading docker archive";
-            string path = GetUnresolvedProviderPathFromPSPath(reference.Path);
-            try
+            if (layers.IsEmpty)
             {
-                return DockerArchiveImporter.Import(reference, path, Cache,
-                    (done, total) => Progress(2, activity, path, total == 0 ? 100 : (int)(done * 100 / total)), CancellationToken);
+                return;
             }
-            finally
+            // Sorted by digest so each layer keeps its bar (activity id) from tick to tick.
+            var snapshot = layers.ToArray().OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Value).ToArray();
+            long done = snapshot.Sum(p => p.Done), total = Math.Max(1, snapshot.Sum(p => p.Total));
+            Progress(OverallId, PullActivity(reference), $"{snapshot.Count(p => p.Done >= p.Total)} of {snapshot.Length} layers, {Units.Bytes(done)} of {Units.Bytes(total)}", (int)(done * 100 / total), force: true);
+            for (int i = 0; i < snapshot.Length; i++)
             {
-                CompleteProgress(2, activity);
+                var layer = snapshot[i];
+                var record = new ProgressRecord(OverallId + 1 + i, $"Layer {layer.Item[..Math.Min(layer.Item.Length, 19)]}", $"{Units.Bytes(layer.Done)} of {Units.Bytes(layer.Total)}")
+                {
+                    ParentActivityId = OverallId,
+                    PercentComplete = layer.Total == 0 ? 100 : (int)Math.Min(100, layer.Done * 100 / layer.Total),
+                    RecordType = layer.Done >= layer.Total ? ProgressRecordType.Completed : ProgressRecordType.Processing,
+                };
+                WriteProgress(record);
             }
         }
     }

@@ -6,8 +6,6 @@ using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
 using InitramfsPS.Cache;
-using InitramfsPS.Images;
-using InitramfsPS.Layers;
 
 namespace InitramfsPS.Commands
 {
@@ -15,8 +13,8 @@ namespace InitramfsPS.Commands
     /// Completes image references: the registry references whose tags the cache recorded
     /// (<c>alp&lt;Tab&gt;</c> → <c>alpine:3.20</c>), <c>oci:&lt;dir&gt;</c> (directories, then the layout's
     /// tags after <c>oci:dir:</c>) and <c>docker-archive:&lt;file&gt;</c> (files, then the archive's names
-    /// after <c>docker-archive:file:</c>). The listing is done by <see cref="CacheInventory.ListReferences"/>,
-    /// <see cref="LayoutResolver.ListTags"/> and <see cref="DockerArchiveImporter.ListNames"/>, each bounded;
+    /// after <c>docker-archive:file:</c>). The listing is done by <see cref="InitramfsCache.ListReferences"/>,
+    /// <see cref="Initramfs.ListLayoutTags"/> and <see cref="Initramfs.ListArchiveNames"/>, each bounded;
     /// anything that fails (a broken layout or archive) completes to nothing.
     /// </summary>
     public sealed class ImageReferenceCompleter : IArgumentCompleter
@@ -77,7 +75,7 @@ namespace InitramfsPS.Commands
             {
                 return Enumerable.Empty<CompletionResult>();
             }
-            return LayoutResolver.ListTags(full)
+            return Initramfs.ListLayoutTags(full)
                 .Where(t => t.StartsWith(prefix, StringComparison.Ordinal))
                 .Select(t => CompletionText.Result($"{Layout}{directory}:{t}", wordToComplete, t, CompletionResultType.ParameterValue, $"The image tagged '{t}' in the layout {full}"))
                 .ToList();
@@ -95,7 +93,7 @@ namespace InitramfsPS.Commands
             {
                 return Enumerable.Empty<CompletionResult>();
             }
-            return DockerArchiveImporter.ListNames(full)
+            return Initramfs.ListArchiveNames(full)
                 .Where(n => n.StartsWith(prefix, StringComparison.Ordinal))
                 .Select(n => CompletionText.Result($"{Archive}{file}:{n}", wordToComplete, n, CompletionResultType.ParameterValue,
                     n.StartsWith('@') ? $"Image {n[1..]} (it has no name) of {full}" : $"The image named '{n}' in {full}"))
@@ -109,7 +107,11 @@ namespace InitramfsPS.Commands
         /// </summary>
         private static IEnumerable<CompletionResult> Cached(string word, string scheme, string wordToComplete)
         {
-            var references = CacheInventory.ListReferences(new BlobStore(BlobStore.DefaultCacheRoot()));
+            IReadOnlyList<CachedReference> references;
+            using (var cache = InitramfsCache.OpenForUpkeep())
+            {
+                references = cache.ListReferences();
+            }
             var texts = new List<(string Text, CachedReference Reference)>();
             var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var r in references)

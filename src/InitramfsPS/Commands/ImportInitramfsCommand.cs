@@ -1,8 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.Management.Automation;
-using InitramfsPS.Cache;
-using InitramfsPS.Errors;
 using InitramfsPS.Import;
 using InitramfsPS.RootFilesystem;
 
@@ -31,7 +29,7 @@ namespace InitramfsPS.Commands
         /// <summary>The most bytes the compressed parts of one archive may expand to.</summary>
         [Parameter]
         [ValidateRange(1, long.MaxValue)]
-        public long MaxSize { get; set; } = ImportOptions.DefaultMaxUncompressedSize;
+        public long MaxSize { get; set; } = Initramfs.DefaultMaxImportSize;
 
         /// <inheritdoc/>
         protected override void ProcessRecord()
@@ -45,21 +43,17 @@ namespace InitramfsPS.Commands
         private Rootfs Import(string file)
         {
             const string activity = "Importing initramfs";
-            var options = new ImportOptions
-            {
-                MaxUncompressedSize = MaxSize,
-                Progress = (done, total) => Progress(4, activity, file, total == 0 ? 100 : (int)(done * 100 / total)),
-            };
+            // The import reports on this thread: the progress is written as it comes.
+            var progress = new Reporter<InitramfsProgress>(p => Progress(4, activity, file, p.Total == 0 ? 100 : (int)(p.Done * 100 / p.Total)));
             ImportResult result;
             try
             {
-                result = InitramfsImporter.Import(file, Cache, options, CancellationToken);
+                result = Initramfs.Import(file, Cache, MaxSize, progress, CancellationToken);
             }
             finally
             {
                 CompleteProgress(4, activity);
             }
-            KeepCacheWithinBudget();
             foreach (var part in result.Parts)
             {
                 WriteVerbose($"{file}: {part.Compression} part at offset {part.Offset}, {part.Length} bytes, {part.UncompressedLength} bytes of cpio, {part.Records} records.");

@@ -5,11 +5,8 @@ using System.Diagnostics;
 using System.IO;
 using System.Management.Automation;
 using System.Threading;
-using InitramfsPS.Cache;
 using InitramfsPS.Errors;
-using InitramfsPS.IO;
 using InitramfsPS.Images;
-using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -21,62 +18,54 @@ namespace InitramfsPS.Commands
     public abstract class InitramfsCmdlet : PSCmdlet, IDisposable
     {
         private readonly CancellationTokenSource cancellation = new();
-        private readonly System.Collections.Concurrent.ConcurrentQueue<string> verboseQueue = new();
+        private readonly System.Collections.Concurrent.ConcurrentQueue<(bool Warning, string Text)> messages = new();
         private readonly Stopwatch progressClock = Stopwatch.StartNew();
+        private readonly int pipelineThread = Environment.CurrentManagedThreadId;
         private long lastProgress = -1000;
-        private CacheLease? lease;
-        private BlobStore? cache;
-        private bool limitsWarned;
+        private InitramfsCache? cache;
 
         /// <summary>
         /// The cache as this command uses it: what the command reads from it or writes to it is leased
-        /// (no eviction, in this process or another, removes it) until the pipeline ends, and marked as used.
+        /// (no eviction, in this process or another, removes it) until the pipeline ends, and marked as
+        /// used; after a write it is kept within its budget, saying what it evicted with -Verbose.
         /// </summary>
-        protected BlobStore Cache
+        protected InitramfsCache Cache => cache ??= new InitramfsCache { Verbose = Verbose, Warning = Warning };
+
+        /// <summary>
+        /// Writes a verbose message, from any thread: one from another thread is queued and written
+        /// by <see cref="RunInBackground"/> (PowerShell allows Write-* only on the pipeline thread).
+        /// </summary>
+        protected void Verbose(string message)
         {
-            get
+            if (Environment.CurrentManagedThreadId == pipelineThread)
             {
-                if (cache is null)
-                {
-                    string root = BlobStore.DefaultCacheRoot();
-                    lease = new CacheLease(root);
-                    cache = new BlobStore(root, lease);
-                }
-                return cache;
+                DrainMessages();
+                WriteVerbose(message);
+            }
+            else
+            {
+                messages.Enqueue((false, message));
             }
         }
 
-        /// <summary>After this command wrote to the cache: evicts what was used least recently until the cache is within its budget.</summary>
-        protected void KeepCacheWithinBudget()
+        /// <summary>Writes a warning, from any thread (as <see cref="Verbose"/>).</summary>
+        protected void Warning(string message)
         {
-            if (lease is null || cache is null || !lease.Wrote)
+            if (Environment.CurrentManagedThreadId == pipelineThread)
             {
-                return;
+                DrainMessages();
+                WriteWarning(message);
             }
-            lease.ResetWrote();
-            EnforceBudget(cache);
-        }
-
-        /// <summary>Evicts what was used least recently until the cache at <paramref name="store"/> is within its budget.</summary>
-        protected void EnforceBudget(BlobStore store)
-        {
-            var limits = CacheLimits.FromEnvironment();
-            if (limits.Problem is { } problem && !limitsWarned)
+            else
             {
-                limitsWarned = true;
-                WriteWarning(problem);
-            }
-            foreach (var evicted in CacheBudget.Enforce(store, limits, CancellationToken))
-            {
-                WriteVerbose(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"Evicted {evicted.Digest}{(evicted.Import ? " (imports area)" : string.Empty)}, {Units.Bytes(evicted.Size)}, last used {evicted.LastUsed:yyyy-MM-dd HH:mm}, to keep the cache within {Units.Bytes(evicted.Import ? limits.ImportMaxSize : limits.MaxSize)}."));
+                messages.Enqueue((true, message));
             }
         }
 
         /// <summary>Leases the cache entries <paramref name="rootfs"/> reads its contents from, for as long as this command runs.</summary>
         protected Rootfs Leased(Rootfs rootfs)
         {
-            CacheUse.UseRootfs(Cache, rootfs);
+            Cache.Use(rootfs);
             return rootfs;
         }
 
@@ -246,31 +235,35 @@ namespace InitramfsPS.Commands
             => WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
 
         /// <summary>
-        /// Runs <paramref name="work"/> on the thread pool while this (pipeline) thread writes what it
-        /// queues: PowerShell allows Write-* calls only from the pipeline thread. <paramref name="tick"/>
-        /// runs on this thread about ten times a second (for progress).
+        /// Runs <paramref name="work"/> on the thread pool while this (pipeline) thread writes the
+        /// messages it queues: PowerShell allows Write-* calls only from the pipeline thread.
+        /// <paramref name="tick"/> runs on this thread about ten times a second (for progress).
         /// </summary>
-        protected T RunInBackground<T>(Func<CancellationToken, System.Threading.Tasks.Task<T>> work, Action tick)
+        protected T RunInBackground<T>(Func<CancellationToken, T> work, Action tick)
         {
             var task = System.Threading.Tasks.Task.Run(() => work(CancellationToken));
             while (!task.IsCompleted)
             {
                 System.Threading.Tasks.Task.WhenAny(task, System.Threading.Tasks.Task.Delay(100)).Wait();
-                DrainVerbose();
+                DrainMessages();
                 tick();
             }
-            DrainVerbose();
+            DrainMessages();
             return task.GetAwaiter().GetResult();
         }
 
-        /// <summary>Queues a verbose message from any thread; it is written by <see cref="RunInBackground"/>.</summary>
-        protected void QueueVerbose(string message) => verboseQueue.Enqueue(message);
-
-        private void DrainVerbose()
+        private void DrainMessages()
         {
-            while (verboseQueue.TryDequeue(out string? message))
+            while (messages.TryDequeue(out var message))
             {
-                WriteVerbose(message);
+                if (message.Warning)
+                {
+                    WriteWarning(message.Text);
+                }
+                else
+                {
+                    WriteVerbose(message.Text);
+                }
             }
         }
 
@@ -278,29 +271,23 @@ namespace InitramfsPS.Commands
         protected Rootfs ExpandImage(OciImage image, long maxLayerSize)
         {
             const string activity = "Expanding image layers";
-            var options = new ExpandOptions
-            {
-                MaxLayerSize = maxLayerSize,
-                Progress = (index, count, read, size) => Progress(1, activity,
-                    $"{image.Reference}: layer {index} of {count}", (int)((index - 1 + (size == 0 ? 1 : (double)read / size)) * 100 / Math.Max(1, count))),
-            };
-            Rootfs rootfs;
+            // Expansion reports on this thread: the progress is written as it comes.
+            var progress = new Reporter<InitramfsProgress>(p => Progress(1, activity,
+                $"{p.Item}: layer {p.Index} of {p.Count}", (int)((p.Index - 1 + (p.Total == 0 ? 1 : (double)p.Done / p.Total)) * 100 / Math.Max(1, p.Count))));
             try
             {
-                rootfs = ImageExpander.Expand(image, Cache, options, CancellationToken);
+                return Initramfs.Expand(image, Cache, maxLayerSize, progress, CancellationToken);
             }
             finally
             {
                 CompleteProgress(1, activity);
             }
-            KeepCacheWithinBudget();
-            return rootfs;
         }
 
         /// <summary>Releases the cancellation source and the lease on the cache (PowerShell calls it when the pipeline ends).</summary>
         public void Dispose()
         {
-            lease?.Dispose();
+            cache?.Dispose();
             cancellation.Dispose();
             GC.SuppressFinalize(this);
         }
@@ -326,7 +313,7 @@ namespace InitramfsPS.Commands
             return InputObject.BaseObject switch
             {
                 Rootfs rootfs => rootfs.Clone(),
-                OciImage image => ExpandImage(image, ExpandOptions.DefaultMaxLayerSize),
+                OciImage image => ExpandImage(image, Initramfs.DefaultMaxLayerSize),
                 var other => Reject(other),
             };
         }
@@ -340,7 +327,7 @@ namespace InitramfsPS.Commands
             return InputObject.BaseObject switch
             {
                 Rootfs rootfs => Leased(rootfs),
-                OciImage image => ExpandImage(image, ExpandOptions.DefaultMaxLayerSize),
+                OciImage image => ExpandImage(image, Initramfs.DefaultMaxLayerSize),
                 var other => Reject(other),
             };
         }
@@ -352,5 +339,15 @@ namespace InitramfsPS.Commands
                 "InputNotRootfs", ErrorCategory.InvalidType, other));
             return null;
         }
+    }
+
+    /// <summary>An <see cref="IProgress{T}"/> that calls its action on the reporting thread (not through a synchronization context).</summary>
+    internal sealed class Reporter<T> : IProgress<T>
+    {
+        private readonly Action<T> report;
+
+        public Reporter(Action<T> report) => this.report = report;
+
+        public void Report(T value) => report(value);
     }
 }

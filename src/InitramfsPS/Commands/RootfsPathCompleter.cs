@@ -13,7 +13,7 @@ namespace InitramfsPS.Commands
     /// Completes paths inside the rootfs the command will get: the -InputObject argument, or the
     /// variable piped into it (<c>$rootfs | Remove-InitramfsItem /usr/sh&lt;Tab&gt;</c>). An OciImage
     /// is expanded when that is cheap (its layers indexed in the cache), and the last one expanded is
-    /// remembered, so repeated Tab presses do not expand it again (<see cref="Layers.ExpansionMemo"/>).
+    /// remembered, so repeated Tab presses do not expand it again (<see cref="InitramfsCache.TryExpandCheaply"/>).
     /// </summary>
     public sealed class RootfsPathCompleter : IArgumentCompleter
     {
@@ -62,9 +62,15 @@ namespace InitramfsPS.Commands
         private static Rootfs? Unwrap(object? value) => (value is PSObject ps ? ps.BaseObject : value) switch
         {
             Rootfs rootfs => rootfs,
-            OciImage image => Layers.ExpansionMemo.TryExpand(image, new Cache.BlobStore(Cache.BlobStore.DefaultCacheRoot())),
+            OciImage image => TryExpand(image),
             _ => null,
         };
+
+        private static Rootfs? TryExpand(OciImage image)
+        {
+            using var cache = InitramfsCache.OpenForUpkeep();
+            return cache.TryExpandCheaply(image);
+        }
 
         private static PSObject? PipedVariableValue(CommandAst commandAst)
         {

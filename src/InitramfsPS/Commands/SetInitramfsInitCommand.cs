@@ -1,11 +1,4 @@
-using System;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
 using System.Management.Automation;
-using System.Text;
-using InitramfsPS.Errors;
-using InitramfsPS.Init;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -51,70 +44,28 @@ namespace InitramfsPS.Commands
         {
             Guard("/init", () =>
             {
-                Content? content = null;
-                long mtime = 0;
-                string source;
-                if (ParameterSetName == PathSet)
-                {
-                    string host = FileSystemPath(Path, "HostPathNotFileSystem", "init script");
-                    var info = new FileInfo(host);
-                    if (!info.Exists)
-                    {
-                        throw new InitramfsException("HostFileNotFound", FailureKind.NotFound, $"The init script '{host}' does not exist.", host);
-                    }
-                    content = new HostFileContent(info.FullName, info.Length);
-                    mtime = info.LastWriteTimeUtc.ToUnixSeconds();
-                    source = "host:" + info.FullName;
-                }
-                else if (ParameterSetName == ContentSet)
-                {
-                    content = new InlineContent(Encoding.UTF8.GetBytes(Content.Replace("\r\n", "\n", StringComparison.Ordinal)));
-                    source = InitPlanner.SetByUser;
-                }
-                else
-                {
-                    source = string.Empty;
-                }
+                // A host file that is not on the file system fails before the image is expanded.
+                string? host = ParameterSetName == PathSet ? FileSystemPath(Path, "HostPathNotFileSystem", "init script") : null;
                 var rootfs = RootfsToChange();
                 if (rootfs is null)
                 {
                     return;
                 }
-                if (rootfs.GetEntry("/init")?.Type == EntryType.Directory)
+                switch (ParameterSetName)
                 {
-                    throw new InitramfsException("InitIsDirectory", FailureKind.InvalidArgument,
-                        "/init is a directory in this rootfs; remove it before setting an init.", "/init");
+                    case PathSet:
+                        Initramfs.SetInitFromFile(rootfs, host!);
+                        break;
+                    case ContentSet:
+                        Initramfs.SetInit(rootfs, Content);
+                        break;
+                    default:
+                        foreach (string warning in Initramfs.GenerateInit(rootfs, ParameterSetName == CommandSet ? Command : null, Hostname))
+                        {
+                            WriteWarning(warning);
+                        }
+                        break;
                 }
-                RootfsEntry entry;
-                if (content is null)
-                {
-                    var spec = InitPlanner.Spec(rootfs, ParameterSetName == CommandSet ? Command : null, Hostname)
-                        ?? throw new InitramfsException("InitCommandMissing", FailureKind.InvalidArgument,
-                            "This rootfs did not come from an image, so there is no image config to take a command from; give one with -Command, or an init with -Path or -Content.", "/init");
-                    var warnings = new List<string>();
-                    string script = InitGenerator.Generate(rootfs, spec, warnings);
-                    foreach (string warning in warnings)
-                    {
-                        WriteWarning(warning);
-                    }
-                    entry = InitPlanner.Entry(script, "generated");
-                    rootfs.Changes.Add($"set /init generated from {spec.Origin}: {InitPlanner.CommandLine(spec.Command)}");
-                }
-                else
-                {
-                    rootfs.Changes.Add("set /init from " + source);
-                    entry = new RootfsEntry
-                    {
-                        Path = "/init",
-                        Type = EntryType.File,
-                        Mode = 0x1ED,
-                        MTime = mtime,
-                        Size = content.Length,
-                        Content = content,
-                        Source = source,
-                    };
-                }
-                rootfs.Set(entry, null);
                 WriteObject(rootfs);
             });
         }

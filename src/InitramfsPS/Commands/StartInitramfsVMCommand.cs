@@ -10,10 +10,7 @@ using InitramfsPS.Boot;
 using InitramfsPS.Compression;
 using InitramfsPS.Errors;
 using InitramfsPS.Export;
-using InitramfsPS.IO;
 using InitramfsPS.Images;
-using InitramfsPS.Import;
-using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -127,7 +124,7 @@ namespace InitramfsPS.Commands
             var rootfs = source switch
             {
                 Rootfs piped => Leased(piped),
-                OciImage image => ExpandImage(image, ExpandOptions.DefaultMaxLayerSize),
+                OciImage image => ExpandImage(image, Initramfs.DefaultMaxLayerSize),
                 _ => null,
             };
             bool memoryGiven = MyInvocation.BoundParameters.ContainsKey(nameof(Memory));
@@ -141,7 +138,7 @@ namespace InitramfsPS.Commands
                 Until = until,
                 Timeout = TimeSpan.FromSeconds(Timeout),
             };
-            var plan = QemuCommand.Plan(options);
+            var plan = Initramfs.PlanBoot(options);
             string what = archive ?? $"a temporary export of {source}";
             WriteVerbose("QEMU command line: " + plan.CommandLine);
             if (!ShouldProcess(plan.CommandLine, $"Boot {what} under QEMU ({plan.Accelerator})"))
@@ -156,7 +153,7 @@ namespace InitramfsPS.Commands
                     if (!memoryGiven)
                     {
                         // The estimate counted the archive uncompressed; the export says what it takes.
-                        plan = QemuCommand.Plan(options with { Memory = report.MinimumMemory + MemoryModel.WorkloadHeadroom });
+                        plan = Initramfs.PlanBoot(options with { Memory = Initramfs.DefaultBootMemory(report) });
                     }
                 }
                 WriteObject(Run(plan, what));
@@ -165,7 +162,7 @@ namespace InitramfsPS.Commands
             {
                 if (temporary is not null)
                 {
-                    Files.TryDelete(temporary);
+                    DeleteTemporary(temporary);
                 }
             }
         }
@@ -175,28 +172,36 @@ namespace InitramfsPS.Commands
         /// (MemoryModel) and headroom for the workload. An archive is read for its entries; a rootfs
         /// not yet exported is counted as an uncompressed archive, until the export says better.
         /// </summary>
-        private long DefaultMemoryFor(string? archive, Rootfs? rootfs)
-        {
-            if (rootfs is not null)
-            {
-                var prepared = InitramfsExporter.Prepare(rootfs, addDefaultEntries: true).Rootfs;
-                return MemoryModel.Default(ArchiveFootprint.Of(prepared, InitramfsExporter.CpioSize(prepared)));
-            }
-            var imported = InitramfsImporter.Import(archive!, Cache, new ImportOptions(), CancellationToken);
-            KeepCacheWithinBudget();
-            return MemoryModel.Default(ArchiveFootprint.Of(imported.Rootfs, new FileInfo(archive!).Length));
-        }
+        private long DefaultMemoryFor(string? archive, Rootfs? rootfs) =>
+            rootfs is not null ? Initramfs.DefaultBootMemory(rootfs) : Initramfs.DefaultBootMemory(archive!, Cache, CancellationToken);
 
         private ExportReport Export(Rootfs rootfs, string path)
         {
+            var cache = Cache;
             var report = RunInBackground(
-                token => System.Threading.Tasks.Task.FromResult(InitramfsExporter.Export(rootfs, path, new ExportOptions { Compression = InitramfsCompression.Zstd, Level = Compressors.DefaultLevel(InitramfsCompression.Zstd) }, token)),
+                token => Initramfs.Export(rootfs, path, new ExportOptions { Compression = InitramfsCompression.Zstd }, cache, token),
                 () => Progress(5, "Booting an initramfs", $"Writing a temporary archive of {rootfs}", 0));
             foreach (string warning in report.Warnings)
             {
                 WriteWarning(warning);
             }
             return report;
+        }
+
+        private static void DeleteTemporary(string path)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (IOException)
+            {
+                // A temporary file that cannot be deleted now stays in the temporary directory.
+            }
+            catch (UnauthorizedAccessException)
+            {
+                // As above.
+            }
         }
 
         /// <summary>
@@ -214,7 +219,7 @@ namespace InitramfsPS.Commands
             {
                 try
                 {
-                    result = QemuCommand.Run(plan, lines.Enqueue, CancellationToken);
+                    result = Initramfs.Boot(plan, lines.Enqueue, CancellationToken);
                 }
 #pragma warning disable CA1031 // rethrown on the pipeline thread below
                 catch (Exception ex)

@@ -1,14 +1,7 @@
-using System.Collections.Generic;
-using System.Linq;
 using System.Management.Automation;
-using InitramfsPS.Cache;
-using InitramfsPS.Compression;
-using InitramfsPS.Export;
-using InitramfsPS.IO;
+using InitramfsPS.Boot;
 using InitramfsPS.Images;
-using InitramfsPS.Import;
 using InitramfsPS.Inspection;
-using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Commands
@@ -48,7 +41,7 @@ namespace InitramfsPS.Commands
         [ValidateNotNullOrEmpty]
         public string? Kernel { get; set; }
 
-        private Boot.KernelImage? kernel;
+        private KernelImage? kernel;
 
         /// <summary>The guest memory the VM will have (256MB, 1GB): below the least the archive boots in is an error finding (MemoryTooSmall), else the least is reported (MemoryMinimum).</summary>
         [Parameter]
@@ -62,7 +55,7 @@ namespace InitramfsPS.Commands
             {
                 try
                 {
-                    kernel = Boot.KernelImage.Read(FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"));
+                    kernel = KernelImage.Read(FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"));
                 }
                 catch (Errors.InitramfsException ex)
                 {
@@ -105,7 +98,7 @@ namespace InitramfsPS.Commands
                         rootfs = Leased(r);
                         break;
                     case OciImage image:
-                        rootfs = ExpandImage(image, ExpandOptions.DefaultMaxLayerSize);
+                        rootfs = ExpandImage(image, Initramfs.DefaultMaxLayerSize);
                         break;
                     default:
                         var other = InputObject.BaseObject;
@@ -114,74 +107,19 @@ namespace InitramfsPS.Commands
                             "InputNotRootfs", ErrorCategory.InvalidType, other));
                         return;
                 }
-                // What Export-Initramfs would write: with the /init it would generate.
-                var prepared = InitramfsExporter.Prepare(rootfs, addDefaultEntries: false);
-                var options = new InspectionOptions
-                {
-                    ConsoleMissingSeverity = FindingSeverity.Info,
-                    ConsoleMissingNote = "Export-Initramfs adds it (char 5:1) unless -NoDefaultEntries is given.",
-                    Init = prepared.Init,
-                };
-                foreach (var finding in RootfsInspector.Inspect(prepared.Rootfs, options, CancellationToken))
-                {
-                    WriteObject(finding);
-                }
-                if (kernel is not null)
-                {
-                    WriteObject(Boot.KernelCheck.Check(kernel, prepared.Rootfs, null), enumerateCollection: true);
-                }
-                // Not exported yet: counted as an uncompressed archive, the most a compressed one can take.
-                CheckMemory(prepared.Rootfs, InitramfsExporter.CpioSize(prepared.Rootfs), "/",
-                    " (counted as an uncompressed archive; a .cpio.zst needs less, as Export-Initramfs's report says)");
+                WriteObject(Initramfs.Test(rootfs, Options(), CancellationToken), enumerateCollection: true);
             });
         }
 
-        /// <summary>With -Memory: the least memory the archive boots in (Info), or an Error when -Memory is below it.</summary>
-        private void CheckMemory(Rootfs rootfs, long archiveBytes, string path, string note)
+        private TestOptions Options() => new()
         {
-            if (!MyInvocation.BoundParameters.ContainsKey(nameof(Memory)))
-            {
-                return;
-            }
-            var footprint = Boot.ArchiveFootprint.Of(rootfs, archiveBytes);
-            long minimum = Boot.MemoryModel.Minimum(footprint);
-            string why = string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"the kernel, the {Units.Bytes(archiveBytes)} archive while it is unpacked, {Units.Bytes(footprint.FilePages)} of unpacked files and {footprint.Entries} entries, with a margin{note}");
-            WriteObject(Memory < minimum
-                ? new Finding(FindingSeverity.Error, "MemoryTooSmall", path,
-                    $"The guest needs at least {Boot.MemoryModel.MiB(minimum)} to boot this ({why}); -Memory gives {Boot.MemoryModel.MiB(Memory)}. The kernel would fail to unpack it or panic.")
-                : new Finding(FindingSeverity.Info, "MemoryMinimum", path,
-                    $"The guest needs at least {Boot.MemoryModel.MiB(minimum)} to boot this ({why}); -Memory {Boot.MemoryModel.MiB(Memory)} leaves {Boot.MemoryModel.MiB(Memory - minimum)} for the workload."));
-        }
+            Kernel = kernel,
+            Memory = MyInvocation.BoundParameters.ContainsKey(nameof(Memory)) ? Memory : null,
+        };
 
         private void CheckArchive(string file)
         {
-            Guard(file, () =>
-            {
-                var result = InitramfsImporter.Import(file, Cache, new ImportOptions(), CancellationToken);
-                KeepCacheWithinBudget();
-                var options = new InspectionOptions
-                {
-                    ConsoleMissingSeverity = FindingSeverity.Error,
-                    ConsoleMissingNote = "The archive lacks it; the kernel's own built-in initramfs may still provide it.",
-                };
-                foreach (string note in result.Notes)
-                {
-                    WriteObject(new Finding(FindingSeverity.Warning, "ArchiveNote", file, note));
-                }
-                foreach (var finding in RootfsInspector.Inspect(result.Rootfs, options, CancellationToken))
-                {
-                    WriteObject(finding);
-                }
-                if (kernel is not null)
-                {
-                    var codecs = result.Parts.Select(p => p.Compression).Distinct()
-                        .Select(c => c switch { "gzip" => InitramfsCompression.Gzip, "zstd" => InitramfsCompression.Zstd, _ => InitramfsCompression.None })
-                        .Where(c => c != InitramfsCompression.None).ToList();
-                    WriteObject(Boot.KernelCheck.Check(kernel, result.Rootfs, codecs), enumerateCollection: true);
-                }
-                CheckMemory(result.Rootfs, new System.IO.FileInfo(file).Length, file, string.Empty);
-            });
+            Guard(file, () => WriteObject(Initramfs.TestArchive(file, Options(), Cache, CancellationToken), enumerateCollection: true));
         }
     }
 }

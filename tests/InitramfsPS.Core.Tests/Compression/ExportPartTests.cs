@@ -78,7 +78,7 @@ namespace InitramfsPS.Core.Tests.Compression
         private (ExportReport Report, byte[] Bytes) Export(Rootfs rootfs, InitramfsCompression compression, int workers = 4)
         {
             string path = Path.Combine(directory, $"{Guid.NewGuid():N}.cpio");
-            var report = InitramfsExporter.Export(rootfs, path, new ExportOptions
+            var report = InitramfsExporter.Export(rootfs, path, new ExportSettings
             {
                 Compression = compression,
                 Level = Compressors.DefaultLevel(compression),

@@ -44,7 +44,7 @@ namespace InitramfsPS.Core.Tests.Cpio
         public void An_exported_rootfs_imports_as_the_same_entries_with_mtimes_clamped(InitramfsCompression compression, int level)
         {
             string path = Path.Combine(work, $"initramfs.{compression}");
-            var report = InitramfsExporter.Export(Sample(2_000_000_000), path, new ExportOptions
+            var report = InitramfsExporter.Export(Sample(2_000_000_000), path, new ExportSettings
             {
                 Compression = compression, Level = level, AddDefaultEntries = false, AllowUnbootable = true, ClampMTime = 1_000_000,
             }, CancellationToken.None);
