@@ -26,6 +26,8 @@
       Package       writes out/InitramfsPS.<version>.nupkg from out/InitramfsPS/ with
                     Publish-PSResource (tools/build/New-ModulePackage.ps1), for Install-PSResource
                     from a local repository on out/; the user's repository list is left as it is.
+                    Also writes out/InitramfsPS.Core.<version>.nupkg, the engine as a C# library
+                    (dotnet pack, tools/build/New-CorePackage.ps1), with the manifest's version.
       Demo          makes a busybox OCI image in out/demo/layout (no network), turns it into
                     out/demo/demo.cpio.zst with the module, and prints the QEMU line that boots it.
       Bench         (never part of Test) builds a Debian minbase and a synthetic 1 GB / 100k-entry
@@ -240,6 +242,9 @@ function Invoke-Package {
     Get-ChildItem -LiteralPath $out -Filter 'InitramfsPS.*.nupkg' -File | Remove-Item -Force
     $package = & (Join-Path $root 'tools/build/New-ModulePackage.ps1') -ModulePath $moduleDir -OutputDirectory $out
     Write-Host "Wrote $($package.FullName)"
+    # The engine as a C# library, with the manifest's version (README, "Using the engine from C#").
+    $core = & (Join-Path $root 'tools/build/New-CorePackage.ps1') -ManifestPath $manifest -OutputDirectory $out
+    Write-Host "Wrote $($core.FullName)"
 }
 
 # True when an ELF file has no program interpreter (PT_INTERP), i.e. runs with no libc present.

@@ -8,6 +8,9 @@
 #   <!-- docs-test: file <name> -->          written to <name> in the folder, for a later block to use
 #   <!-- docs-test: pester <name> -->        written to <name> and run with Pester: every test must pass
 #   <!-- docs-test: run by <Test file> -->   run as written by that test file (which must read it)
+#
+# A C# block (```csharp) is a program, not a command: it must be marked "run by" the test file
+# that builds and runs it (Package.Tests.ps1 builds the README's against the NuGet package).
 
 BeforeDiscovery {
     $root = (Resolve-Path "$PSScriptRoot/../..").Path
@@ -16,21 +19,23 @@ BeforeDiscovery {
         $heading = ''
         for ($i = 0; $i -lt $lines.Count; $i++) {
             if ($lines[$i] -match '^#{1,4} (.+)$') { $heading = $Matches[1]; continue }
-            if ($lines[$i] -notmatch '^```powershell\s*$') {
+            if ($lines[$i] -notmatch '^```(powershell|csharp)\s*$') {
                 if ($lines[$i] -match '^```') {
                     # Skip other fences whole, so a '```powershell' inside one is not taken for a block.
                     do { $i++ } while ($i -lt $lines.Count -and $lines[$i] -notmatch '^```\s*$')
                 }
                 continue
             }
+            $language = $Matches[1]
             $marker = if ($i -gt 0 -and $lines[$i - 1] -match '^<!-- docs-test: (.+?) -->$') { $Matches[1] } else { '' }
             $start = $i + 1
             $code = [Collections.Generic.List[string]]::new()
             for ($i++; $i -lt $lines.Count -and $lines[$i] -notmatch '^```\s*$'; $i++) { $code.Add($lines[$i]) }
-            @{ Doc = $doc; Line = $start; Heading = $heading; Marker = $marker; Code = ($code -join "`n") }
+            @{ Doc = $doc; Line = $start; Heading = $heading; Marker = $marker; Language = $language; Code = ($code -join "`n") }
         }
     }
-    $runnable = @($blocks | Where-Object { $_.Marker -eq '' })
+    $runnable = @($blocks | Where-Object { $_.Marker -eq '' -and $_.Language -eq 'powershell' })
+    $powershell = @($blocks | Where-Object Language -EQ 'powershell')
     $pester = @($blocks | Where-Object { $_.Marker -like 'pester *' })
     foreach ($p in $pester) { $p.Files = @($blocks | Where-Object { $_.Doc -eq $p.Doc -and $_.Marker -like 'file *' }) }
     $elsewhere = @($blocks | Where-Object { $_.Marker -like 'run by *' })
@@ -113,9 +118,15 @@ Describe 'The PowerShell code blocks of the docs' -Tag Debian, Registry {
         foreach ($b in $Blocks | Where-Object { $_.Marker -ne '' }) {
             $b.Marker | Should -Match '^(parse-only: .+|file \S+\.ps1|pester \S+\.Tests\.ps1|run by \S+\.Tests\.ps1.*)$' -Because (Get-BlockText $b)
         }
+        # A C# block cannot be run here as a command: the test file it names builds and runs it.
+        foreach ($b in $Blocks | Where-Object Language -EQ 'csharp') {
+            $b.Marker | Should -Match '^run by \S+\.Tests\.ps1' -Because "$(Get-BlockText $b) is C#: a test file must build and run it"
+        }
+        @($Blocks | Where-Object Language -EQ 'csharp').Count | Should -BeGreaterThan 0 -Because 'the README shows the C# use of the engine''s package'
+
     }
 
-    It 'parses: <Doc> line <Line> (<Heading>)' -ForEach $blocks {
+    It 'parses: <Doc> line <Line> (<Heading>)' -ForEach $powershell {
         $tokens = $errors = $null
         $null = [Management.Automation.Language.Parser]::ParseInput($Code, [ref]$tokens, [ref]$errors)
         $errors | Should -BeNullOrEmpty

@@ -176,3 +176,108 @@ Import-Module InitramfsPS
         $names | Should -Contain 'dev/console'
     }
 }
+
+Describe 'The C# library package InitramfsPS.Core, used as the README shows' {
+    BeforeAll {
+        # The package as build.ps1 -Task Package writes it, into a folder that is the program's feed.
+        $script:feed = Join-Path $work 'feed'
+        $script:corePackage = & "$repoRoot/tools/build/New-CorePackage.ps1" -ManifestPath $moduleManifest -OutputDirectory $feed
+        Add-Type -AssemblyName System.IO.Compression.FileSystem
+        $zip = [IO.Compression.ZipFile]::OpenRead($corePackage.FullName)
+        try {
+            $script:coreEntries = @($zip.Entries | ForEach-Object { [Uri]::UnescapeDataString($_.FullName) })
+            $spec = $zip.Entries | Where-Object FullName -Like '*.nuspec' | Select-Object -First 1
+            $reader = [IO.StreamReader]::new($spec.Open())
+            try { $script:coreNuspec = [xml]$reader.ReadToEnd() } finally { $reader.Dispose() }
+        }
+        finally { $zip.Dispose() }
+
+        # The README's program, as written: the C# block after "### Using the engine from C#".
+        $readme = Get-Content -Raw -LiteralPath (Join-Path $repoRoot 'README.md')
+        $section = $readme -split '(?m)^### Using the engine from C#\r?$', 2
+        $section.Count | Should -Be 2 -Because 'the README has a section "### Using the engine from C#"'
+        $script:csharpBlock = [regex]::Match($section[1], '(?s)```csharp\r?\n(.*?)```').Groups[1].Value
+
+        # Its folder: the busybox test image at ./layout (tag app), the agent it adds, a project
+        # that references the package, and a nuget.config whose sources are the feed (for the
+        # package) and the machine's package folder (for its dependencies, offline). Packages are
+        # unpacked into a folder of the test's own, so no copy of an older build is taken.
+        $script:app = Join-Path $work 'csharp'
+        $null = New-Item -ItemType Directory -Path $app
+        $layer = New-BusyboxLayer -Init "#!/bin/sh`necho from the package`npoweroff -f`n" -SystemDirectories
+        $null = New-TestOciLayout -Path (Join-Path $app 'layout') -Layer @(, $layer) -Tag app
+        [IO.File]::WriteAllText((Join-Path $app 'agent'), "#!/bin/sh`necho agent running`n")
+        [IO.File]::SetLastWriteTimeUtc((Join-Path $app 'agent'), [datetime]::new(2024, 1, 1, 0, 0, 0, [DateTimeKind]::Utc))
+        [IO.File]::WriteAllText((Join-Path $app 'Program.cs'), $csharpBlock)
+        $framework = "net$([Environment]::Version.Major).0"
+        [IO.File]::WriteAllText((Join-Path $app 'app.csproj'), @"
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup>
+    <OutputType>Exe</OutputType>
+    <TargetFramework>$framework</TargetFramework>
+    <Nullable>enable</Nullable>
+  </PropertyGroup>
+  <ItemGroup>
+    <PackageReference Include="InitramfsPS.Core" Version="$($manifestData.ModuleVersion)" />
+  </ItemGroup>
+</Project>
+"@)
+        $machinePackages = $env:NUGET_PACKAGES ?? (Join-Path $HOME '.nuget/packages')
+        [IO.File]::WriteAllText((Join-Path $app 'nuget.config'), @"
+<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <config>
+    <add key="globalPackagesFolder" value="$(Join-Path $work 'packages')" />
+  </config>
+  <packageSources>
+    <clear />
+    <add key="feed" value="$feed" />
+    <add key="machine" value="$machinePackages" />
+  </packageSources>
+  <packageSourceMapping>
+    <packageSource key="feed"><package pattern="InitramfsPS.Core" /></packageSource>
+    <packageSource key="machine"><package pattern="*" /></packageSource>
+  </packageSourceMapping>
+</configuration>
+"@)
+        $environment = @{ INITRAMFSPS_CACHE = (Join-Path $work 'cache-csharp'); NUGET_PACKAGES = $null; DOTNET_NOLOGO = '1'; DOTNET_CLI_TELEMETRY_OPTOUT = '1' }
+        $script:build = Invoke-ChildPwsh 'dotnet build --configuration Release 2>&1; exit $LASTEXITCODE' -WorkingDirectory $app -Environment $environment -TimeoutSeconds 600
+        $script:run = Invoke-ChildPwsh 'dotnet run --no-build --configuration Release 2>&1; exit $LASTEXITCODE' -WorkingDirectory $app -Environment $environment -TimeoutSeconds 300
+
+        # The same image and changes through the cmdlets, with a cache of their own.
+        $script:cmdlets = Invoke-ChildPwsh @"
+Import-Module '$moduleManifest'
+`$null = Get-OciImage oci:./layout:app -Platform linux/amd64 | Add-InitramfsFile ./agent /usr/bin/agent |
+    Remove-InitramfsItem -Preset Docs | Export-Initramfs cmdlets.cpio.zst -CompressionLevel 19
+"@ -WorkingDirectory $app -Environment @{ INITRAMFSPS_CACHE = (Join-Path $work 'cache-cmdlets') }
+    }
+
+    It 'packs InitramfsPS.Core with the manifest''s version: the dll, its XML docs and its dependencies' {
+        $corePackage.Name | Should -Be "InitramfsPS.Core.$($manifestData.ModuleVersion).nupkg"
+        $coreEntries | Should -Contain 'lib/net8.0/InitramfsPS.Core.dll'
+        $coreEntries | Should -Contain 'lib/net8.0/InitramfsPS.Core.xml'
+        $metadata = $coreNuspec.package.metadata
+        $metadata.id | Should -Be 'InitramfsPS.Core'
+        $metadata.version | Should -Be $manifestData.ModuleVersion
+        $dependencies = @($metadata.dependencies.group | ForEach-Object { $_.dependency } | ForEach-Object id | Sort-Object -Unique)
+        $dependencies | Should -Be @('Blake3', 'SharpCompress', 'ZstdSharp.Port')
+    }
+
+    It 'builds the README''s C# program against the package from a local folder feed' {
+        $csharpBlock | Should -Match 'InitramfsBuilder\.FromImage\("oci:\./layout:app"'
+        $build.ExitCode | Should -Be 0 -Because $build.Output
+        Join-Path $work 'packages/initramfsps.core' | Should -Exist
+    }
+
+    It 'exports the busybox image to the same bytes as the cmdlets' {
+        $run.ExitCode | Should -Be 0 -Because $run.Output
+        $cmdlets.ExitCode | Should -Be 0 -Because $cmdlets.Output
+        $fromPackage = (Get-FileHash -LiteralPath (Join-Path $app 'app.cpio.zst') -Algorithm SHA256).Hash.ToLowerInvariant()
+        $fromCmdlets = (Get-FileHash -LiteralPath (Join-Path $app 'cmdlets.cpio.zst') -Algorithm SHA256).Hash.ToLowerInvariant()
+        $fromPackage | Should -Be $fromCmdlets
+        $run.Output | Should -Match ([regex]::Escape("sha256 $fromPackage"))
+        $names = @(Get-CpioListing -Path (Join-Path $app 'app.cpio.zst') | ForEach-Object Name)
+        $names | Should -Contain 'usr/bin/agent'
+        $names | Should -Contain 'bin/busybox'
+    }
+}
