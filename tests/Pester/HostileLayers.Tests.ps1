@@ -219,8 +219,10 @@ Describe 'The entry cap' {
         # Expands with a cap of our own (the cmdlets use 2,000,000), through the engine.
         function script:Expand-Capped([string] $Reference, [int] $Cap) {
             $image = Get-OciImage $Reference
-            $options = [InitramfsPS.Layers.ExpandOptions]@{ MaxEntries = $Cap }
-            [InitramfsPS.Layers.ImageExpander]::Expand($image, [InitramfsPS.Cache.BlobStore]::new($env:INITRAMFSPS_CACHE), $options, [Threading.CancellationToken]::None)
+            $optionsType = Get-EngineType InitramfsPS.Layers.ExpandOptions
+            $options = [Activator]::CreateInstance($optionsType)
+            $optionsType.GetProperty('MaxEntries').SetValue($options, $Cap)
+            Invoke-EngineMethod InitramfsPS.Layers.ImageExpander Expand -Arguments @($image, [InitramfsPS.Cache.BlobStore]::new($env:INITRAMFSPS_CACHE), $options, [Threading.CancellationToken]::None)
         }
     }
 

@@ -11,7 +11,7 @@ BeforeAll {
         param([InitramfsPS.RootFilesystem.Rootfs] $Rootfs)
         foreach ($e in $Rootfs.GetEntries()) {
             if ($e.Path -eq '/') { continue }
-            $sha = if ($e.Type -eq 'File') { [InitramfsPS.RootFilesystem.RootfsComparer]::Sha256($e.Content, [Threading.CancellationToken]::None) }
+            $sha = if ($e.Type -eq 'File') { (Invoke-EngineMethod InitramfsPS.RootFilesystem.RootfsComparer Sha256 -Arguments $e.Content, ([Threading.CancellationToken]::None)) }
             '{0}|{1}|{2}|{3}:{4}|{5}|{6}|{7}:{8}|{9}' -f $e.Path, $e.Type, $e.OctalMode, $e.Uid, $e.Gid, $e.Size, $e.LinkTarget, $e.DevMajor, $e.DevMinor, $sha
         }
     }
@@ -208,7 +208,7 @@ Describe 'Import-Initramfs of concatenated parts' {
     }
 
     It 'finds the three parts, with the padding between them' {
-        $result = [InitramfsPS.Import.InitramfsImporter]::Import($concat, [InitramfsPS.Cache.BlobStore]::new("$work/cache"), [InitramfsPS.Import.ImportOptions]::new(), [Threading.CancellationToken]::None)
+        $result = [InitramfsPS.Initramfs]::Import($concat, [InitramfsPS.InitramfsCache]::new("$work/cache"), [InitramfsPS.Initramfs]::DefaultMaxImportSize, $null, [Threading.CancellationToken]::None)
         $result.Parts.Compression | Should -Be @('gzip', 'zstd', 'none')
         $result.Parts[0].Offset | Should -Be 0
         $result.Parts[0].Length | Should -Be (Get-Item (Join-Path $work part-a.cpio.gz)).Length
@@ -220,7 +220,7 @@ Describe 'Import-Initramfs of concatenated parts' {
         $union.GetEntries().Path | Should -Be @('/', '/a', '/a/link1', '/a/link2', '/a/x', '/a/y', '/b', '/c', '/c/plain')
         $x = $union.GetEntry('/a/x')
         $x.OctalMode | Should -Be '0600'
-        [InitramfsPS.RootFilesystem.RootfsComparer]::Sha256($x.Content, [Threading.CancellationToken]::None) |
+        (Invoke-EngineMethod InitramfsPS.RootFilesystem.RootfsComparer Sha256 -Arguments $x.Content, ([Threading.CancellationToken]::None)) |
             Should -Be (Get-FileHash -InputStream ([IO.MemoryStream]::new([Text.Encoding]::UTF8.GetBytes('second part wins')))).Hash.ToLowerInvariant()
         $union.GetEntry('/a').OctalMode | Should -Be '0750' -Because 'a directory over a directory takes the new metadata and keeps the children'
         $union.GetEntry('/a/y').Size | Should -Be 5

@@ -30,8 +30,8 @@ AfterAll {
 Describe 'The least memory an archive boots in' {
     It 'is in the export''s report, from the model: twice the files'' pages, the archive and the kernel''s share, with a margin' {
         $pages = 48MB + (Get-Item /bin/busybox).Length
-        $minimum | Should -BeGreaterThan (2 * 48MB + $report.CompressedSize + [InitramfsPS.Boot.MemoryModel]::ReservedBytes)
-        $minimum | Should -BeLessThan (2 * $pages + $report.CompressedSize + [InitramfsPS.Boot.MemoryModel]::ReservedBytes) * 1.2
+        $minimum | Should -BeGreaterThan (2 * 48MB + $report.CompressedSize + (Get-EngineValue InitramfsPS.Boot.MemoryModel ReservedBytes))
+        $minimum | Should -BeLessThan (2 * $pages + $report.CompressedSize + (Get-EngineValue InitramfsPS.Boot.MemoryModel ReservedBytes)) * 1.2
         $minimum % 1MB | Should -Be 0
         ($report | Out-String -Width 80) | Should -Match "MinMemory\s+: $($minimum / 1MB) MiB"
     }
@@ -54,7 +54,7 @@ Describe 'The least memory an archive boots in' {
     }
 
     It 'is what Start-InitramfsVM adds its headroom to when no -Memory is given' {
-        $expected = $minimum + [InitramfsPS.Boot.MemoryModel]::WorkloadHeadroom
+        $expected = $minimum + (Get-EngineValue InitramfsPS.Boot.MemoryModel WorkloadHeadroom)
         $verbose = Start-InitramfsVM -Path $archive -WhatIf -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
         ($verbose.Message -join "`n") | Should -Match "QEMU command line: .* -m $($expected / 1MB) "
     }

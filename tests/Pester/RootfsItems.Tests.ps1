@@ -150,7 +150,7 @@ Describe 'Presets and their help' {
     It 'the help lists exactly the patterns of preset <Name>' -ForEach @(
         @{ Name = 'Docs' }, @{ Name = 'ManPages' }, @{ Name = 'Locales' }, @{ Name = 'PackageCaches' }, @{ Name = 'PythonCache' }
     ) {
-        $preset = [InitramfsPS.RootFilesystem.TrimPresets]::Get($Name)
+        $preset = [InitramfsPS.Initramfs]::Presets | Where-Object Name -EQ $Name
         $helpPresets[$Name].Remove | Should -Be @($preset.Remove)
         $helpPresets[$Name].Keep | Should -Be @($preset.Keep)
     }

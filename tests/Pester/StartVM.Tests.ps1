@@ -59,8 +59,8 @@ Describe 'Start-InitramfsVM' -Tag Boot {
         $r.ExitStatus | Should -Be 3
         $r.Machine | Should -Be 'microvm'
         $r.Accelerator | Should -Be $accelerator
-        $footprint = [InitramfsPS.Boot.ArchiveFootprint]::Of((Import-Initramfs $readyArchive), (Get-Item $readyArchive).Length)
-        $r.Memory | Should -Be ([InitramfsPS.Boot.MemoryModel]::Default($footprint)) -Because 'the least memory the archive boots in, and headroom'
+        $footprint = Invoke-EngineMethod InitramfsPS.Boot.ArchiveFootprint Of -Arguments @((Import-Initramfs $readyArchive), (Get-Item $readyArchive).Length)
+        $r.Memory | Should -Be (Invoke-EngineMethod InitramfsPS.Boot.MemoryModel Default -Arguments @(, $footprint)) -Because 'the least memory the archive boots in, and headroom'
         $r.UnpackError | Should -BeNullOrEmpty
         $r.Console | Should -Match 'READY'
         $r.TimeToInit.TotalSeconds | Should -BeGreaterThan 0

@@ -1166,6 +1166,62 @@ function Invoke-ChildPwsh {
     [pscustomobject]@{ ExitCode = $process.ExitCode; Output = $stdout.Result + $stderr.Result; Seconds = [Math]::Round($clock.Elapsed.TotalSeconds, 1) }
 }
 
+function Get-EngineType {
+    <#
+    .SYNOPSIS
+    The engine's type named -Name (InitramfsPS.Core.dll, of the module loaded), public or internal.
+    .DESCRIPTION
+    The engine keeps all but its public API internal, which PowerShell's [type] literals cannot
+    name. Tests that measure the engine itself (bytes hashed, an entry cap of their own) reach it
+    through this and Invoke-EngineMethod.
+    #>
+    [CmdletBinding()]
+    [OutputType([type])]
+    param([Parameter(Mandatory, Position = 0)][string] $Name)
+    $assembly = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'InitramfsPS.Core' } | Select-Object -First 1
+    if (-not $assembly) { throw 'InitramfsPS.Core is not loaded: import the module first.' }
+    $assembly.GetType($Name, $true)
+}
+
+function Get-EngineValue {
+    <#
+    .SYNOPSIS
+    The value of a static field, constant or property -Member of the engine's type -Type (public or internal).
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, Position = 0)][string] $Type, [Parameter(Mandatory, Position = 1)][string] $Member)
+    $t = Get-EngineType $Type
+    $flags = [Reflection.BindingFlags]'Public,NonPublic,Static'
+    $field = $t.GetField($Member, $flags)
+    if ($field) { return $field.GetValue($null) }
+    $property = $t.GetProperty($Member, $flags)
+    if ($property) { return $property.GetValue($null) }
+    throw "$Type has no static member $Member."
+}
+
+function Invoke-EngineMethod {
+    <#
+    .SYNOPSIS
+    Calls the static method -Method of the engine's type -Type (public or internal) with -Arguments.
+    .DESCRIPTION
+    A failure surfaces as calling a public method would: a MethodInvocationException whose
+    InnerException is the engine's own exception.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, Position = 0)][string] $Type, [Parameter(Mandatory, Position = 1)][string] $Method, [object[]] $Arguments = @())
+    $m = (Get-EngineType $Type).GetMethod($Method, [Reflection.BindingFlags]'Public,NonPublic,Static')
+    if (-not $m) { throw "$Type has no static method $Method." }
+    # Reflection takes the objects themselves, not PowerShell's wrappers of them.
+    $plain = [object[]]::new($Arguments.Count)
+    for ($i = 0; $i -lt $Arguments.Count; $i++) { $plain[$i] = if ($null -eq $Arguments[$i]) { $null } else { $Arguments[$i].psobject.BaseObject } }
+    try { $m.Invoke($null, $plain) }
+    catch {
+        $inner = $_.Exception
+        while ($inner -is [Management.Automation.MethodInvocationException] -or $inner -is [Reflection.TargetInvocationException]) { $inner = $inner.InnerException }
+        throw [Management.Automation.MethodInvocationException]::new($inner.Message, $inner)
+    }
+}
+
 Export-ModuleMember -Function New-TestTar, New-TestOciLayout, New-TestOciIndex, New-TestDockerArchive,
     Get-CpioListing, Expand-TestCpioArchive, Expand-TestCompressedBytes, Get-ZstdFrame, Get-TreeListing, Invoke-QemuBoot,
-    New-BusyboxLayer, Get-FreeTcpPort, New-TestDirectory, Invoke-ChildPwsh
+    New-BusyboxLayer, Get-FreeTcpPort, New-TestDirectory, Invoke-ChildPwsh, Get-EngineType, Get-EngineValue, Invoke-EngineMethod

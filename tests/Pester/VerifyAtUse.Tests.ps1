@@ -220,16 +220,16 @@ Describe 'The cost of checking' {
         function Get-ReadBytes { [long]((@(Get-Content /proc/self/io) -match '^rchar:')[0] -replace '\D', '') }
         # What the checks before the copy hash (the heads of /init and of the programs, each check
         # in a read session of its own), measured on their own with Test-Initramfs.
-        $hashed = [InitramfsPS.RootFilesystem.ContentReader]::BytesHashed
+        $hashed = (Get-EngineValue InitramfsPS.RootFilesystem.ContentReader BytesHashed)
         $null = $rootfs | Test-Initramfs
-        $checks = [InitramfsPS.RootFilesystem.ContentReader]::BytesHashed - $hashed
-        $checks | Should -BeLessOrEqual (8 * [InitramfsPS.RootFilesystem.BlockDigests]::BlockSize)
+        $checks = (Get-EngineValue InitramfsPS.RootFilesystem.ContentReader BytesHashed) - $hashed
+        $checks | Should -BeLessOrEqual (8 * (Get-EngineValue InitramfsPS.RootFilesystem.BlockDigests BlockSize))
 
         $before = Get-ReadBytes
-        $hashed = [InitramfsPS.RootFilesystem.ContentReader]::BytesHashed
+        $hashed = (Get-EngineValue InitramfsPS.RootFilesystem.ContentReader BytesHashed)
         $null = $rootfs | Export-Initramfs (Join-Path $work 'cost.cpio')
         $read = (Get-ReadBytes) - $before
-        $copy = [InitramfsPS.RootFilesystem.ContentReader]::BytesHashed - $hashed - $checks
+        $copy = (Get-EngineValue InitramfsPS.RootFilesystem.ContentReader BytesHashed) - $hashed - $checks
         $data = ($rootfs.GetEntries() | Where-Object Type -EQ File | Measure-Object Size -Sum).Sum
         $copy | Should -BeGreaterOrEqual $data
         $copy | Should -BeLessOrEqual $layer.Length -Because 'each block of the layer is hashed at most once by the copy'

@@ -120,19 +120,21 @@ function Measure-VerifyCost($Image) {
     $child = @"
 `$ErrorActionPreference = 'Stop'
 Import-Module '$ModulePath'
-`$verify = [InitramfsPS.RootFilesystem.ContentReader].GetField('verify', [Reflection.BindingFlags]'NonPublic,Static')
+`$reader = ([AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { `$_.GetName().Name -eq 'InitramfsPS.Core' }).GetType('InitramfsPS.RootFilesystem.ContentReader', `$true)
+`$verify = `$reader.GetField('verify', [Reflection.BindingFlags]'NonPublic,Static')
+`$bytesHashed = `$reader.GetProperty('BytesHashed', [Reflection.BindingFlags]'Public,NonPublic,Static')
 `$process = [Diagnostics.Process]::GetCurrentProcess()
 `$r = Get-OciImage '$ref' | Expand-OciLayers
 function Measure-Export([string] `$Extension, [bool] `$On) {
     `$verify.SetValue(`$null, `$On)
-    `$hashed = [InitramfsPS.RootFilesystem.ContentReader]::BytesHashed
+    `$hashed = `$bytesHashed.GetValue(`$null)
     `$process.Refresh(); `$cpu = `$process.TotalProcessorTime.TotalSeconds
     `$sw = [Diagnostics.Stopwatch]::StartNew()
     `$null = `$r | Export-Initramfs "$dir/export`$Extension" -Force -WarningAction SilentlyContinue
     `$wall = `$sw.Elapsed.TotalSeconds
     `$process.Refresh()
     `$verify.SetValue(`$null, `$true)
-    @{ Wall = `$wall; Cpu = `$process.TotalProcessorTime.TotalSeconds - `$cpu; Hashed = [InitramfsPS.RootFilesystem.ContentReader]::BytesHashed - `$hashed }
+    @{ Wall = `$wall; Cpu = `$process.TotalProcessorTime.TotalSeconds - `$cpu; Hashed = `$bytesHashed.GetValue(`$null) - `$hashed }
 }
 `$t = @{}
 foreach (`$x in '.cpio.zst', '.cpio') {

@@ -321,6 +321,9 @@ namespace InitramfsPS
             }
         }
 
+        /// <summary>The usual trims <see cref="RemoveOptions.Presets"/> names, each with the patterns it removes and those it keeps.</summary>
+        public static IReadOnlyList<TrimPreset> Presets => TrimPresets.All;
+
         /// <summary>
         /// Removes entries from <paramref name="rootfs"/> (changing it): paths or patterns, and the
         /// usual trims (<see cref="RemoveOptions.Presets"/>).

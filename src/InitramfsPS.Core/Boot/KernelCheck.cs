@@ -12,7 +12,7 @@ namespace InitramfsPS.Boot
     /// architecture, devtmpfs for a generated /init; and what microVM hosts commonly need
     /// (virtio-mmio, vsock). A configuration that cannot be found is said, never passed silently.
     /// </summary>
-    public static class KernelCheck
+    internal static class KernelCheck
     {
         /// <summary>
         /// Findings for booting <paramref name="rootfs"/> (as it will be archived, with its /init) with

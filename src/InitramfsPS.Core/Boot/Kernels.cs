@@ -7,7 +7,7 @@ using InitramfsPS.Errors;
 namespace InitramfsPS.Boot
 {
     /// <summary>Finds the kernel to boot.</summary>
-    public static class Kernels
+    internal static class Kernels
     {
         /// <summary>Where distributions install their kernels.</summary>
         public const string BootDirectory = "/boot";

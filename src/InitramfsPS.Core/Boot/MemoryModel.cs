@@ -10,7 +10,7 @@ namespace InitramfsPS.Boot
     /// <param name="Entries">Entries of the archive: each becomes an inode and a dentry.</param>
     /// <param name="FilePages">File bytes rounded up to whole 4 KiB pages, a hardlink group once: what the unpacked files take in the page cache.</param>
     /// <param name="CompressedBytes">The archive as the boot loader places it in memory, kept there until the kernel has unpacked it.</param>
-    public sealed record ArchiveFootprint(int Entries, long FilePages, long CompressedBytes)
+    internal sealed record ArchiveFootprint(int Entries, long FilePages, long CompressedBytes)
     {
         /// <summary>The footprint of <paramref name="rootfs"/> written into an archive of <paramref name="archiveBytes"/> bytes.</summary>
         public static ArchiveFootprint Of(Rootfs rootfs, long archiveBytes)
@@ -44,7 +44,7 @@ namespace InitramfsPS.Boot
     /// </list>
     /// A margin goes on top.
     /// </summary>
-    public static class MemoryModel
+    internal static class MemoryModel
     {
         /// <summary>The page size the unpacked files are counted in.</summary>
         public const long Page = 4096;

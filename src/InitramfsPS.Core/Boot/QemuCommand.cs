@@ -51,7 +51,7 @@ namespace InitramfsPS.Boot
     /// kernel's log for what happened: the time to /init and the unpacking time (printk time
     /// stamps), a panic, the exit status a generated /init prints, a line the caller waits for.
     /// </summary>
-    public static class QemuCommand
+    internal static class QemuCommand
     {
         /// <summary>Machines Start-InitramfsVM offers.</summary>
         public static readonly string[] Machines = { "microvm", "q35" };

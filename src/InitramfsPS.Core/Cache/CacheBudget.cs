@@ -10,7 +10,7 @@ using InitramfsPS.IO;
 namespace InitramfsPS.Cache
 {
     /// <summary>How large the cache may grow: the whole cache, and within it the imports area.</summary>
-    public sealed class CacheLimits
+    internal sealed class CacheLimits
     {
         /// <summary>10 GiB: tens of images of the size microVM guests use, compressed and decompressed.</summary>
         public const long DefaultMaxSize = 10L << 30;
@@ -145,7 +145,7 @@ namespace InitramfsPS.Cache
     /// entries used least recently go first, never one that a running command in any process has
     /// leased (<see cref="CacheLease"/>).
     /// </summary>
-    public static class CacheBudget
+    internal static class CacheBudget
     {
         /// <summary>
         /// Evicts until the imports area and the whole cache are within their limits, least recently

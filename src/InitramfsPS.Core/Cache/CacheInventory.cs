@@ -151,7 +151,7 @@ namespace InitramfsPS.Cache
     }
 
     /// <summary>Lists, verifies and removes what the cache holds.</summary>
-    public static class CacheInventory
+    internal static class CacheInventory
     {
         /// <summary>
         /// Every entry of the cache, sorted by digest: the blobs (a decompressed layer with its layer

@@ -290,7 +290,7 @@ namespace InitramfsPS.Cache
     }
 
     /// <summary>Last-use markers: <c>used/&lt;alg&gt;/&lt;hex&gt;</c> beside <c>blobs/</c> (also in the imports area).</summary>
-    public static class CacheUse
+    internal static class CacheUse
     {
         /// <summary>The marker of <paramref name="digest"/> in the store rooted at <paramref name="storeRoot"/>.</summary>
         public static string MarkerPath(string storeRoot, Digest digest) => Path.Combine(storeRoot, "used", digest.Algorithm, digest.Hex);

@@ -15,7 +15,7 @@ namespace InitramfsPS.Cache
     /// index to the manifest of one platform, then the config. Every blob is checked against its
     /// descriptor's size and digest before it is parsed.
     /// </summary>
-    public static class LayoutResolver
+    internal static class LayoutResolver
     {
         private const string RefNameAnnotation = "org.opencontainers.image.ref.name";
 

@@ -18,7 +18,7 @@ namespace InitramfsPS.Compression
     }
 
     /// <summary>Chooses and opens compressors for the archive.</summary>
-    public static class Compressors
+    internal static class Compressors
     {
         /// <summary>The compression a file name implies (<c>.gz</c>, <c>.zst</c>), or None.</summary>
         public static InitramfsCompression FromFileName(string path)

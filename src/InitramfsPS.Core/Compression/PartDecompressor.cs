@@ -28,7 +28,7 @@ namespace InitramfsPS.Compression
     /// </list>
     /// Input is read by position from a file handle; output goes to a sink (the cache), never memory.
     /// </remarks>
-    public static class PartDecompressor
+    internal static class PartDecompressor
     {
         /// <summary>Names of the compressions the kernel knows (lib/decompress.c), found at <paramref name="data"/>'s start; null if none.</summary>
         public static string? Identify(ReadOnlySpan<byte> data)

@@ -31,7 +31,7 @@ namespace InitramfsPS.Compression
     /// taken (4 MiB for a plain archive, whose one part a writer slower than the copy would
     /// otherwise let grow with the archive).</para>
     /// </remarks>
-    public sealed class PartPipeline : WriteOnlyStream
+    internal sealed class PartPipeline : WriteOnlyStream
     {
         /// <summary>Size of the chunks handed between threads.</summary>
         public const int ChunkSize = 1 << 20;

@@ -16,7 +16,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Export
 {
     /// <summary>Options of <see cref="InitramfsExporter.Export"/>.</summary>
-    public sealed class ExportSettings
+    internal sealed class ExportSettings
     {
         /// <summary>Compression of the archive.</summary>
         public InitramfsCompression Compression { get; init; }
@@ -148,7 +148,7 @@ namespace InitramfsPS.Export
     }
 
     /// <summary>A rootfs as an export writes it, with what was added to it and why.</summary>
-    public sealed record PreparedRootfs(Rootfs Rootfs, List<string> Added, List<string> Warnings, InitPlan Init);
+    internal sealed record PreparedRootfs(Rootfs Rootfs, List<string> Added, List<string> Warnings, InitPlan Init);
 
     /// <summary>
     /// Writes a rootfs as an initramfs: cpio newc in the order of <see cref="Rootfs.GetEntries"/>
@@ -156,7 +156,7 @@ namespace InitramfsPS.Export
     /// data once on its first name, the entries the kernel needs added, mtimes clamped when asked,
     /// compressed, into a temporary file renamed over the target only when complete.
     /// </summary>
-    public static class InitramfsExporter
+    internal static class InitramfsExporter
     {
         /// <summary>Entries the kernel needs that images never ship: without /dev/console init has no stdio.</summary>
         public static IReadOnlyList<RootfsEntry> DefaultEntries { get; } = new[]

@@ -8,7 +8,7 @@ namespace InitramfsPS.IO
     /// every folder that reports names (references, digests, paths, tags), so that none of them has
     /// to reach into another's folder for it.
     /// </summary>
-    public static class Printable
+    internal static class Printable
     {
         /// <summary>Escapes control characters so a hostile name cannot rewrite the terminal; at most 300 characters.</summary>
         public static string Of(string? s)

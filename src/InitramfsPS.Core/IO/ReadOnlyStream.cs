@@ -7,7 +7,7 @@ namespace InitramfsPS.IO
     /// Base of the forward-only read streams (hashing, a range of a file, chunks handed between
     /// threads): subclasses read; writing and seeking are refused once, here.
     /// </summary>
-    public abstract class ReadOnlyStream : Stream
+    internal abstract class ReadOnlyStream : Stream
     {
         /// <inheritdoc/>
         public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));

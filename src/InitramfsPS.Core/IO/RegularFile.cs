@@ -6,7 +6,7 @@ using Microsoft.Win32.SafeHandles;
 namespace InitramfsPS.IO
 {
     /// <summary>The path names something that is not a regular file: a FIFO, a device, a socket or a directory.</summary>
-    public sealed class NotRegularFileException : IOException
+    internal sealed class NotRegularFileException : IOException
     {
         /// <summary>Creates the exception for <paramref name="path"/>, which is <paramref name="kind"/> ("a FIFO", ...).</summary>
         public NotRegularFileException(string path, string kind)
@@ -30,7 +30,7 @@ namespace InitramfsPS.IO
     /// regular file is handed on (with O_NONBLOCK cleared). Checking the descriptor, not the path,
     /// leaves no gap in which the file could be swapped. On other systems than Linux this is a plain open.
     /// </summary>
-    public static partial class RegularFile
+    internal static partial class RegularFile
     {
         private const int ORdOnly = 0;
         private const int ONonBlock = 0x800;

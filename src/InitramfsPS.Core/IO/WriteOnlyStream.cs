@@ -7,7 +7,7 @@ namespace InitramfsPS.IO
     /// Base of the forward-only write streams of the export chain (hashing, header fixing, counting):
     /// subclasses write; reading and seeking are refused once, here.
     /// </summary>
-    public abstract class WriteOnlyStream : Stream
+    internal abstract class WriteOnlyStream : Stream
     {
         /// <inheritdoc/>
         public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
@@ -38,7 +38,7 @@ namespace InitramfsPS.IO
     }
 
     /// <summary>File operations whose failure must not hide the error being reported.</summary>
-    public static class Files
+    internal static class Files
     {
         /// <summary>
         /// Deletes temporary files that a killed process left behind. A writer holds its temporary

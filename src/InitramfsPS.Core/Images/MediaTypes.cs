@@ -16,7 +16,7 @@ namespace InitramfsPS.Images
     }
 
     /// <summary>The OCI and Docker media types this module reads.</summary>
-    public static class MediaTypes
+    internal static class MediaTypes
     {
         /// <summary>OCI image manifest.</summary>
         public const string OciManifest = "application/vnd.oci.image.manifest.v1+json";

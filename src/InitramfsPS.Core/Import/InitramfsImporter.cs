@@ -17,7 +17,7 @@ using Microsoft.Win32.SafeHandles;
 namespace InitramfsPS.Import
 {
     /// <summary>Limits and callbacks of <see cref="InitramfsImporter.Import"/>.</summary>
-    public sealed class ImportOptions
+    internal sealed class ImportOptions
     {
         /// <summary>The most bytes all compressed parts of one archive may expand to together.</summary>
         public long MaxUncompressedSize { get; init; } = DefaultMaxUncompressedSize;
@@ -80,7 +80,7 @@ namespace InitramfsPS.Import
     /// into the archive itself, a compressed part is decompressed into the imports area of the cache
     /// (under the sha256 of its bytes; the area has a budget of its own) and its files point into that.
     /// </summary>
-    public static class InitramfsImporter
+    internal static class InitramfsImporter
     {
         private const int MaxNotes = 200;
         private static readonly UTF8Encoding StrictUtf8 = new(false, true);

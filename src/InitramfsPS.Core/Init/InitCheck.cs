@@ -6,14 +6,14 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Init
 {
     /// <summary>A reason the kernel could not start a rootfs's /init.</summary>
-    public sealed record InitProblem(string ErrorId, string Message);
+    internal sealed record InitProblem(string ErrorId, string Message);
 
     /// <summary>
     /// Checks what the kernel needs to start userspace from an initramfs: an /init that resolves
     /// (symlinks followed inside the rootfs) to an executable regular file, and for a script, an
     /// interpreter that exists. Without these a diskless microVM panics at boot.
     /// </summary>
-    public static class InitCheck
+    internal static class InitCheck
     {
         /// <summary>The problems found; empty when /init looks startable.</summary>
         public static List<InitProblem> Check(Rootfs rootfs)

@@ -24,7 +24,7 @@ namespace InitramfsPS.Init
     }
 
     /// <summary>What an export does about /init: keep the rootfs's own, generate one, or refuse.</summary>
-    public sealed class InitPlan
+    internal sealed class InitPlan
     {
         /// <summary>Where /init comes from.</summary>
         public InitOrigin Origin { get; init; }
@@ -50,7 +50,7 @@ namespace InitramfsPS.Init
     /// `docker run` would run; an export writes the /init Set-InitramfsInit would generate from it,
     /// so that the one-line pipeline boots. Only a rootfs with no /init and no command is refused.
     /// </summary>
-    public static class InitPlanner
+    internal static class InitPlanner
     {
         /// <summary>The host name of a generated /init unless one is given.</summary>
         public const string DefaultHostname = "initramfs";

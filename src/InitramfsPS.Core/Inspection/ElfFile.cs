@@ -12,7 +12,7 @@ namespace InitramfsPS.Inspection
     /// Only the headers are read, with positional reads bounded by the file length; a malformed file
     /// gives <see cref="Problem"/>, never an exception.
     /// </summary>
-    public sealed class ElfFile
+    internal sealed class ElfFile
     {
         private const int MaxProgramHeaders = 4096;
         private const long MaxDynamicBytes = 1 << 20;

@@ -23,7 +23,7 @@ namespace InitramfsPS.Inspection
     /// list is searched through an index of the rootfs by file name, ld.so.conf files are read once
     /// each within the bounds below, and the long loops check for cancellation.
     /// </remarks>
-    public sealed class LibrarySearch
+    internal sealed class LibrarySearch
     {
         /// <summary>
         /// A search list longer than this is searched through the name index: a lookup then costs the

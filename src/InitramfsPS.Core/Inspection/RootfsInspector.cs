@@ -10,7 +10,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Inspection
 {
     /// <summary>What <see cref="RootfsInspector.Inspect"/> checks and how severe a missing /dev/console is.</summary>
-    public sealed class InspectionOptions
+    internal sealed class InspectionOptions
     {
         /// <summary>
         /// Severity of ConsoleMissing; null skips the check. Info for a rootfs Export-Initramfs will
@@ -37,7 +37,7 @@ namespace InitramfsPS.Inspection
     /// ELF program in the PATH directories, with their program interpreters and shared libraries
     /// looked up inside the rootfs; /dev/console; what the newc format cannot hold.
     /// </summary>
-    public static class RootfsInspector
+    internal static class RootfsInspector
     {
         /// <summary>Every finding, init problems first, then workload, interpreters, libraries, console, limits.</summary>
         public static List<Finding> Inspect(Rootfs rootfs, InspectionOptions options, CancellationToken cancellationToken)

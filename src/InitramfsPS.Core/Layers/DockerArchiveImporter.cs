@@ -23,7 +23,7 @@ namespace InitramfsPS.Layers
     /// names, however large, costs no disk, and an archive refused in the first pass leaves nothing
     /// in the cache. The image then reads like any other, and the config's diff_ids verify every layer.
     /// </summary>
-    public static class DockerArchiveImporter
+    internal static class DockerArchiveImporter
     {
         /// <summary>The most members (tar headers) an archive may hold.</summary>
         public const int MaxMembers = 100_000;

@@ -15,7 +15,7 @@ namespace InitramfsPS.Layers
     /// at most <see cref="ReadBudget"/> bytes, and that it ends within <see cref="TimeBudget"/>;
     /// otherwise, and on any failure, there is no rootfs: completion never fails.
     /// </summary>
-    public static class ExpansionMemo
+    internal static class ExpansionMemo
     {
         /// <summary>The most layer bytes an expansion for completion may read (indexed layers cost nothing).</summary>
         public const long ReadBudget = 256L << 20;

@@ -11,7 +11,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Layers
 {
     /// <summary>Limits and callbacks for <see cref="ImageExpander.Expand"/>.</summary>
-    public sealed class ExpandOptions
+    internal sealed class ExpandOptions
     {
         /// <summary>The most bytes one layer may expand to; past it the layer is a decompression bomb.</summary>
         public long MaxLayerSize { get; init; } = DefaultMaxLayerSize;
@@ -39,7 +39,7 @@ namespace InitramfsPS.Layers
     /// (keyed and checked by its diff_id) so that file contents can later be read at random
     /// offsets. Entries are applied only after every check on the layer passed.
     /// </summary>
-    public static class ImageExpander
+    internal static class ImageExpander
     {
         /// <summary>Applies every layer of <paramref name="image"/> in order to a new rootfs.</summary>
         public static Rootfs Expand(OciImage image, BlobStore cache, ExpandOptions options, CancellationToken cancellationToken)

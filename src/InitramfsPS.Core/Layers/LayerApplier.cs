@@ -7,7 +7,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Layers
 {
     /// <summary>A tar entry of one layer, classified and with its path normalised, waiting to be applied.</summary>
-    public sealed class LayerEntry
+    internal sealed class LayerEntry
     {
         /// <summary>Normalised path.</summary>
         public required string Path { get; init; }
@@ -23,7 +23,7 @@ namespace InitramfsPS.Layers
     }
 
     /// <summary>One layer read and checked, not yet applied.</summary>
-    public sealed class ParsedLayer
+    internal sealed class ParsedLayer
     {
         /// <summary>Entries in tar order.</summary>
         public List<LayerEntry> Entries { get; } = new();
@@ -66,7 +66,7 @@ namespace InitramfsPS.Layers
     /// '..' above the root is refused, and an entry whose parent is a symlink is refused rather
     /// than resolved.
     /// </summary>
-    public static class LayerApplier
+    internal static class LayerApplier
     {
         private const string WhiteoutPrefix = ".wh.";
         private const string OpaqueMarker = ".wh..wh..opq";

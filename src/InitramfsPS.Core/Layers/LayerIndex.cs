@@ -27,7 +27,7 @@ namespace InitramfsPS.Layers
     /// moved); like the block digests it lives in the cache, so it does not stand against someone
     /// who rewrites index and tar consistently (whoever can do that can also replace the module).
     /// </remarks>
-    public static class LayerIndex
+    internal static class LayerIndex
     {
         // 2: each whiteout and opaque directory with its position in the tar.
         // 3: the digests of the tar's blocks, and the sha256 of the index at its end.

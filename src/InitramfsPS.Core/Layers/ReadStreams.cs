@@ -7,7 +7,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Layers
 {
     /// <summary>A read-only pass-through stream that hashes and counts what is read.</summary>
-    public sealed class HashingReadStream : ReadOnlyStream
+    internal sealed class HashingReadStream : ReadOnlyStream
     {
         private readonly Stream inner;
         private readonly IncrementalHash? hash;

@@ -10,7 +10,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Layers
 {
     /// <summary>One header of a tar stream, after PAX and GNU long-name records are folded in.</summary>
-    public sealed class TarHeader
+    internal sealed class TarHeader
     {
         /// <summary>The name as written (not normalised).</summary>
         public string Name { get; set; } = string.Empty;
@@ -55,7 +55,7 @@ namespace InitramfsPS.Layers
     /// treats a clean end of stream at a header boundary as the end of the archive.
     /// Data is skipped, never buffered: callers that need the bytes wrap the stream (hash, tee).
     /// </summary>
-    public sealed class TarReader
+    internal sealed class TarReader
     {
         private const int Block = 512;
         private const int MaxMetaSize = 1 << 20;

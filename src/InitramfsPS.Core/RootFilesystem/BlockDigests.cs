@@ -7,7 +7,7 @@ using InitramfsPS.IO;
 namespace InitramfsPS.RootFilesystem
 {
     /// <summary>Whose a file of checked blocks is, which says what a mismatch means and whether the file may be removed.</summary>
-    public enum BlockOwner
+    internal enum BlockOwner
     {
         /// <summary>The decompressed tar of a compressed layer in the cache, under its diff_id, with its index beside it.</summary>
         CachedLayer,
@@ -33,7 +33,7 @@ namespace InitramfsPS.RootFilesystem
     /// 0.016 s and 4% (docs/design-notes.md, "Verified at use"). Both are 256-bit cryptographic
     /// hashes; the digests are the module's own, so no format outside it is involved.
     /// </remarks>
-    public sealed class BlockDigests
+    internal sealed class BlockDigests
     {
         /// <summary>
         /// Bytes per block. A read of a few bytes (an ELF header, a #! line) hashes a whole block (at

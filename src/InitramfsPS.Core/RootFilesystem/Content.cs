@@ -43,7 +43,7 @@ namespace InitramfsPS.RootFilesystem
     /// an imported archive or its decompressed part. Every read checks the blocks it touches against
     /// the digests recorded when the file was verified (<see cref="BlockDigests"/>).
     /// </summary>
-    public sealed class FileRangeContent : Content
+    internal sealed class FileRangeContent : Content
     {
         /// <summary>Creates a reference to <paramref name="length"/> bytes at <paramref name="offset"/> of the file <paramref name="blocks"/> describes.</summary>
         public FileRangeContent(BlockDigests blocks, long offset, long length)
@@ -102,7 +102,7 @@ namespace InitramfsPS.RootFilesystem
     }
 
     /// <summary>A file of the host, added with Add-InitramfsFile; read at export time.</summary>
-    public sealed class HostFileContent : Content
+    internal sealed class HostFileContent : Content
     {
         /// <summary>Refers to a host file of the given length.</summary>
         public HostFileContent(string filePath, long length)
@@ -141,7 +141,7 @@ namespace InitramfsPS.RootFilesystem
     }
 
     /// <summary>Bytes held in memory: generated files such as an /init script.</summary>
-    public sealed class InlineContent : Content
+    internal sealed class InlineContent : Content
     {
         private readonly byte[] data;
 
@@ -184,7 +184,7 @@ namespace InitramfsPS.RootFilesystem
     /// straight into the caller's buffer and hashed there, with no copy. The bytes handed out are
     /// always the bytes that were hashed: nothing is read again from the file after its check.
     /// </remarks>
-    public sealed class ContentReader : IDisposable
+    internal sealed class ContentReader : IDisposable
     {
         /// <summary>Blocks kept per session: 1 MiB, more than the few an export in tar order needs.</summary>
         internal const int KeptBlocks = 64;

@@ -27,7 +27,7 @@ namespace InitramfsPS.RootFilesystem
     }
 
     /// <summary>Puts host files and directories into a rootfs, by reference: the bytes are read at export.</summary>
-    public static class HostFiles
+    internal static class HostFiles
     {
         private const int DirectoryMode = 0x1ED;
         private const int FileMode = 0x1ED;

@@ -37,7 +37,7 @@ namespace InitramfsPS.RootFilesystem
     /// programs at run time. The help of Remove-InitramfsItem lists the same patterns; a test holds
     /// the two together.
     /// </summary>
-    public static class TrimPresets
+    internal static class TrimPresets
     {
         /// <summary>Every preset, by name.</summary>
         public static IReadOnlyList<TrimPreset> All { get; } = new[]

@@ -612,7 +612,7 @@ namespace InitramfsPS.RootFilesystem
     }
 
     /// <summary>Orders names by their UTF-8 bytes, as a C program sorting the same names would.</summary>
-    public static class Utf8Order
+    internal static class Utf8Order
     {
         /// <summary>Compares two strings by their UTF-8 encodings.</summary>
         public static int Compare(string a, string b) => Compare(a, b, separatorFirst: false);

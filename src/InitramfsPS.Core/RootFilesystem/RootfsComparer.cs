@@ -137,7 +137,7 @@ namespace InitramfsPS.RootFilesystem
     /// owner, size, link target, device numbers and, for files of equal size, the sha256 of the
     /// bytes. Modification times and where the bytes are stored are not compared.
     /// </summary>
-    public static class RootfsComparer
+    internal static class RootfsComparer
     {
         /// <summary>The differences, in the rootfs order (parents first, names by bytes).</summary>
         public static IEnumerable<RootfsDifference> Compare(Rootfs reference, Rootfs difference, bool includeEqual, CancellationToken cancellationToken)

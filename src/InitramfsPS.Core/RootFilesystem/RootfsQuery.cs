@@ -12,7 +12,7 @@ namespace InitramfsPS.RootFilesystem
     /// component, and <c>**</c> for any number of components (<c>/usr/**/__pycache__</c>).
     /// Patterns are anchored at the root; a relative pattern is read from the root too.
     /// </summary>
-    public sealed class RootfsGlob
+    internal sealed class RootfsGlob
     {
         private readonly Regex regex;
 
@@ -93,7 +93,7 @@ namespace InitramfsPS.RootFilesystem
     /// parent components are followed (merged /usr: <c>/bin/bash</c> is <c>/usr/bin/bash</c>), the
     /// last component is the entry itself unless the path ends in '/'.
     /// </summary>
-    public static class RootfsQuery
+    internal static class RootfsQuery
     {
         /// <summary>
         /// The entries <paramref name="pathOrPattern"/> names. A plain path names one entry; for a
