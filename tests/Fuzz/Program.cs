@@ -47,8 +47,8 @@ namespace InitramfsPS.Fuzz
 
         /// <summary>
         /// A test hook, not a reader: its input goes to the reference parser and then crashes (an
-        /// InvalidOperationException) when it holds a byte of 0x80 or more. Tests run it to show that a crash fails the replay and the afl run;
-        /// it is never fuzzed unless named.
+        /// InvalidOperationException) when it holds a byte of 0x80 or more. Tests run it to show that
+        /// a crash fails the replay and the afl run; it is never fuzzed unless named.
         /// </summary>
         private const string SelfTest = "selftest";
 
