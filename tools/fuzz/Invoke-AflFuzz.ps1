@@ -132,9 +132,11 @@ foreach ($name in $Target) {
 
     Write-Host "afl-fuzz: $name for $Seconds s ($seedCount seeds, findings in $findings)"
     $aflLog = Join-Path $dir 'afl-fuzz.log'
-    # timeout(1) bounds a dry run that never ends; -V ends the fuzzing itself.
+    # timeout(1) bounds a dry run that never ends; -V ends the fuzzing itself. No diagnostics
+    # channel: each .NET process opens one in TMPDIR, and afl-fuzz kills its processes, which then
+    # leave it behind.
     $limit = $Seconds + 300
-    env TMPDIR=$workTemp AFL_SKIP_BIN_CHECK=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 `
+    env TMPDIR=$workTemp DOTNET_EnableDiagnostics=0 AFL_SKIP_BIN_CHECK=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 `
         timeout --kill-after=10 $limit afl-fuzz -i $seeds -o $findings -t $TimeoutMs -m none -V $Seconds -- dotnet $harness --afl $name *> $aflLog
     $code = $LASTEXITCODE
     $statsFile = Join-Path $findings 'default/fuzzer_stats'
