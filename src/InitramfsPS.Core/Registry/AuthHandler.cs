@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Concurrent;
+using System.Collections.Generic;
 using System.Linq;
 using System.Net;
 using System.Net.Http;
@@ -116,7 +117,7 @@ namespace InitramfsPS.Registry
         }
 
         /// <summary>Asks the realm of a Bearer challenge for a token and keeps it for its lifetime, a little less.</summary>
-        private async Task FetchTokenAsync(System.Collections.Generic.Dictionary<string, string> parameters, RegistryCredential? credential, CancellationToken cancellationToken)
+        private async Task FetchTokenAsync(Dictionary<string, string> parameters, RegistryCredential? credential, CancellationToken cancellationToken)
         {
             var realmUri = AuthChallenge.CheckRealm(parameters.TryGetValue("realm", out string? realm) ? realm : null, session);
             var query = new StringBuilder();
