@@ -82,11 +82,14 @@ namespace InitramfsPS.Commands
         {
             string activity = $"Pulling {reference}";
             var progress = new ConcurrentDictionary<string, (long Done, long Size)>(StringComparer.Ordinal);
+            var cache = Cache;
             var options = new PullOptions
             {
                 Offline = Offline,
                 MaxParallelDownloads = MaxParallelDownloads,
                 Progress = progress,
+                // Each compressed layer is unpacked while it downloads, so Expand-OciLayers need not read it again.
+                LayerSink = PullSinks.UnpackLayers(cache),
                 Registry = new RegistryOptions
                 {
                     Credential = Credential is null ? null : new RegistryCredential(Credential.UserName, Credential.GetNetworkCredential().Password, "-Credential"),
@@ -96,7 +99,6 @@ namespace InitramfsPS.Commands
                     Verbose = QueueVerbose,
                 },
             };
-            var cache = Cache;
             try
             {
                 return RunInBackground(token => RegistryPuller.PullAsync(reference, platform, cache, options, token), () =>
