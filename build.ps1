@@ -35,19 +35,30 @@
                     Export-Initramfs with native zstd/pigz and skopeo+umoci+cpio+zstd: medians over
                     -Runs, peak RSS, PASS/FAIL per target of issue 6. -Quick: a small image, one run.
                     -VerifyCost: only exports with the checks of contents at use on and off, in turn.
+      Fuzz          coverage-guided fuzzing of the readers (Test runs a short one, in
+                    tests/Pester/Fuzz.Tests.ps1): publishes the harness tests/Fuzz, instruments
+                    InitramfsPS.Core.dll with SharpFuzz's sharpfuzz tool, and runs afl-fuzz
+                    (tools/install-deps.sh installs Debian's afl++) for -FuzzSeconds on each
+                    -FuzzTarget (tar, cpio, manifest) from the harness's generated seeds
+                    (tools/fuzz/Invoke-AflFuzz.ps1; findings in out/afl/<target>/). Each distinct
+                    crash is copied into tests/Fuzz/crashes/ as <target>-afl-<hash>.bin, the
+                    regression inputs the Fuzz tests replay, and the task fails naming them.
 
 .EXAMPLE
     dotnet pwsh ./build.ps1 -Task Build,Demo -Boot
 
 .EXAMPLE
     dotnet pwsh ./build.ps1 -Task Test -TestPath tests/Pester/<Name>.Tests.ps1 -TestName '*hardlink*'
+
+.EXAMPLE
+    dotnet pwsh ./build.ps1 -Task Fuzz -FuzzTarget cpio -FuzzSeconds 600
 #>
 [CmdletBinding()]
 param(
-    # Clean, Build, Help, HelpSkeleton, Test, Package, Demo, Bench. `dotnet pwsh ./build.ps1
+    # Clean, Build, Help, HelpSkeleton, Test, Package, Demo, Bench, Fuzz. `dotnet pwsh ./build.ps1
     # -Task Build,Demo` hands the script one string, so commas are split here (for every list
     # parameter).
-    [ArgumentCompletions('Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Package', 'Demo', 'Bench')]
+    [ArgumentCompletions('Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Package', 'Demo', 'Bench', 'Fuzz')]
     [string[]]$Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -69,7 +80,14 @@ param(
     # Bench: runs per measurement (medians are printed).
     [int]$Runs = 5,
     # Bench: only the cost of checking contents at use (exports with the checks on and off in turn).
-    [switch]$VerifyCost
+    [switch]$VerifyCost,
+
+    # Fuzz: the readers afl-fuzz runs, one after the other.
+    [ArgumentCompletions('tar', 'cpio', 'manifest')]
+    [string[]]$FuzzTarget = @('tar', 'cpio', 'manifest'),
+    # Fuzz: seconds of afl-fuzz per target.
+    [ValidateRange(1, 86400)]
+    [int]$FuzzSeconds = 30
 )
 
 $ErrorActionPreference = 'Stop'
@@ -82,7 +100,8 @@ $TestPath = Split-List $TestPath
 $TestName = Split-List $TestName
 $Tag = Split-List $Tag
 $ExcludeTag = Split-List $ExcludeTag
-$tasks = 'Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Package', 'Demo', 'Bench'
+$FuzzTarget = Split-List $FuzzTarget
+$tasks = 'Clean', 'Build', 'Help', 'HelpSkeleton', 'Test', 'Package', 'Demo', 'Bench', 'Fuzz'
 $unknown = @($Task | Where-Object { $_ -notin $tasks })
 if ($unknown) { throw "Unknown task '$($unknown -join "', '")': use $($tasks -join ', ')." }
 
@@ -396,8 +415,22 @@ function Invoke-Bench {
     Assert-ExitCode 'Bench'
 }
 
+# afl-fuzz on the readers (tools/fuzz/Invoke-AflFuzz.ps1): a crash is copied into the regression
+# inputs tests/Fuzz/crashes/ and fails the task.
+function Invoke-Fuzz {
+    $results = @(& (Join-Path $root 'tools/fuzz/Invoke-AflFuzz.ps1') -Target $FuzzTarget -Seconds $FuzzSeconds -Configuration $Configuration)
+    foreach ($r in $results | Where-Object Hangs) {
+        Write-Warning "afl-fuzz saw $($r.Hangs) input(s) of $($r.Target) run past its timeout: $($r.Findings)/default/hangs"
+    }
+    $saved = @($results | ForEach-Object Saved)
+    if ($saved) {
+        throw "afl-fuzz found crashes; kept as regression inputs (tests/Fuzz --replay runs them): $($saved -join ', ')"
+    }
+    Write-Host "afl-fuzz: no crash in $($FuzzTarget -join ', ') ($FuzzSeconds s each)."
+}
+
 # Resolve the plan: dependencies first, each task once, otherwise in the order given.
-$dependsOn = @{ Clean = @(); Build = @(); Help = @(); HelpSkeleton = @('Build'); Test = @('Build'); Package = @('Build'); Demo = @('Build'); Bench = @('Build') }
+$dependsOn = @{ Clean = @(); Build = @(); Help = @(); HelpSkeleton = @('Build'); Test = @('Build'); Package = @('Build'); Demo = @('Build'); Bench = @('Build'); Fuzz = @() }
 $plan = [Collections.Generic.List[string]]::new()
 foreach ($name in $Task) {
     foreach ($step in @($dependsOn[$name]) + $name) {

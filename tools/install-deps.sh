@@ -2,7 +2,7 @@
 # Installs the Debian packages InitramfsPS's tests and demo use.
 #
 #   tools/install-deps.sh          everything the Pester suite needs (registry, skopeo,
-#                                  umoci, busybox, QEMU and a kernel, cpio readers, ...)
+#                                  umoci, busybox, QEMU and a kernel, cpio readers, afl++, ...)
 #   tools/install-deps.sh --demo   only busybox-static, which `build.ps1 -Task Demo` needs
 #
 # Runs apt-get as root, through sudo when not root. Does nothing (and needs no network)
@@ -30,6 +30,7 @@ packages=(
     python3            # the test token service and fault-injecting proxy (stdlib only)
     mmdebstrap         # builds the Debian minbase image the tests use (from the Debian mirror)
     time               # /usr/bin/time for memory measurements
+    afl++              # afl-fuzz, for the coverage-guided fuzzing (build.ps1 -Task Fuzz)
 )
 
 case "${1:-}" in

@@ -15,6 +15,7 @@ using InitramfsPS.Images;
 using InitramfsPS.Import;
 using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
+using SharpFuzz;
 
 namespace InitramfsPS.Fuzz
 {
@@ -28,16 +29,30 @@ namespace InitramfsPS.Fuzz
     /// also the decompressor's own data errors, which ImageExpander maps to LayerCorrupt); any other
     /// exception is a crash, and an input that runs longer than --timeout-ms is a hang. Each new crash
     /// (by exception type and top frame) is saved to --crashes as &lt;target&gt;-&lt;hash&gt;.bin with a .txt
-    /// beside it; --replay DIR runs saved inputs again (the regression corpus).
+    /// beside it; --replay DIR (or FILE) runs saved inputs again (the regression corpus).
+    ///
+    /// The coverage-guided mode is --afl TARGET: the same readers under afl-fuzz through SharpFuzz's
+    /// fork server (InitramfsPS.Core.dll instrumented by the sharpfuzz tool; tools/fuzz/Invoke-AflFuzz.ps1
+    /// drives it). --seeds DIR writes the generated seeds of --target there, for afl-fuzz -i.
     ///
     /// Usage: InitramfsPS.Fuzz [--seconds N] [--iterations N] [--seed N] [--timeout-ms N]
     ///                         [--target tar,gzip,...] [--crashes DIR] | --replay DIR
+    ///                         | --afl TARGET | --seeds DIR --target TARGET
     /// Exit code: 0 clean, 1 crashes found (or a replayed input still crashes), 2 a hang.
     /// </summary>
     internal static class Program
     {
         private static readonly string[] AllTargets = { "tar", "gzip", "zstd", "cpio", "manifest", "index", "config", "digest", "reference" };
         private static string workDir = string.Empty;
+
+        /// <summary>
+        /// A test hook, not a reader: its input goes to the reference parser and then crashes (an
+        /// InvalidOperationException) when it holds a byte of 0x80 or more. Tests run it to show that
+        /// a crash fails the replay and the afl run; it is never fuzzed unless named.
+        /// </summary>
+        private const string SelfTest = "selftest";
+
+        private static bool IsTarget(string target) => AllTargets.Contains(target) || target == SelfTest;
 
         private static int Main(string[] args)
         {
@@ -47,6 +62,8 @@ namespace InitramfsPS.Fuzz
             int timeoutMs = 5000;
             string? crashes = null;
             string? replay = null;
+            string? afl = null;
+            string? seedsDir = null;
             string[] targets = AllTargets;
             for (int i = 0; i < args.Length; i++)
             {
@@ -60,12 +77,32 @@ namespace InitramfsPS.Fuzz
                     case "--timeout-ms": timeoutMs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--crashes": crashes = Next(); break;
                     case "--replay": replay = Next(); break;
+                    case "--afl": afl = Next(); break;
+                    case "--seeds": seedsDir = Next(); break;
                     case "--target": targets = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
                     default:
                         Console.Error.WriteLine($"unknown argument '{a}'");
                         return 64;
                 }
             }
+            foreach (string t in afl is null ? targets : new[] { afl })
+            {
+                if (!IsTarget(t))
+                {
+                    Console.Error.WriteLine($"unknown target '{t}': use {string.Join(", ", AllTargets)} (or {SelfTest})");
+                    return 64;
+                }
+            }
+            if (seedsDir is not null)
+            {
+                return WriteSeeds(seedsDir, targets);
+            }
+            if (afl is not null)
+            {
+                Afl(afl);
+                return 0;
+            }
+            GiveTraceBuffer();
             workDir = Path.Combine(Path.GetTempPath(), "initramfsps-fuzz-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
             Directory.CreateDirectory(workDir);
             try
@@ -78,14 +115,18 @@ namespace InitramfsPS.Fuzz
             }
         }
 
-        private static int Replay(string dir, int timeoutMs)
+        /// <summary>Runs the saved inputs in a folder (or one file), each named &lt;target&gt;-*.bin, again.</summary>
+        private static int Replay(string path, int timeoutMs)
         {
             int failed = 0, ran = 0;
-            foreach (string file in Directory.Exists(dir) ? Directory.GetFiles(dir, "*.bin").OrderBy(f => f, StringComparer.Ordinal) : Enumerable.Empty<string>())
+            var files = File.Exists(path) ? new[] { path }
+                : Directory.Exists(path) ? Directory.GetFiles(path, "*.bin").OrderBy(f => f, StringComparer.Ordinal).ToArray()
+                : Array.Empty<string>();
+            foreach (string file in files)
             {
                 string name = Path.GetFileName(file);
                 string target = name.Split('-')[0];
-                if (!AllTargets.Contains(target))
+                if (!IsTarget(target))
                 {
                     continue;
                 }
@@ -94,11 +135,69 @@ namespace InitramfsPS.Fuzz
                 if (outcome.Kind is OutcomeKind.Crash or OutcomeKind.Hang)
                 {
                     failed++;
-                    Console.WriteLine($"REPLAY FAIL {name}: {outcome.Kind} {outcome.Error}");
+                    // The first line is what tools/fuzz/Invoke-AflFuzz.ps1 reads: kind and signature.
+                    Console.WriteLine($"REPLAY FAIL {name}: {outcome.Kind} {outcome.Signature}");
+                    Console.WriteLine(outcome.Error);
                 }
             }
             Console.WriteLine($"replay: {ran} inputs, {failed} failing");
             return failed == 0 ? 0 : 1;
+        }
+
+        /// <summary>
+        /// Runs one target under afl-fuzz. SharpFuzz's out-of-process fork server starts this program
+        /// again as its child, which reads each input from stdin and reports an exception that escapes
+        /// as a crash; a refusal the module expects is caught here, so only the others escape. Out of
+        /// process, because afl-fuzz kills a child that runs past -t: the server survives and starts a
+        /// new one. Without afl-fuzz (no __AFL_SHM_ID) the target runs once on stdin.
+        /// </summary>
+        private static void Afl(string target)
+        {
+            // One folder per target, shared by the fork server's children, which are killed, not
+            // ended: the cpio target deletes what it writes inside it after each input.
+            workDir = Path.Combine(Path.GetTempPath(), "initramfsps-afl-" + target);
+            Directory.CreateDirectory(workDir);
+            Fuzzer.OutOfProcess.Run(stream =>
+            {
+                using var buffer = new MemoryStream();
+                stream.CopyTo(buffer);
+                try
+                {
+                    Targets.Run(target, buffer.ToArray(), workDir, CancellationToken.None);
+                }
+                catch (Exception ex) when (Targets.IsExpected(target, ex))
+                {
+                }
+            });
+        }
+
+        /// <summary>
+        /// In a build whose InitramfsPS.Core.dll the sharpfuzz tool instrumented, every branch writes to
+        /// SharpFuzz's trace map, which only afl-fuzz (through Fuzzer.Run) provides: a scratch map lets
+        /// the same build check seeds and replay crashes outside afl-fuzz. Harmless when not instrumented.
+        /// </summary>
+        private static unsafe void GiveTraceBuffer()
+        {
+            if (SharpFuzz.Common.Trace.SharedMem == null)
+            {
+                SharpFuzz.Common.Trace.SharedMem = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(1 << 16);
+            }
+        }
+
+        /// <summary>Writes the generated seeds of each target as &lt;target&gt;-seed-NN.bin, the names --replay reads.</summary>
+        private static int WriteSeeds(string dir, string[] targets)
+        {
+            Directory.CreateDirectory(dir);
+            foreach (string target in targets)
+            {
+                var list = Seeds.For(target);
+                for (int i = 0; i < list.Count; i++)
+                {
+                    File.WriteAllBytes(Path.Combine(dir, $"{target}-seed-{i:D2}.bin"), list[i]);
+                }
+                Console.WriteLine($"seeds: {list.Count} for {target} in {dir}");
+            }
+            return 0;
         }
 
         private static int Fuzz(string[] targets, int seed, double seconds, long iterations, int timeoutMs, string? crashes)
@@ -245,12 +344,16 @@ namespace InitramfsPS.Fuzz
                     }
                     break;
                 case "manifest":
-                    var descriptor = new Descriptor(null, Digest.Compute("sha256", input), input.Length);
-                    var doc = LayoutResolver.ParseDocument(input, descriptor);
-                    if (doc.Index is { Count: > 0 } entries)
+                    // The JSON an image is made of: read as a manifest or index and, whether or not
+                    // that refused it, as an image config too.
+                    try
                     {
-                        LayoutResolver.PickPlatform(entries, Platform.Default, "fuzz");
+                        Document(input);
                     }
+                    catch (InitramfsException)
+                    {
+                    }
+                    Config(input);
                     break;
                 case "index":
                     var list = LayoutResolver.ParseIndex(input, "fuzz index");
@@ -260,11 +363,7 @@ namespace InitramfsPS.Fuzz
                     }
                     break;
                 case "config":
-                    using (var json = LayoutResolver.Parse(input, "fuzz config"))
-                    {
-                        var config = ImageConfig.Parse(json.RootElement);
-                        _ = config.Command;
-                    }
+                    Config(input);
                     break;
                 case "digest":
                     Digest.Parse(Encoding.UTF8.GetString(input));
@@ -272,9 +371,40 @@ namespace InitramfsPS.Fuzz
                 case "reference":
                     ImageReference.Parse(Encoding.UTF8.GetString(input)).ToString();
                     break;
+                case "selftest":
+                    // A reader first, so that afl-fuzz sees instrumented branches; then the hook.
+                    try
+                    {
+                        ImageReference.Parse(Encoding.UTF8.GetString(input));
+                    }
+                    catch (InitramfsException)
+                    {
+                    }
+                    if (input.Any(b => b >= 0x80))
+                    {
+                        throw new InvalidOperationException("selftest: an input with a byte of 0x80 or more (the test hook's crash)");
+                    }
+                    break;
                 default:
                     throw new ArgumentException($"unknown target {target}");
             }
+        }
+
+        private static void Document(byte[] input)
+        {
+            var descriptor = new Descriptor(null, Digest.Compute("sha256", input), input.Length);
+            var doc = LayoutResolver.ParseDocument(input, descriptor);
+            if (doc.Index is { Count: > 0 } entries)
+            {
+                LayoutResolver.PickPlatform(entries, Platform.Default, "fuzz");
+            }
+        }
+
+        private static void Config(byte[] input)
+        {
+            using var json = LayoutResolver.Parse(input, "fuzz config");
+            var config = ImageConfig.Parse(json.RootElement);
+            _ = config.Command;
         }
 
         /// <summary>A compressed layer through the module's own unpacker: its three threads, the cache write and the tar parse.</summary>

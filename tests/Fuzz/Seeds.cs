@@ -21,12 +21,13 @@ namespace InitramfsPS.Fuzz
                 "gzip" => Tars().Select(Gzip).ToList(),
                 "zstd" => Tars().Select(Zstd).ToList(),
                 "cpio" => Cpios(),
-                "manifest" => Texts(Manifest, DockerManifest, Index),
+                "manifest" => Texts(Manifest, DockerManifest, Index, LayoutIndex, Config),
                 "index" => Texts(Index, LayoutIndex),
                 "config" => Texts(Config),
                 "digest" => Texts("sha256:" + new string('a', 64), "sha512:" + new string('0', 128)),
                 "reference" => Texts("alpine", "docker.io/library/alpine:3.20", "127.0.0.1:5000/team/app:1.0@sha256:" + new string('b', 64),
                     "oci:./layout:tag", "docker-archive:img.tar:busybox", "ghcr.io/o/r/s:v1"),
+                "selftest" => Texts("selftest seed"),
                 _ => new List<byte[]>(),
             };
             string extra = Path.Combine(AppContext.BaseDirectory, "seeds", target);

@@ -37,6 +37,13 @@ BeforeAll {
             if ($cmd -match 'qemu-system-x86_64' -and $cmd.Contains($Archive)) { [int]$dir.Name }
         })
     }
+    # What a QEMU left behind is doing: its state and parent, for the message of a failed test.
+    function script:Get-QemuState([string] $Archive) {
+        (Get-QemuFor $Archive | ForEach-Object {
+            $stat = try { [IO.File]::ReadAllText("/proc/$_/stat") } catch { '(gone)' }
+            "pid $_ stat: $stat"
+        }) -join '; '
+    }
     function script:Wait-Until([scriptblock] $Condition, [double] $Seconds = 60) {
         $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
         while (-not (& $Condition)) {
@@ -127,19 +134,22 @@ Describe 'Start-InitramfsVM' -Tag Boot {
             if ($ps.InvocationStateInfo.State -eq 'Running') { $ps.Stop() }
             $ps.Dispose()
         }
-        Wait-Until { (Get-QemuFor $forever).Count -eq 0 } 10 | Should -BeTrue -Because 'no QEMU outlives the cmdlet'
+        Wait-Until { (Get-QemuFor $forever).Count -eq 0 } 10 | Should -BeTrue -Because "no QEMU outlives the cmdlet ($(Get-QemuState $forever))"
     }
 
     It 'leaves no QEMU behind when PowerShell itself is killed' {
-        $child = Start-PwshProcess -Command "Import-Module '$modulePath'; Start-InitramfsVM '$forever' -Timeout 300" -Directory $work
+        # An archive of its own, so that a QEMU another test left is not taken for this one's.
+        $killed = Join-Path $work 'killed.cpio.zst'
+        Copy-Item $forever $killed
+        $child = Start-PwshProcess -Command "Import-Module '$modulePath'; Start-InitramfsVM '$killed' -Timeout 300" -Directory $work
         try {
-            Wait-Until { (Get-QemuFor $forever).Count -gt 0 } 30 | Should -BeTrue -Because (Get-Content -Raw $child.StdErrPath -ErrorAction SilentlyContinue)
+            Wait-Until { (Get-QemuFor $killed).Count -gt 0 } 30 | Should -BeTrue -Because (Get-Content -Raw $child.StdErrPath -ErrorAction SilentlyContinue)
         }
         finally {
             & kill -9 $child.Process.Id
             $child.Process.WaitForExit()
         }
-        Wait-Until { (Get-QemuFor $forever).Count -eq 0 } 10 | Should -BeTrue -Because 'the kernel kills QEMU when its parent dies (PR_SET_PDEATHSIG)'
+        Wait-Until { (Get-QemuFor $killed).Count -eq 0 } 10 | Should -BeTrue -Because "the kernel kills QEMU when its parent dies (PR_SET_PDEATHSIG) ($(Get-QemuState $killed))"
     }
 
     It 'shows the QEMU command line under -WhatIf and -Verbose, and starts nothing under -WhatIf' {

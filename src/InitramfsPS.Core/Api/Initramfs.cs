@@ -92,6 +92,8 @@ namespace InitramfsPS
                 Offline = options.Offline,
                 MaxParallelDownloads = options.MaxParallelDownloads,
                 Progress = layers,
+                // Each compressed layer is unpacked while it downloads, so that expanding the image need not read it again.
+                LayerSink = PullSinks.UnpackLayers(cache.Store),
                 Registry = new RegistryOptions
                 {
                     Credential = options.Credential is { } c ? new RegistryCredential(c.UserName, c.Password, options.CredentialOrigin) : null,

@@ -143,6 +143,8 @@ namespace InitramfsPS.Boot
             using var stop = new ManualResetEventSlim();
             var clock = Stopwatch.StartNew();
             Process process;
+            // A stop that came before QEMU starts must not start it.
+            cancellationToken.ThrowIfCancellationRequested();
             try
             {
                 process = Process.Start(start) ?? throw new InvalidOperationException("Process.Start returned null.");

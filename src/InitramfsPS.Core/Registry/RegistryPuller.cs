@@ -9,7 +9,6 @@ using InitramfsPS.Cache;
 using InitramfsPS.Errors;
 using InitramfsPS.IO;
 using InitramfsPS.Images;
-using InitramfsPS.Layers;
 using InitramfsPS.RootFilesystem;
 
 namespace InitramfsPS.Registry
@@ -28,6 +27,13 @@ namespace InitramfsPS.Registry
 
         /// <summary>Bytes done per blob, updated by the download workers (key: digest).</summary>
         public ConcurrentDictionary<string, (long Done, long Size)>? Progress { get; init; }
+
+        /// <summary>
+        /// Gives, for a layer about to download, a sink that sees its bytes as they arrive (to
+        /// unpack it meanwhile), or null for none. The second argument says what the sink may tell
+        /// the user, scrubbed of the registry's secrets. Unset, layers are only downloaded.
+        /// </summary>
+        public Func<LayerDescriptor, Action<string>?, IBlobSink?>? LayerSink { get; init; }
     }
 
     /// <summary>
@@ -113,8 +119,8 @@ namespace InitramfsPS.Registry
                     manifest.Config.Digest.ToString());
             }
             await client.DownloadBlobAsync(manifest.Config!, cache, null, cancellationToken).ConfigureAwait(false);
-            // The config names each layer's diff_id: a compressed layer not yet unpacked in the cache
-            // is unpacked while it downloads (Layers/LayerPrefetch), so Expand-OciLayers need not read it again.
+            // The config names each layer's diff_id, which a sink may need (to unpack a layer while it
+            // downloads, so that Expand-OciLayers need not read it again).
             var (_, layers) = LayoutResolver.ReadLayers(cache, manifest, manifestDigest);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             using var slots = new SemaphoreSlim(Math.Max(1, options.MaxParallelDownloads));
@@ -126,11 +132,9 @@ namespace InitramfsPS.Registry
                     string key = layer.Digest.ToString();
                     var descriptor = manifest.Layers[layer.Index - 1];
                     options.Progress?.TryAdd(key, (0, layer.Size));
-                    using var prefetch = layer.Compression != LayerCompression.None && layer.DiffId is { } diffId && !cache.Has(diffId)
-                        ? new LayerPrefetch(layer, cache, verbose)
-                        : null;
-                    await client.DownloadBlobAsync(descriptor, cache, done => options.Progress?.AddOrUpdate(key, (done, layer.Size), (_, _) => (done, layer.Size)), linked.Token, prefetch).ConfigureAwait(false);
-                    prefetch?.Finish();
+                    using var sink = options.LayerSink?.Invoke(layer, verbose);
+                    await client.DownloadBlobAsync(descriptor, cache, done => options.Progress?.AddOrUpdate(key, (done, layer.Size), (_, _) => (done, layer.Size)), linked.Token, sink).ConfigureAwait(false);
+                    sink?.Finish();
                 }
                 catch
                 {

@@ -245,6 +245,13 @@ namespace InitramfsPS.Commands
             }
             finally
             {
+                // On Ctrl+C the loop above ends by PipelineStoppedException while the QEMU thread
+                // is still killing QEMU: wait for it (it kills at once on the cancelled token), so
+                // that no QEMU outlives the cmdlet, and the token is not disposed under it.
+                if (!thread.Join(TimeSpan.FromSeconds(30)) && !Stopping)
+                {
+                    WriteWarning("QEMU did not stop within 30 seconds of the request; the kernel kills it when PowerShell exits.");
+                }
                 CompleteProgress(5, activity);
             }
             failure?.Throw();

@@ -1,0 +1,23 @@
+using System;
+
+namespace InitramfsPS.Registry
+{
+    /// <summary>Settings of a <see cref="RegistryClient"/>.</summary>
+    public sealed class RegistryOptions
+    {
+        /// <summary>Credentials given explicitly; when null the auth files are consulted.</summary>
+        public RegistryCredential? Credential { get; init; }
+
+        /// <summary>Allow plain HTTP to a registry that is not on a loopback address.</summary>
+        public bool AllowPlainHttp { get; init; }
+
+        /// <summary>Timeouts, the minimum transfer rate and the number of attempts.</summary>
+        public RegistryLimits Limits { get; init; } = RegistryLimits.Default;
+
+        /// <summary>The first back-off delay; it doubles on each retry.</summary>
+        public TimeSpan FirstDelay { get; init; } = TimeSpan.FromMilliseconds(500);
+
+        /// <summary>Where the client reports what it does (never secrets).</summary>
+        public Action<string>? Verbose { get; init; }
+    }
+}
