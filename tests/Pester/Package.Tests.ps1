@@ -22,6 +22,9 @@ BeforeAll {
 
     # $work is laid out as the repository root is after the Package task: the package in ./out.
     $script:package = & "$repoRoot/tools/build/New-ModulePackage.ps1" -ModulePath $moduleDir -OutputDirectory (Join-Path $work 'out')
+    # The Package task writes the C# library's package beside it: installing the module from ./out
+    # must take the module's, and the C# program below takes the library's from there.
+    $script:corePackage = & "$repoRoot/tools/build/New-CorePackage.ps1" -ManifestPath $moduleManifest -OutputDirectory (Join-Path $work 'out')
 
     # Runs a command in a new session of the pwsh running this test, started in $work, with HOME
     # the throw-away folder, no XDG_* folders and no inherited PSModulePath (so the module can only
@@ -74,6 +77,7 @@ Describe 'The module package (build.ps1 -Task Package)' {
     It 'is named for the module and the manifest''s version' {
         $package.Name | Should -Be "InitramfsPS.$($manifestData.ModuleVersion).nupkg"
         $package.DirectoryName | Should -Be (Join-Path $work 'out')
+        $corePackage.DirectoryName | Should -Be (Join-Path $work 'out') -Because 'the C# library''s package lies beside it, as the Package task writes both'
     }
 
     It 'holds every file of the module folder, byte for byte, and nothing else' {
@@ -179,9 +183,8 @@ Import-Module InitramfsPS
 
 Describe 'The C# library package InitramfsPS.Core, used as the README shows' {
     BeforeAll {
-        # The package as build.ps1 -Task Package writes it, into a folder that is the program's feed.
-        $script:feed = Join-Path $work 'feed'
-        $script:corePackage = & "$repoRoot/tools/build/New-CorePackage.ps1" -ManifestPath $moduleManifest -OutputDirectory $feed
+        # The package as build.ps1 -Task Package writes it: ./out is the program's feed.
+        $script:feed = Join-Path $work 'out'
         Add-Type -AssemblyName System.IO.Compression.FileSystem
         $zip = [IO.Compression.ZipFile]::OpenRead($corePackage.FullName)
         try {
