@@ -48,18 +48,7 @@ BeforeAll {
     $null = Use-FreshCache
 
     function script:Add-Server($Server) { $Servers.Add($Server); $Server }
-    function script:Stop-Server($Server) {
-        if ($null -eq $Server) { return }
-        switch ($Server.PSTypeNames[0]) {
-            'InitramfsPS.Test.Registry' { Stop-TestRegistry $Server }
-            'InitramfsPS.Test.FaultProxy' { Stop-FaultProxy $Server }
-            'InitramfsPS.Test.RogueRegistry' { Stop-RogueRegistry $Server }
-        }
-    }
 
-    function script:New-Credential([string] $User, [string] $Password) {
-        [pscredential]::new($User, (ConvertTo-SecureString $Password -AsPlainText -Force))
-    }
 
     # Runs Get-OciImage in a runspace of its own, so that a pull that hangs can be stopped: after
     # -TimeoutSeconds it is stopped (as Ctrl+C would) and TimedOut is set. Returns Output, Errors,
@@ -158,7 +147,7 @@ BeforeAll {
 }
 
 AfterAll {
-    for ($i = $Servers.Count - 1; $i -ge 0; $i--) { Stop-Server $Servers[$i] }
+    for ($i = $Servers.Count - 1; $i -ge 0; $i--) { Stop-TestServer $Servers[$i] }
     foreach ($n in $EnvNames) { [Environment]::SetEnvironmentVariable($n, $SavedEnv[$n]) }
     if ($Work) { Remove-Item -LiteralPath $Work -Recurse -Force -ErrorAction SilentlyContinue }
 }
@@ -166,7 +155,7 @@ AfterAll {
 Describe 'The rig' {
     It 'the rogue registry serves a whole image (a control: nothing wrong)' {
         $null = Use-FreshCache
-        $img = Get-OciImage "$($Rogue.Url)/rogue/ok:1.0" -Credential (New-Credential $User $Password) -ErrorAction Stop
+        $img = Get-OciImage "$($Rogue.Url)/rogue/ok:1.0" -Credential (New-TestCredential $User $Password) -ErrorAction Stop
         $img.Layers.Count | Should -Be 1
         ($img | Expand-OciLayers).GetEntry('/init').Size | Should -BeGreaterThan 0
     }
@@ -194,10 +183,10 @@ Describe 'A registry that repeats the Authorization header' {
         $null = Start-Transcript -LiteralPath $transcript
         try {
             $DebugPreference = 'Continue'
-            foreach ($r in @(Get-OciImage "$($Rogue.Url)/rogue/$($Repo):1.0" -Credential (New-Credential $User $Password) -Verbose -Debug -ErrorAction Continue *>&1)) { $records.Add($r) }
+            foreach ($r in @(Get-OciImage "$($Rogue.Url)/rogue/$($Repo):1.0" -Credential (New-TestCredential $User $Password) -Verbose -Debug -ErrorAction Continue *>&1)) { $records.Add($r) }
             $records | Out-Host
             # once more with the streams going to the host as they would in a console, so that the transcript writes them as it would
-            Get-OciImage "$($Rogue.Url)/rogue/$($Repo):1.0" -Credential (New-Credential $User $Password) -Verbose -Debug -ErrorAction Continue 2>&1 | Out-Host
+            Get-OciImage "$($Rogue.Url)/rogue/$($Repo):1.0" -Credential (New-TestCredential $User $Password) -Verbose -Debug -ErrorAction Continue 2>&1 | Out-Host
         }
         finally { $null = Stop-Transcript; $DebugPreference = 'SilentlyContinue' }
 
@@ -245,7 +234,7 @@ Describe 'A registry that hangs or trickles' {
     }
 
     It 'a token service that never answers: RegistryUnavailable naming the token service' {
-        $r = Invoke-Pull "$($Rogue.Url)/rogue/token-hang:1.0" -Parameters @{ Credential = (New-Credential $User $Password) }
+        $r = Invoke-Pull "$($Rogue.Url)/rogue/token-hang:1.0" -Parameters @{ Credential = (New-TestCredential $User $Password) }
         $e = Get-OneError $r 'RegistryUnavailable'
         $e.Exception.Message | Should -Match 'token service'
         $e.Exception.Message | Should -Match 'no response within 3 s'
@@ -261,7 +250,7 @@ Describe 'A registry that hangs or trickles' {
         $e.Exception.Message | Should -Match '3 attempts'
         @(Get-FaultProxyLog $px | Where-Object { $_.Kind -eq 'Manifest' -and $_.Method -eq 'GET' }).Count | Should -Be 3
         $r.Seconds | Should -BeLessThan 20
-        Stop-Server $px
+        Stop-TestServer $px
     }
 
     It 'a blob sent one byte a second: RegistryUnavailable naming the blob and the stall, after 3 attempts' {
@@ -273,7 +262,7 @@ Describe 'A registry that hangs or trickles' {
         $e.Exception.Message | Should -Match '3 attempts'
         @(Get-FaultProxyLog $px -Blob | Where-Object { $_.Digest -eq $BigLayer -and $_.Method -eq 'GET' }).Count | Should -Be 3
         $r.Seconds | Should -BeLessThan 20
-        Stop-Server $px
+        Stop-TestServer $px
     }
 
     It 'a slow but steady transfer (64 KiB/s, above the minimum rate) completes' {
@@ -282,7 +271,7 @@ Describe 'A registry that hangs or trickles' {
         $r.TimedOut | Should -BeFalse
         $r.Errors | Should -BeNullOrEmpty
         $r.Output[0].Digest.ToString() | Should -Be $PushApp.Digest
-        Stop-Server $px
+        Stop-TestServer $px
     }
 
     It 'a timeout that is not a number: RegistrySettingInvalid naming the variable' {
@@ -305,7 +294,7 @@ Describe 'A registry whose answers never end' {
         @{ What = 'a manifest that streams forever'; Repo = 'endless-manifest'; Id = 'RegistryResponseTooLarge'; Behaviour = 'endless-manifest' }
         @{ What = 'an error body that streams forever'; Repo = 'endless-error'; Id = 'RegistryRequestFailed'; Behaviour = 'endless-error' }
     ) {
-        $r = Invoke-Pull "$($Rogue.Url)/rogue/$($Repo):1.0" -Parameters @{ Credential = (New-Credential $User $Password) }
+        $r = Invoke-Pull "$($Rogue.Url)/rogue/$($Repo):1.0" -Parameters @{ Credential = (New-TestCredential $User $Password) }
         $null = Get-OneError $r $Id
         $r.Seconds | Should -BeLessThan 15
         $sent = @(Get-RogueRegistryLog $Rogue | Where-Object Behaviour -eq $Behaviour)
@@ -354,13 +343,13 @@ Describe '.NET failures become the module''s errors' {
         @{ Scheme = 'file'; Repo = 'realm-file' }
         @{ Scheme = 'ftp'; Repo = 'realm-ftp' }
     ) {
-        $r = Invoke-Pull "$($Rogue.Url)/rogue/$($Repo):1.0" -Parameters @{ Credential = (New-Credential $User $Password) }
+        $r = Invoke-Pull "$($Rogue.Url)/rogue/$($Repo):1.0" -Parameters @{ Credential = (New-TestCredential $User $Password) }
         $e = Get-OneError $r 'RegistryAuthRealmInvalid'
         $e.Exception.Message | Should -Match "$($Scheme):"
     }
 
     It 'an https token realm whose TLS handshake fails: RegistryUnavailable naming the token service and the certificate' {
-        $r = Invoke-Pull "$($Rogue.Url)/rogue/realm-tls:1.0" -Parameters @{ Credential = (New-Credential $User $Password) }
+        $r = Invoke-Pull "$($Rogue.Url)/rogue/realm-tls:1.0" -Parameters @{ Credential = (New-TestCredential $User $Password) }
         $e = Get-OneError $r 'RegistryUnavailable'
         $e.Exception.Message | Should -Match 'token service'
         $e.Exception.Message | Should -Match 'certificate|SSL|TLS'
@@ -373,7 +362,7 @@ Describe '.NET failures become the module''s errors' {
         $e.Exception.Message | Should -Match ([regex]::Escape($BigLayer.Substring(7, 12)))
         $e.Exception.Message | Should -Match '3 attempts'
         @(Get-FaultProxyLog $px -Blob | Where-Object { $_.Digest -eq $BigLayer -and $_.Fault -eq 'drop-always' }).Count | Should -Be 3
-        Stop-Server $px
+        Stop-TestServer $px
     }
 
     It 'a registry host ending in a newline: InvalidReference' {
@@ -467,7 +456,7 @@ Describe 'Redirects' {
 
     It 'a 307 to another path on the same host keeps the Authorization header (basic auth)' {
         $px = Add-Server (Start-FaultProxy -Upstream $BasicRegistry.Url -Fault redirect -Match '^/v2/.+/(manifests|blobs)/')
-        $r = Invoke-Pull "$($px.Url)/priv/app:1.0" -Parameters @{ Credential = (New-Credential $BasicUser $BasicPassword) }
+        $r = Invoke-Pull "$($px.Url)/priv/app:1.0" -Parameters @{ Credential = (New-TestCredential $BasicUser $BasicPassword) }
         $r.TimedOut | Should -BeFalse
         $r.Errors | Should -BeNullOrEmpty
         $r.Output[0].Digest.ToString() | Should -Be $PushPrivate.Digest
@@ -481,19 +470,19 @@ Describe 'Redirects' {
             $f.Status | Should -Be 200
         }
         @($log | Where-Object { $_.Path -like '/__redirect/*' -and $_.Status -eq 401 -and $_.Auth }) | Should -BeNullOrEmpty
-        Stop-Server $px
+        Stop-TestServer $px
     }
 
     It 'a 307 to another host (localhost instead of 127.0.0.1) drops the Authorization header' {
         $other = Add-Server (Start-FaultProxy -Upstream $Registry.Url)
         $px = Add-Server (Start-FaultProxy -Upstream $BasicRegistry.Url -Fault redirect -RedirectTo "http://localhost:$($other.Port){path}")
-        $r = Invoke-Pull "$($px.Url)/priv/app:1.0" -Parameters @{ Credential = (New-Credential $BasicUser $BasicPassword) }
+        $r = Invoke-Pull "$($px.Url)/priv/app:1.0" -Parameters @{ Credential = (New-TestCredential $BasicUser $BasicPassword) }
         $r.Errors | Should -BeNullOrEmpty
         $r.Output[0].Digest.ToString() | Should -Be $PushPrivate.Digest
         $blobs = @(Get-FaultProxyLog $other -Blob)
         $blobs.Count | Should -BeGreaterOrEqual 3
         foreach ($b in $blobs) { $b.Auth | Should -BeNullOrEmpty }
-        Stop-Server $px
-        Stop-Server $other
+        Stop-TestServer $px
+        Stop-TestServer $other
     }
 }

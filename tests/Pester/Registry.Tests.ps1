@@ -60,14 +60,6 @@ BeforeAll {
     $null = Use-FreshCache
 
     function script:Add-Server($Server) { $Servers.Add($Server); $Server }
-    function script:Stop-Server($Server) {
-        if ($null -eq $Server) { return }
-        switch ($Server.PSTypeNames[0]) {
-            'InitramfsPS.Test.Registry' { Stop-TestRegistry $Server }
-            'InitramfsPS.Test.TokenServer' { Stop-TestTokenServer $Server }
-            'InitramfsPS.Test.FaultProxy' { Stop-FaultProxy $Server }
-        }
-    }
 
     # Runs $Pull with errors made terminating and returns the ErrorRecord; fails the test when the
     # pull succeeds.
@@ -79,9 +71,6 @@ BeforeAll {
         throw "Expected an error, but the pull succeeded: $(@($out) -join ', ')"
     }
 
-    function script:New-Credential([string] $User, [string] $Password) {
-        [pscredential]::new($User, (ConvertTo-SecureString $Password -AsPlainText -Force))
-    }
 
     # "path type mode uid:gid size target major:minor mtime" for every entry of an expanded image.
     function script:Get-EntrySummary($Rootfs) {
@@ -212,7 +201,7 @@ BeforeAll {
 }
 
 AfterAll {
-    for ($i = $Servers.Count - 1; $i -ge 0; $i--) { Stop-Server $Servers[$i] }
+    for ($i = $Servers.Count - 1; $i -ge 0; $i--) { Stop-TestServer $Servers[$i] }
     foreach ($n in $EnvNames) { [Environment]::SetEnvironmentVariable($n, $SavedEnv[$n]) }
     if ($Work) { Remove-Item -LiteralPath $Work -Recurse -Force -ErrorAction SilentlyContinue }
 }
@@ -302,7 +291,7 @@ Describe 'The test rig' {
             $second.Status | Should -Be 200
             [Convert]::ToHexString($second.Bytes) | Should -Be ([Convert]::ToHexString($BlobBytes))
             (Get-FaultProxyLog $px).Status | Should -Be @(429, 200)
-            Stop-Server $px
+            Stop-TestServer $px
         }
 
         It 'the fault proxy drops the first GET halfway (full Content-Length), then serves a Range resume' {
@@ -320,7 +309,7 @@ Describe 'The test rig' {
             $log[0].Fault | Should -Be 'drop-half'
             $log[0].Complete | Should -BeFalse
             $log[1].Range | Should -Be "bytes=$($first.Bytes.Length)-"
-            Stop-Server $px
+            Stop-TestServer $px
         }
 
         It 'the fault proxy flips exactly the middle byte of a blob, also inside a range' {
@@ -334,7 +323,7 @@ Describe 'The test rig' {
             [Convert]::ToHexString($got) | Should -Be ([Convert]::ToHexString($BlobBytes))
             $tail = (Invoke-RigGet "http://$($px.Url)$BlobPath" @{ Range = "bytes=$($mid - 10)-" }).Bytes
             $tail[10] | Should -Be ($BlobBytes[$mid] -bxor 0xFF)
-            Stop-Server $px
+            Stop-TestServer $px
         }
     }
 }
@@ -510,7 +499,7 @@ Describe 'Pulling from a registry' {
             $e.Exception.Message | Should -Match 'AllowPlainHttp'
             (Get-OciImage $ref -AllowPlainHttp -ErrorAction Stop).Digest.ToString() | Should -Be $PushApp.Digest
             @(Get-FaultProxyLog $px).Count | Should -BeGreaterThan 0
-            Stop-Server $px
+            Stop-TestServer $px
         }
     }
 }
@@ -624,7 +613,7 @@ Describe 'The cache' {
         $max = Get-MaxConcurrency $gets
         $max | Should -BeLessOrEqual $N
         $max | Should -BeGreaterOrEqual $Min
-        Stop-Server $slow
+        Stop-TestServer $slow
     }
 
     It 'four processes pulling the same image into one cache all succeed, and each blob is downloaded once' {
@@ -668,7 +657,7 @@ catch { [Console]::Error.WriteLine(`$_.ToString()); exit 1 }
         @($files | Where-Object { $_ -notin (@($Big.ConfigDigest, $PushBig.Digest) + $Big.LayerDigests + $Big.DiffIds) }) | Should -BeNullOrEmpty
         foreach ($f in Get-ChildItem (Join-Path $cache 'blobs/sha256') -File) { Get-FileSha256 $f.FullName | Should -Be "sha256:$($f.Name)" }
         @(Get-ChildItem (Join-Path $cache 'tmp') -Recurse -File -Force -ErrorAction SilentlyContinue) | Should -BeNullOrEmpty
-        Stop-Server $px
+        Stop-TestServer $px
     }
 }
 
@@ -713,13 +702,13 @@ Describe 'Basic auth (htpasswd)' {
     }
 
     It 'pulls with -Credential' {
-        $img = Get-OciImage $PrivRef -Credential (New-Credential $BasicUser $BasicPassword) -ErrorAction Stop
+        $img = Get-OciImage $PrivRef -Credential (New-TestCredential $BasicUser $BasicPassword) -ErrorAction Stop
         $img.Digest.ToString() | Should -Be $PushPrivate.Digest
         Get-BlobFile $App.LayerDigests[0] | Should -Exist
     }
 
     It 'refuses a wrong -Credential: RegistryCredentialsRefused' {
-        $e = Get-PullError { Get-OciImage $PrivRef -Credential (New-Credential $BasicUser 'wrong-password') }
+        $e = Get-PullError { Get-OciImage $PrivRef -Credential (New-TestCredential $BasicUser 'wrong-password') }
         $e.FullyQualifiedErrorId | Should -BeLike 'RegistryCredentialsRefused,*'
         "$($e.CategoryInfo.Category)" | Should -BeIn 'AuthenticationError', 'SecurityError'
         $e.Exception.Message | Should -Match ([regex]::Escape($BasicRegistry.Url))
@@ -762,7 +751,7 @@ Describe 'Basic auth (htpasswd)' {
     It '-Credential comes before the auth files' {
         $null = New-TestAuthConfig -Path (Join-Path $CredEnv.Home '.docker/config.json') -Auths @{ $Host_ = "${BasicUser}:not-it" }
         $env:REGISTRY_AUTH_FILE = New-TestAuthConfig -Path (Join-Path $CredEnv.Root 'auth.json') -Auths @{ $Host_ = "${BasicUser}:not-it-either" }
-        $img = Get-OciImage $PrivRef -Credential (New-Credential $BasicUser $BasicPassword) -ErrorAction Stop
+        $img = Get-OciImage $PrivRef -Credential (New-TestCredential $BasicUser $BasicPassword) -ErrorAction Stop
         $img.Digest.ToString() | Should -Be $PushPrivate.Digest
     }
 
@@ -818,7 +807,7 @@ Describe 'Token auth (Bearer)' {
     }
 
     It 'authenticates at the token service with -Credential' {
-        $img = Get-OciImage $TokRef -Credential (New-Credential $TokenUser $TokenPassword) -ErrorAction Stop
+        $img = Get-OciImage $TokRef -Credential (New-TestCredential $TokenUser $TokenPassword) -ErrorAction Stop
         $img.Digest.ToString() | Should -Be $PushToken.Digest
         $stats = Get-TokenServerStats $TokenServer
         @($stats.Events | Where-Object { $_.authenticated -and $_.user -eq $TokenUser }).Count | Should -BeGreaterThan 0
@@ -831,7 +820,7 @@ Describe 'Token auth (Bearer)' {
     }
 
     It 'wrong credentials refused by the token service: RegistryCredentialsRefused' {
-        $e = Get-PullError { Get-OciImage $TokRef -Credential (New-Credential $TokenUser 'wrong-password') }
+        $e = Get-PullError { Get-OciImage $TokRef -Credential (New-TestCredential $TokenUser 'wrong-password') }
         $e.FullyQualifiedErrorId | Should -BeLike 'RegistryCredentialsRefused,*'
         "$($e.CategoryInfo.Category)" | Should -BeIn 'AuthenticationError', 'SecurityError'
     }
@@ -852,7 +841,7 @@ Describe 'Network faults' {
         $retry.Status | Should -BeIn 200, 206
         ($retry.T0 - $limited[0].T1) | Should -BeGreaterOrEqual 1.9 -Because 'the client waits the Retry-After: 2 seconds'
         foreach ($d in @($App.ConfigDigest) + $App.LayerDigests) { Get-FileSha256 (Get-BlobFile $d) | Should -Be $d }
-        Stop-Server $px
+        Stop-TestServer $px
     }
 
     It 'two 503 answers, then success' {
@@ -866,7 +855,7 @@ Describe 'Network faults' {
             @($log | Where-Object { $_.Path -eq $f.Path -and $_.Id -gt $f.Id -and $_.Status -in 200, 206 }).Count | Should -BeGreaterThan 0 -Because "$($f.Path) was retried"
         }
         foreach ($d in @($App.ConfigDigest) + $App.LayerDigests) { Get-FileSha256 (Get-BlobFile $d) | Should -Be $d }
-        Stop-Server $px
+        Stop-TestServer $px
     }
 
     It 'a connection dropped halfway through a blob (<Fault>): resumed with a Range request, right bytes' -ForEach @(
@@ -890,7 +879,7 @@ Describe 'Network faults' {
         Get-FileSha256 (Get-BlobFile $Big.DiffIds[0]) | Should -Be $Big.DiffIds[0]
         @(Get-OciCache -Verify | Where-Object { -not $_.Valid }) | Should -BeNullOrEmpty
         ($img | Expand-OciLayers).GetEntry('/big.bin').Size | Should -Be 3MB
-        Stop-Server $px
+        Stop-TestServer $px
     }
 
     It 'a flipped byte: DigestMismatch, and nothing of that blob in the cache' {
@@ -907,7 +896,7 @@ Describe 'Network faults' {
         Test-Path (Join-Path $FaultCache "blobs/sha256/$diffHex") | Should -BeFalse
         Test-Path (Join-Path $FaultCache "index/sha256/$diffHex") | Should -BeFalse
         @(Get-ChildItem (Join-Path $FaultCache 'tmp') -File -Force -ErrorAction SilentlyContinue) | Should -BeNullOrEmpty
-        Stop-Server $px
+        Stop-TestServer $px
         # the same cache then pulls the image right from the registry itself
         (Get-OciImage "$($Registry.Url)/team/app:1.0" -ErrorAction Stop).Digest.ToString() | Should -Be $PushApp.Digest
         Get-FileSha256 (Get-BlobFile $layer) | Should -Be $layer
@@ -921,7 +910,7 @@ Describe 'Network faults' {
         $e.FullyQualifiedErrorId | Should -BeLike 'RegistryUnavailable,*'
         @(Get-FaultProxyLog $px | Where-Object Status -eq 503).Count | Should -BeGreaterThan 1 -Because 'it retried'
         $sw.Elapsed.TotalSeconds | Should -BeLessThan 60
-        Stop-Server $px
+        Stop-TestServer $px
     }
 }
 
@@ -998,7 +987,7 @@ Describe 'Secrets stay out of output' {
     }
 
     It 'a basic-auth pull with -Credential -Verbose shows no password in any stream or in the object' {
-        $records = @(Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-Credential $BasicUser $BasicPassword) -Verbose *>&1)
+        $records = @(Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-TestCredential $BasicUser $BasicPassword) -Verbose *>&1)
         @($records | Where-Object { $_ -is [InitramfsPS.Images.OciImage] }).Count | Should -Be 1
         @($records | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Count | Should -BeGreaterThan 0
         Get-Leaks $records $BasicSecrets | Should -BeNullOrEmpty
@@ -1006,7 +995,7 @@ Describe 'Secrets stay out of output' {
 
     It 'a refused password is not in the error record' {
         $bad = 'Wr0ng-But-Secret-pw'
-        $records = @(try { Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-Credential $BasicUser $bad) -Verbose -ErrorAction Continue *>&1 } catch { $_ })
+        $records = @(try { Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-TestCredential $BasicUser $bad) -Verbose -ErrorAction Continue *>&1 } catch { $_ })
         $errors = @($records | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
         $errors.Count | Should -BeGreaterThan 0
         $errors[0].FullyQualifiedErrorId | Should -BeLike 'RegistryCredentialsRefused,*'
@@ -1022,7 +1011,7 @@ Describe 'Secrets stay out of output' {
 
     It 'a token pull with -Credential -Verbose shows neither the password nor any token' {
         Reset-TokenServerStats $TokenServer
-        $records = @(Get-OciImage "$($TokenRegistry.Url)/pub/many:1.0" -Credential (New-Credential $TokenUser $TokenPassword) -Verbose *>&1)
+        $records = @(Get-OciImage "$($TokenRegistry.Url)/pub/many:1.0" -Credential (New-TestCredential $TokenUser $TokenPassword) -Verbose *>&1)
         @($records | Where-Object { $_ -is [InitramfsPS.Images.OciImage] }).Count | Should -Be 1
         $tokens = @((Get-TokenServerStats $TokenServer).Tokens)
         $tokens.Count | Should -BeGreaterThan 0
@@ -1041,13 +1030,13 @@ Describe 'Secrets stay out of output' {
         $null = Start-Transcript -LiteralPath $transcript -IncludeInvocationHeader
         try {
             $DebugPreference = 'Continue'
-            foreach ($r in @(Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-Credential $BasicUser $BasicPassword) -Verbose -Debug *>&1)) { $records.Add($r) }
-            foreach ($r in @(Get-OciImage "$($TokenRegistry.Url)/pub/many:1.0" -Credential (New-Credential $TokenUser $TokenPassword) -Verbose -Debug *>&1)) { $records.Add($r) }
-            foreach ($r in @(Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-Credential $BasicUser $badPassword) -Verbose -Debug -ErrorAction Continue *>&1)) { $records.Add($r) }
+            foreach ($r in @(Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-TestCredential $BasicUser $BasicPassword) -Verbose -Debug *>&1)) { $records.Add($r) }
+            foreach ($r in @(Get-OciImage "$($TokenRegistry.Url)/pub/many:1.0" -Credential (New-TestCredential $TokenUser $TokenPassword) -Verbose -Debug *>&1)) { $records.Add($r) }
+            foreach ($r in @(Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-TestCredential $BasicUser $badPassword) -Verbose -Debug -ErrorAction Continue *>&1)) { $records.Add($r) }
             # everything once more through the host, so the transcript sees every stream and the objects
             $records | Out-Host
             $records | Where-Object { $_ -is [InitramfsPS.Images.OciImage] } | Format-List * -Force | Out-Host
-            Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-Credential $BasicUser $BasicPassword) -Verbose -Debug | Out-Host
+            Get-OciImage "$($BasicRegistry.Url)/priv/app:1.0" -Credential (New-TestCredential $BasicUser $BasicPassword) -Verbose -Debug | Out-Host
         }
         finally { $null = Stop-Transcript; $DebugPreference = 'SilentlyContinue' }
 

@@ -878,10 +878,36 @@ function Start-PwshProcess {
     [pscustomobject]@{ Process = $p; StdOutPath = $out; StdErrPath = $err }
 }
 
+function Stop-TestServer {
+    <#
+    .SYNOPSIS
+    Stops any server these helpers start (registry, token server, fault proxy, rogue registry), by its type; $null is ignored.
+    #>
+    param([AllowNull()] $Server)
+    if ($null -eq $Server) { return }
+    switch ($Server.PSTypeNames[0]) {
+        'InitramfsPS.Test.Registry' { Stop-TestRegistry $Server }
+        'InitramfsPS.Test.TokenServer' { Stop-TestTokenServer $Server }
+        'InitramfsPS.Test.FaultProxy' { Stop-FaultProxy $Server }
+        'InitramfsPS.Test.RogueRegistry' { Stop-RogueRegistry $Server }
+        default { throw "Stop-TestServer: unknown server type $($Server.PSTypeNames[0])" }
+    }
+}
+
+function New-TestCredential {
+    <#
+    .SYNOPSIS
+    A PSCredential from a user name and a plain-text test password.
+    #>
+    param([string] $User, [string] $Password)
+    [pscredential]::new($User, (ConvertTo-SecureString $Password -AsPlainText -Force))
+}
+
 #endregion
 
 Export-ModuleMember -Function Start-TestRegistry, Stop-TestRegistry, New-Htpasswd,
     Start-TestTokenServer, Stop-TestTokenServer, Get-TokenServerStats, Reset-TokenServerStats,
     Start-FaultProxy, Stop-FaultProxy, Get-FaultProxyLog, Reset-FaultProxy,
     Start-RogueRegistry, Stop-RogueRegistry, Get-RogueRegistryLog,
-    Push-TestImage, Get-TestRegistryManifest, New-TestAuthConfig, New-TestCredentialHelper, Start-PwshProcess
+    Push-TestImage, Get-TestRegistryManifest, New-TestAuthConfig, New-TestCredentialHelper, Start-PwshProcess,
+    Stop-TestServer, New-TestCredential

@@ -5,6 +5,7 @@ using System.Net;
 using System.Net.Http;
 using System.Threading.Tasks;
 using InitramfsPS.Errors;
+using InitramfsPS.IO;
 using InitramfsPS.Registry;
 using Xunit;
 
@@ -156,7 +157,7 @@ namespace InitramfsPS.Core.Tests.Registry
         }
 
         /// <summary>A body of zeros that never says its length, counting what was read of it.</summary>
-        private sealed class CountingStream : Stream
+        private sealed class CountingStream : ReadOnlyStream
         {
             private readonly long length;
 
@@ -164,23 +165,13 @@ namespace InitramfsPS.Core.Tests.Registry
 
             public long Served { get; private set; }
 
-            public override int Read(byte[] buffer, int offset, int count)
+            public override int Read(Span<byte> buffer)
             {
-                int n = (int)Math.Min(count, length - Served);
-                Array.Clear(buffer, offset, n);
+                int n = (int)Math.Min(buffer.Length, length - Served);
+                buffer[..n].Clear();
                 Served += n;
                 return n;
             }
-
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush() { }
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 }
