@@ -243,7 +243,7 @@ Describe 'Get-OciCache and Clear-OciCache -Unused on a cache of tagged images' {
         $script:index = New-TestOciIndex -Path $cache -Tag multi -Manifest @(
             @{ Digest = $amd.ManifestDigest; Platform = @{ os = 'linux'; architecture = 'amd64' } },
             @{ Digest = $arm.ManifestDigest; Platform = @{ os = 'linux'; architecture = 'arm64' } })
-        $store = [InitramfsPS.Cache.BlobStore]::new($cache)
+        $store = New-EngineObject InitramfsPS.Cache.BlobStore -Arguments $cache
         $store.WriteRef('docker.io', 'library/alpine', '3.20', [InitramfsPS.Images.Digest]::Parse($index.IndexDigest))
         $script:rootfs = Get-OciImage alpine:3.20 -Offline -Platform linux/amd64 | Expand-OciLayers
         $script:archive = Join-Path $work 'tagged.cpio.zst'

@@ -94,7 +94,7 @@ Describe 'Get-OciImage -Reference completion' {
 
     It 'shows Docker Hub references as Docker does, and leaves out tags whose manifest left the cache' {
         # Record the tags as pulls from Docker Hub would (the tests never reach Docker Hub).
-        $store = [InitramfsPS.Cache.BlobStore]::new($env:INITRAMFSPS_CACHE)
+        $store = New-EngineObject InitramfsPS.Cache.BlobStore -Arguments $env:INITRAMFSPS_CACHE
         $store.WriteRef('docker.io', 'library/alpine', '3.20', $pulled.Digest)
         $store.WriteRef('docker.io', 'team/alpine-tools', '1', $pulled.Digest)
         $store.WriteRef('docker.io', 'library/gone', '1', [InitramfsPS.Images.Digest]::Parse('sha256:' + '0' * 64, 'test'))

@@ -222,7 +222,7 @@ Describe 'The entry cap' {
             $optionsType = Get-EngineType InitramfsPS.Layers.ExpandOptions
             $options = [Activator]::CreateInstance($optionsType)
             $optionsType.GetProperty('MaxEntries').SetValue($options, $Cap)
-            Invoke-EngineMethod InitramfsPS.Layers.ImageExpander Expand -Arguments @($image, [InitramfsPS.Cache.BlobStore]::new($env:INITRAMFSPS_CACHE), $options, [Threading.CancellationToken]::None)
+            Invoke-EngineMethod InitramfsPS.Layers.ImageExpander Expand -Arguments @($image, (New-EngineObject InitramfsPS.Cache.BlobStore -Arguments $env:INITRAMFSPS_CACHE), $options, [Threading.CancellationToken]::None)
         }
     }
 

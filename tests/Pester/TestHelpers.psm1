@@ -1222,6 +1222,20 @@ function Invoke-EngineMethod {
     }
 }
 
+function New-EngineObject {
+    <#
+    .SYNOPSIS
+    A new instance of the engine's type -Type (public or internal), made with -Arguments.
+    .DESCRIPTION
+    Its public members can be called from PowerShell as on any object; only the type itself
+    cannot be named in a [type] literal.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, Position = 0)][string] $Type, [object[]] $Arguments = @())
+    $plain = @(foreach ($a in $Arguments) { if ($null -eq $a) { $null } else { $a.psobject.BaseObject } })
+    [Activator]::CreateInstance((Get-EngineType $Type), [Reflection.BindingFlags]'Public,NonPublic,Instance', $null, [object[]]$plain, $null)
+}
+
 Export-ModuleMember -Function New-TestTar, New-TestOciLayout, New-TestOciIndex, New-TestDockerArchive,
     Get-CpioListing, Expand-TestCpioArchive, Expand-TestCompressedBytes, Get-ZstdFrame, Get-TreeListing, Invoke-QemuBoot,
-    New-BusyboxLayer, Get-FreeTcpPort, New-TestDirectory, Invoke-ChildPwsh, Get-EngineType, Get-EngineValue, Invoke-EngineMethod
+    New-BusyboxLayer, Get-FreeTcpPort, New-TestDirectory, Invoke-ChildPwsh, Get-EngineType, Get-EngineValue, Invoke-EngineMethod, New-EngineObject

@@ -16,7 +16,7 @@ namespace InitramfsPS.Cache
     /// blob it is asked about (<see cref="Has"/>, <see cref="OpenRead(Digest, string, out string)"/>) or commits is leased, so no
     /// eviction removes it while the work runs, and marked as used now.
     /// </summary>
-    public sealed class BlobStore
+    internal sealed class BlobStore
     {
         private BlobStore? imports;
 
@@ -294,7 +294,7 @@ namespace InitramfsPS.Cache
     /// hashes the bytes as they are written and becomes the blob only when committed, under the
     /// digest it computed.
     /// </summary>
-    public sealed class BlobWriter : IDisposable
+    internal sealed class BlobWriter : IDisposable
     {
         private readonly BlobStore store;
         private readonly AtomicFileWriter file;

@@ -38,7 +38,7 @@ namespace InitramfsPS.Cache
     /// noatime or relatime, and the blob's own modification time says when it was written.
     /// </para>
     /// </remarks>
-    public sealed class CacheLease : IDisposable
+    internal sealed class CacheLease : IDisposable
     {
         private readonly object gate = new();
         private readonly HashSet<Digest> held = new();

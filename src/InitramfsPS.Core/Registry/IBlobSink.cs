@@ -11,7 +11,7 @@ namespace InitramfsPS.Registry
     /// when the download returns: the blob is then committed, verified, and <see cref="Finish"/> is
     /// called. A sink that is disposed without <see cref="Finish"/> drops what it made.
     /// </summary>
-    public interface IBlobSink : IDisposable
+    internal interface IBlobSink : IDisposable
     {
         /// <summary>The next bytes of the blob. May wait, which slows the download to the sink's pace.</summary>
         ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken);

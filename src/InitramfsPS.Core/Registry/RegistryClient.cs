@@ -32,7 +32,7 @@ namespace InitramfsPS.Registry
     /// leaves as an <see cref="InitramfsException"/> with a stable id (<see cref="Contain"/>).
     /// </para>
     /// </summary>
-    public sealed class RegistryClient : IDisposable
+    internal sealed class RegistryClient : IDisposable
     {
         /// <summary>The most a manifest, an index or a config may weigh: it is read whole.</summary>
         public const int ManifestCap = 4 << 20;

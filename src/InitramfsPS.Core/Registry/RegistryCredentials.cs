@@ -9,7 +9,7 @@ using InitramfsPS.Errors;
 namespace InitramfsPS.Registry
 {
     /// <summary>A user name and secret for one registry, and where they came from (never the secret itself in messages).</summary>
-    public sealed class RegistryCredential
+    internal sealed class RegistryCredential
     {
         /// <summary>Creates a credential.</summary>
         public RegistryCredential(string username, string password, string origin)
@@ -41,7 +41,7 @@ namespace InitramfsPS.Registry
     /// config.json ($DOCKER_CONFIG or ~/.docker). In each file a registry's credHelpers entry
     /// wins, then its auths entry, then the file's credsStore.
     /// </summary>
-    public static class RegistryCredentials
+    internal static class RegistryCredentials
     {
         /// <summary>The credential for <paramref name="registry"/>, or null for anonymous access.</summary>
         public static RegistryCredential? Find(string registry)

@@ -25,7 +25,7 @@ namespace InitramfsPS.Registry
     /// Each can be changed with an environment variable (seconds may have decimals; 0 turns a
     /// timeout off).
     /// </summary>
-    public sealed record RegistryLimits
+    internal sealed record RegistryLimits
     {
         /// <summary>Seconds to establish a connection (TCP and TLS).</summary>
         public const string ConnectTimeoutVariable = "INITRAMFSPS_CONNECT_TIMEOUT";

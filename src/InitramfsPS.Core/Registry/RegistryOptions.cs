@@ -3,7 +3,7 @@ using System;
 namespace InitramfsPS.Registry
 {
     /// <summary>Settings of a <see cref="RegistryClient"/>.</summary>
-    public sealed class RegistryOptions
+    internal sealed class RegistryOptions
     {
         /// <summary>Credentials given explicitly; when null the auth files are consulted.</summary>
         public RegistryCredential? Credential { get; init; }

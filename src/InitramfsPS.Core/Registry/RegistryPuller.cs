@@ -14,7 +14,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Registry
 {
     /// <summary>Settings of <see cref="RegistryPuller.PullAsync"/>.</summary>
-    public sealed class PullOptions
+    internal sealed class PullOptions
     {
         /// <summary>Client settings: credentials, plain HTTP, retries, verbose output.</summary>
         public RegistryOptions Registry { get; init; } = new();
@@ -42,7 +42,7 @@ namespace InitramfsPS.Registry
     /// in the content-addressed cache, verified; the image is then resolved from the cache exactly
     /// like a local layout, so what a pull returns and what -Offline returns cannot differ.
     /// </summary>
-    public static class RegistryPuller
+    internal static class RegistryPuller
     {
         /// <summary>Pulls <paramref name="reference"/> for <paramref name="platform"/> into <paramref name="cache"/>.</summary>
         public static async Task<OciImage> PullAsync(ImageReference reference, Platform platform, BlobStore cache, PullOptions options, CancellationToken cancellationToken)

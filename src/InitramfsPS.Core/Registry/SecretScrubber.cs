@@ -30,7 +30,7 @@ namespace InitramfsPS.Registry
     /// stay readable.
     /// </para>
     /// </summary>
-    public sealed class SecretScrubber
+    internal sealed class SecretScrubber
     {
         /// <summary>What a secret is replaced with.</summary>
         public const string Mask = "***";

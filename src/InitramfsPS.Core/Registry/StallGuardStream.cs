@@ -12,7 +12,7 @@ namespace InitramfsPS.Registry
     /// A registry that stopped sending: no connection, no answer, or a body that stalled. An
     /// <see cref="IOException"/>, so it is retried as a dropped connection is.
     /// </summary>
-    public sealed class TransferStalledException : IOException
+    internal sealed class TransferStalledException : IOException
     {
         /// <summary>Creates the exception; the message says what did not arrive in time.</summary>
         public TransferStalledException(string message)
