@@ -35,30 +35,32 @@ namespace InitramfsPS.Commands
         /// Writes a verbose message, from any thread: one from another thread is queued and written
         /// by <see cref="RunInBackground"/> (PowerShell allows Write-* only on the pipeline thread).
         /// </summary>
-        protected void Verbose(string message)
-        {
-            if (Environment.CurrentManagedThreadId == pipelineThread)
-            {
-                DrainMessages();
-                WriteVerbose(message);
-            }
-            else
-            {
-                messages.Enqueue((false, message));
-            }
-        }
+        protected void Verbose(string message) => Say(warning: false, message);
 
         /// <summary>Writes a warning, from any thread (as <see cref="Verbose"/>).</summary>
-        protected void Warning(string message)
+        protected void Warning(string message) => Say(warning: true, message);
+
+        private void Say(bool warning, string message)
         {
-            if (Environment.CurrentManagedThreadId == pipelineThread)
+            if (Environment.CurrentManagedThreadId != pipelineThread)
             {
-                DrainMessages();
+                messages.Enqueue((warning, message));
+                return;
+            }
+            // What other threads queued came first.
+            DrainMessages();
+            Write(warning, message);
+        }
+
+        private void Write(bool warning, string message)
+        {
+            if (warning)
+            {
                 WriteWarning(message);
             }
             else
             {
-                messages.Enqueue((true, message));
+                WriteVerbose(message);
             }
         }
 
@@ -256,14 +258,7 @@ namespace InitramfsPS.Commands
         {
             while (messages.TryDequeue(out var message))
             {
-                if (message.Warning)
-                {
-                    WriteWarning(message.Text);
-                }
-                else
-                {
-                    WriteVerbose(message.Text);
-                }
+                Write(message.Warning, message.Text);
             }
         }
 
