@@ -140,5 +140,60 @@ namespace InitramfsPS.Core.Tests.Compression
             Assert.False(queue.TryTake(out _, CancellationToken.None));
             Assert.False(queue.TryAdd("b", CancellationToken.None));
         }
+        [Fact]
+        public void A_take_waiting_on_an_empty_queue_ends_with_its_token()
+        {
+            var queue = new BoundedQueue<int>(1);
+            using var stop = new CancellationTokenSource();
+            Exception? seen = null;
+            var taker = new Thread(() =>
+            {
+                try
+                {
+                    queue.TryTake(out _, stop.Token);
+                }
+                catch (Exception ex)
+                {
+                    seen = ex;
+                }
+            });
+            taker.Start();
+            Thread.Sleep(100);
+            Assert.True(taker.IsAlive);
+            stop.Cancel();
+            Assert.True(taker.Join(TimeSpan.FromSeconds(5)));
+            Assert.IsAssignableFrom<OperationCanceledException>(seen);
+        }
+
+        [Fact]
+        public void A_queue_completed_with_an_error_throws_it_after_its_last_item()
+        {
+            var queue = new BoundedQueue<int>(2);
+            queue.Add(1, CancellationToken.None);
+            queue.Complete(new System.IO.InvalidDataException("corrupt"));
+            Assert.True(queue.TryTake(out int first, CancellationToken.None));
+            Assert.Equal(1, first);
+            Assert.Throws<System.IO.InvalidDataException>(() => queue.TryTake(out _, CancellationToken.None));
+        }
+
+        [Fact]
+        public async System.Threading.Tasks.Task An_asynchronous_add_awaits_room_and_a_close_releases_it()
+        {
+            var queue = new BoundedQueue<int>(1);
+            Assert.True(await queue.TryAddAsync(1, CancellationToken.None));
+            var second = queue.TryAddAsync(2, CancellationToken.None).AsTask();
+            await System.Threading.Tasks.Task.Delay(100, TestContext.Current.CancellationToken);
+            Assert.False(second.IsCompleted);
+            Assert.True(queue.TryTake(out int taken, CancellationToken.None));
+            Assert.Equal(1, taken);
+            Assert.True(await second.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken));
+
+            var third = queue.TryAddAsync(3, CancellationToken.None).AsTask();
+            var discarded = new List<int>();
+            queue.Close(discarded.Add);
+            Assert.False(await third.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken));
+            Assert.Equal(new[] { 2 }, discarded);
+            Assert.False(queue.TryTake(out _, CancellationToken.None));
+        }
     }
 }
