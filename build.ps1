@@ -35,6 +35,9 @@
                     Export-Initramfs with native zstd/pigz and skopeo+umoci+cpio+zstd: medians over
                     -Runs, peak RSS, PASS/FAIL per target of issue 6. -Quick: a small image, one run.
                     -VerifyCost: only exports with the checks of contents at use on and off, in turn.
+                    -Baseline <git revision>: this build against that revision's (built in a
+                    worktree under out/bench-baseline/), in alternating rounds: warm exports and
+                    end to end, before / after ratios and PASS/FAIL for "not slower".
       Fuzz          coverage-guided fuzzing of the readers (Test runs a short one, in
                     tests/Pester/Fuzz.Tests.ps1): publishes the harness tests/Fuzz, instruments
                     InitramfsPS.Core.dll with SharpFuzz's sharpfuzz tool, and runs afl-fuzz
@@ -81,6 +84,8 @@ param(
     [int]$Runs = 5,
     # Bench: only the cost of checking contents at use (exports with the checks on and off in turn).
     [switch]$VerifyCost,
+    # Bench: a git revision to compare this build with (built in a worktree under out/bench-baseline/).
+    [string]$Baseline,
 
     # Fuzz: the readers afl-fuzz runs, one after the other.
     [ArgumentCompletions('tar', 'cpio', 'manifest')]
@@ -411,8 +416,27 @@ function Invoke-Bench {
     $benchArgs = @('-NoProfile', '-NonInteractive', '-File', (Join-Path $root 'tools/bench/Invoke-Bench.ps1'), '-ModulePath', $manifest, '-Runs', "$Runs")
     if ($Quick) { $benchArgs += '-Quick' }
     if ($VerifyCost) { $benchArgs += '-VerifyCost' }
+    if ($Baseline) { $benchArgs += @('-BaselineModulePath', (Build-Baseline $Baseline)) }
     dotnet pwsh @benchArgs
     Assert-ExitCode 'Bench'
+}
+
+# The module as built at git revision $Revision, in a worktree of its own (kept for the next run).
+function Build-Baseline([string]$Revision) {
+    $commit = (& git -C $root rev-parse --verify "$Revision^{commit}" 2>$null)
+    if ($LASTEXITCODE -or -not $commit) { throw "-Baseline: '$Revision' is not a git revision of this repository." }
+    $tree = Join-Path $root "out/bench-baseline/$commit"
+    $built = Join-Path $tree 'out/InitramfsPS/InitramfsPS.psd1'
+    if (-not (Test-Path -LiteralPath $built)) {
+        Write-Step "Building the baseline $Revision ($commit) in $tree"
+        if (-not (Test-Path -LiteralPath $tree)) {
+            & git -C $root worktree add --detach $tree $commit | Out-Host
+            Assert-ExitCode "git worktree add $commit"
+        }
+        & dotnet pwsh -NoProfile -File (Join-Path $tree 'build.ps1') -Task Build -Configuration $Configuration | Out-Host
+        Assert-ExitCode "the baseline's build"
+    }
+    $built
 }
 
 # afl-fuzz on the readers (tools/fuzz/Invoke-AflFuzz.ps1): a crash is copied into the regression

@@ -30,6 +30,15 @@ use"): in one process, warm exports of the Debian minbase image (the synthetic q
 after two warm-up exports of each; medians of the times, of the per-run ratios and of the CPU
 time, the bytes hashed per export, and PASS/FAIL for the target: on / off <= 1.10 for .cpio.zst.
 The checks are turned off through a private field of the module, which nothing else touches.
+
+-BaselineModulePath compares this module with another build of it (build.ps1 -Task Bench -Baseline
+<git revision> builds one): per image, -Runs rounds in which each module in turn (the order
+swapped every round) does, in a new pwsh process of its own, one warm export to each of .cpio,
+.cpio.zst and .cpio.gz (after two untimed exports of each), and an end-to-end pull and .cpio.zst
+export from the local registry with an empty cache (process start included). Printed: the
+medians of each side, the median of the per-round ratios after / before, and PASS/FAIL for "not
+slower": a median ratio at most 1 + -Tolerance (0.03 unless given; this machine's round-to-round
+noise is larger than that, which is why rounds alternate and ratios are paired).
 #>
 [CmdletBinding()]
 param(
@@ -37,7 +46,9 @@ param(
     [switch] $Quick,
     [int] $Runs = 5,
     [string] $CacheDirectory,
-    [switch] $VerifyCost
+    [switch] $VerifyCost,
+    [string] $BaselineModulePath,
+    [double] $Tolerance = 0.03
 )
 
 $ErrorActionPreference = 'Stop'
@@ -167,6 +178,80 @@ foreach (`$x in '.cpio.zst', '.cpio') {
             Ratio = Get-Median $ratios
         }
     }
+}
+
+# One round of the comparison for one module: warm exports in a new process, then end to end.
+function Measure-Round([string] $Side, [string] $Module, $Image, [string] $Ref, [string] $Dir) {
+    $cache = Join-Path $work "cache-compare-$($Image.Name)-$Side"
+    $child = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$Module'
+`$r = Get-OciImage 'oci:$($Image.Path):$($Image.Tag)' | Expand-OciLayers
+foreach (`$i in 1..2) { foreach (`$x in '.cpio.zst', '.cpio.gz', '.cpio') { `$null = `$r | Export-Initramfs "$Dir/warm`$x" -Force -WarningAction SilentlyContinue } }
+`$t = [ordered]@{}
+foreach (`$x in '.cpio', '.cpio.zst', '.cpio.gz') {
+    `$sw = [Diagnostics.Stopwatch]::StartNew()
+    `$null = `$r | Export-Initramfs "$Dir/warm`$x" -Force -WarningAction SilentlyContinue
+    `$t[`$x] = `$sw.Elapsed.TotalSeconds
+}
+`$t | ConvertTo-Json -Compress
+"@
+    $warm = Read-ChildResult (Invoke-Pwsh $child @{ INITRAMFSPS_CACHE = $cache })
+    $fresh = Join-Path $work 'fresh-compare'
+    & sync
+    $e2e = (Invoke-Pwsh "Import-Module '$Module'; `$null = Get-OciImage '$Ref' | Export-Initramfs '$Dir/e2e.cpio.zst' -Force -WarningAction SilentlyContinue" @{ INITRAMFSPS_CACHE = $fresh }).Seconds
+    Remove-Item -LiteralPath $fresh -Recurse -Force -ErrorAction SilentlyContinue
+    [ordered]@{ 'warm .cpio' = $warm.'.cpio'; 'warm .cpio.zst' = $warm.'.cpio.zst'; 'warm .cpio.gz' = $warm.'.cpio.gz'; 'end to end .cpio.zst, new pwsh, empty cache' = $e2e }
+}
+
+if ($BaselineModulePath) {
+    Write-Host "==> This module ($ModulePath) against the baseline ($BaselineModulePath), $Runs rounds"
+    $images = if ($Quick) { @(New-SyntheticLayout 'synthetic-quick' 5000 (50MB)) }
+    else {
+        Import-Module (Join-Path $repo 'tests/Pester/DebianImage.psm1') -Force
+        $deb = Get-DebianMinbaseLayout
+        @([pscustomobject]@{ Name = 'debian-minbase'; Path = $deb.Path; Tag = $deb.Tag }, (New-SyntheticLayout 'synthetic-1g' 100000 (1GB)))
+    }
+    $registry = Start-TestRegistry -Directory (Join-Path $work 'registry')
+    $rows = [Collections.Generic.List[object]]::new()
+    try {
+        foreach ($img in $images) {
+            $ref = (Push-TestImage -Layout $img.Path -Tag $img.Tag -Registry $registry.Url -Repository "bench/$($img.Name)").Reference
+            $dir = Join-Path $work "compare-$($img.Name)"
+            [void][IO.Directory]::CreateDirectory($dir)
+            $before = @(); $after = @()
+            foreach ($i in 1..$Runs) {
+                # The order swaps every round, so that neither side always runs on a machine the other warmed.
+                if ($i % 2) {
+                    $before += Measure-Round before $BaselineModulePath $img $ref $dir
+                    $after += Measure-Round after $ModulePath $img $ref $dir
+                }
+                else {
+                    $after += Measure-Round after $ModulePath $img $ref $dir
+                    $before += Measure-Round before $BaselineModulePath $img $ref $dir
+                }
+                Write-Host "    $($img.Name) round $i done"
+            }
+            foreach ($name in $before[0].Keys) {
+                $b = @($before | ForEach-Object { $_[$name] }); $a = @($after | ForEach-Object { $_[$name] })
+                $ratio = Get-Median @(for ($i = 0; $i -lt $Runs; $i++) { $a[$i] / $b[$i] })
+                $rows.Add([pscustomobject]@{
+                    Image = $img.Name; Measure = $name
+                    'before (s)' = '{0:N3}' -f (Get-Median $b); 'after (s)' = '{0:N3}' -f (Get-Median $a)
+                    'after / before' = '{0:N3}' -f $ratio
+                    Result = if ($ratio -le 1 + $Tolerance) { 'PASS' } else { 'FAIL' }
+                })
+            }
+        }
+    }
+    finally {
+        Stop-TestRegistry $registry
+        Remove-Item -LiteralPath $work -Recurse -Force -ErrorAction SilentlyContinue
+    }
+    Write-Host ("==> Not slower: median per-round ratio after / before <= {0:N2}" -f (1 + $Tolerance))
+    $rows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+    if ($Quick) { Write-Host '(quick mode: a small image; the verdicts are informative only)' }
+    return
 }
 
 if ($VerifyCost) {
