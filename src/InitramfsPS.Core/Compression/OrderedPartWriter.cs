@@ -1,5 +1,7 @@
 using System;
 using System.Buffers;
+using System.Collections.Generic;
+using System.Security.Cryptography;
 using System.Threading;
 using InitramfsPS.IO;
 
@@ -28,18 +30,25 @@ namespace InitramfsPS.Compression
         private readonly AtomicFileWriter file;
         private readonly ChunkPool chunks;
         private readonly int outputChunks;
+        private readonly IPartStore? store;
         private long bytesWritten;
         private long compressedInput;
         private long sinceSync;
+        private int partsCompressed;
+        private int partsReused;
+        private long bytesCompressed;
 
         /// <summary>
         /// Starts <paramref name="compressors"/> compressor stages, each with a codec from
         /// <paramref name="codec"/>, and the write stage, which writes to <paramref name="file"/>.
         /// A part may queue <paramref name="outputChunks"/> chunks of output ahead of the writer.
+        /// With a <paramref name="store"/>, a part whole in its buffer is looked up by the sha256 of
+        /// its bytes first, and copied from there when found, else compressed and kept.
         /// </summary>
-        public OrderedPartWriter(AtomicFileWriter file, Func<IPartCodec> codec, int compressors, int outputChunks, ChunkPool chunks, CancellationToken cancellationToken)
+        public OrderedPartWriter(AtomicFileWriter file, Func<IPartCodec> codec, int compressors, int outputChunks, ChunkPool chunks, IPartStore? store, CancellationToken cancellationToken)
         {
             this.file = file;
+            this.store = store;
             this.chunks = chunks;
             this.outputChunks = outputChunks;
             int maxOpenParts = compressors + 1;
@@ -59,20 +68,44 @@ namespace InitramfsPS.Compression
         /// <summary>Bytes written to the file (read from another thread, a progress figure).</summary>
         public long BytesWritten => Interlocked.Read(ref bytesWritten);
 
-        /// <summary>Bytes of cpio the compressors have taken so far.</summary>
+        /// <summary>Bytes of cpio the compressors have taken so far (reused parts count as taken).</summary>
         public long CompressedInputBytes => Interlocked.Read(ref compressedInput);
+
+        /// <summary>Parts run through a compressor.</summary>
+        public int PartsCompressed => Volatile.Read(ref partsCompressed);
+
+        /// <summary>Parts copied from the store instead.</summary>
+        public int PartsReused => Volatile.Read(ref partsReused);
+
+        /// <summary>Bytes of cpio run through a compressor (the reused parts' bytes are not).</summary>
+        public long BytesCompressed => Interlocked.Read(ref bytesCompressed);
 
         /// <summary>
         /// A new part after the ones added so far: waits while workers + 1 parts are open, then
         /// gives the part its buffer and hands it to the next free compressor.
         /// </summary>
-        public Part Add(ChunkPool? partBuffers)
+        public Part Add(ChunkPool? partBuffers, byte[]? recipe = null)
         {
-            var part = new Part(this, partBuffers, outputChunks);
+            var part = new Part(this, partBuffers, outputChunks) { Recipe = recipe };
             Producer(() => unwritten.Add(part, stages.Token));
             part.Begin();
             Producer(() => unassigned.Add(part, stages.Token));
             return part;
+        }
+
+        /// <summary>
+        /// A part already compressed (copied from the part store) after the ones added so far, of
+        /// <paramref name="uncompressedLength"/> bytes of cpio: it goes to the writer in its turn,
+        /// past the compressors. Waits while workers + 1 parts are open.
+        /// </summary>
+        public void AddReady(byte[] compressed, long uncompressedLength)
+        {
+            var part = new Part(this, null, 1);
+            part.Output.Add(new Segment(compressed, compressed.Length, Foreign: true), stages.Token);
+            part.Output.Complete();
+            Producer(() => unwritten.Add(part, stages.Token));
+            CountInput(uncompressedLength);
+            Interlocked.Increment(ref partsReused);
         }
 
         /// <summary>No more parts: waits for every part to be written and rethrows the first failure.</summary>
@@ -122,12 +155,49 @@ namespace InitramfsPS.Compression
             using var codec = create();
             while (unassigned.TryTake(out var part, stages.Token))
             {
+                // The first segment is the whole part unless it streams (then it is the part
+                // buffer as it overflowed, or a chunk); an empty part has none.
+                if (!part.TryTake(out var first))
+                {
+                    part.Output.Complete();
+                    continue;
+                }
+                long input = part.Streaming ? -1 : first.Count;
+                byte[]? key = store is not null && !part.Streaming ? SHA256.HashData(first.Buffer.AsSpan(0, first.Count)) : null;
+                byte[]? kept = key is not null ? store!.Find(key, stages.Token) : null;
+                if (key is not null && part.Recipe is { } recipe)
+                {
+                    // The next export finds this part from its recipe, without reading its entries.
+                    store!.Remember(recipe, key, first.Count);
+                }
+                List<ReadOnlyMemory<byte>>? output = null;
                 using (var sink = new PartSink(this, part))
                 {
-                    codec.Compress(part, sink);
+                    if (kept is not null)
+                    {
+                        sink.Write(kept);
+                        part.Consumed(first.Count);
+                        part.Release(first);
+                        Interlocked.Increment(ref partsReused);
+                    }
+                    else
+                    {
+                        if (key is not null)
+                        {
+                            output = sink.KeepCopy();
+                        }
+                        codec.Compress(part, first, sink);
+                        Interlocked.Increment(ref partsCompressed);
+                        Interlocked.Add(ref bytesCompressed, input >= 0 ? input : part.StreamedBytes);
+                    }
                     sink.Push();
                 }
                 part.Output.Complete();
+                if (output is not null)
+                {
+                    // After the output is complete: the writer goes on while the part is kept.
+                    store!.Keep(key!, output, stages.Token);
+                }
             }
         }
 
@@ -141,7 +211,10 @@ namespace InitramfsPS.Compression
                     file.Write(segment.Buffer.AsSpan(0, segment.Count));
                     Interlocked.Add(ref bytesWritten, segment.Count);
                     sinceSync += segment.Count;
-                    chunks.Return(segment.Buffer);
+                    if (!segment.Foreign)
+                    {
+                        chunks.Return(segment.Buffer);
+                    }
                     if (sinceSync >= SyncEvery)
                     {
                         file.Sync();
@@ -153,8 +226,8 @@ namespace InitramfsPS.Compression
         }
     }
 
-    /// <summary>Bytes in a buffer: a chunk, or a part buffer.</summary>
-    internal readonly record struct Segment(byte[] Buffer, int Count);
+    /// <summary>Bytes in a buffer: a chunk, or a part buffer; <paramref name="Foreign"/>: an array of no pool (a part copied from the store).</summary>
+    internal readonly record struct Segment(byte[] Buffer, int Count, bool Foreign = false);
 
     /// <summary>
     /// One part of an export: its input as the producer hands it over, and its compressed output
@@ -227,6 +300,12 @@ namespace InitramfsPS.Compression
             input.Complete();
         }
 
+        /// <summary>What the part's bytes are made of, hashed (Export's PartPlan); null without a part store.</summary>
+        public byte[]? Recipe { get; init; }
+
+        /// <summary>Bytes of input taken by the compressor of a streaming part.</summary>
+        public long StreamedBytes { get; private set; }
+
         /// <summary>Codec: the next input segment, waiting for it; false at the part's end.</summary>
         public bool TryTake(out Segment segment)
         {
@@ -236,8 +315,9 @@ namespace InitramfsPS.Compression
             }
             if (Streaming || !ReferenceEquals(segment.Buffer, Buffer))
             {
-                // A contiguous part reports its progress through Consumed as zstd goes.
+                // A contiguous part reports its progress through Consumed as the codec goes.
                 owner.CountInput(segment.Count);
+                StreamedBytes += segment.Count;
             }
             return true;
         }
@@ -268,12 +348,19 @@ namespace InitramfsPS.Compression
         private readonly Part part;
         private byte[]? buffer;
         private int used;
+        private List<ReadOnlyMemory<byte>>? copy;
 
         public PartSink(OrderedPartWriter owner, Part part)
         {
             this.owner = owner;
             this.part = part;
         }
+
+        /// <summary>
+        /// From now on, what is queued is also copied into the list returned, for the part store:
+        /// the queued chunks go back to the pool once written, before the part is kept.
+        /// </summary>
+        public List<ReadOnlyMemory<byte>> KeepCopy() => copy = new List<ReadOnlyMemory<byte>>();
 
         /// <inheritdoc/>
         public override void Write(ReadOnlySpan<byte> data)
@@ -321,7 +408,11 @@ namespace InitramfsPS.Compression
         }
 
         /// <summary>Queues a whole segment (a plain part's input chunk, passed on without a copy).</summary>
-        public void Push(Segment segment) => part.Output.Add(segment, owner.Stages.Token);
+        public void Push(Segment segment)
+        {
+            copy?.Add(segment.Buffer.AsSpan(0, segment.Count).ToArray());
+            part.Output.Add(segment, owner.Stages.Token);
+        }
 
         protected override void Dispose(bool disposing)
         {

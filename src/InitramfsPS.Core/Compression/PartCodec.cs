@@ -11,8 +11,12 @@ namespace InitramfsPS.Compression
     /// </summary>
     internal interface IPartCodec : IDisposable
     {
-        /// <summary>Compresses <paramref name="part"/>, taking its input as it comes and writing into <paramref name="output"/>.</summary>
-        void Compress(Part part, PartSink output);
+        /// <summary>
+        /// Compresses <paramref name="part"/>, whose first input segment <paramref name="first"/>
+        /// was taken already (the whole part, unless it streams), taking the rest as it comes and
+        /// writing into <paramref name="output"/>.
+        /// </summary>
+        void Compress(Part part, Segment first, PartSink output);
     }
 
     /// <summary>Makes the codec of a compression.</summary>
@@ -31,12 +35,14 @@ namespace InitramfsPS.Compression
     internal sealed class PlainPartCodec : IPartCodec
     {
         /// <inheritdoc/>
-        public void Compress(Part part, PartSink output)
+        public void Compress(Part part, Segment first, PartSink output)
         {
-            while (part.TryTake(out var segment))
+            var segment = first;
+            do
             {
                 output.Push(segment);
             }
+            while (part.TryTake(out segment));
         }
 
         /// <inheritdoc/>
@@ -45,7 +51,7 @@ namespace InitramfsPS.Compression
         }
     }
 
-    /// <summary>Each part one gzip member, its header normalised (<see cref="GzipHeaderNormalizer"/>).</summary>
+    /// <summary>Each part one gzip member, its header normalised (<see cref="GzipHeaderNormalizer"/>), from the part buffer in one write or streamed.</summary>
     internal sealed class GzipPartCodec : IPartCodec
     {
         private readonly CompressionLevel level;
@@ -53,14 +59,21 @@ namespace InitramfsPS.Compression
         public GzipPartCodec(int level) => this.level = Compressors.GzipLevel(level);
 
         /// <inheritdoc/>
-        public void Compress(Part part, PartSink output)
+        public void Compress(Part part, Segment first, PartSink output)
         {
             using var compressor = new GZipStream(new GzipHeaderNormalizer(output), level, leaveOpen: false);
-            while (part.TryTake(out var segment))
+            var segment = first;
+            do
             {
                 compressor.Write(segment.Buffer, 0, segment.Count);
+                if (!part.Streaming)
+                {
+                    // The whole part was one segment: its compression is its progress.
+                    part.Consumed(segment.Count);
+                }
                 part.Release(segment);
             }
+            while (part.TryTake(out segment));
         }
 
         /// <inheritdoc/>
@@ -81,13 +94,9 @@ namespace InitramfsPS.Compression
         public ZstdPartCodec(int level) => zstd = new ZstdFrameCompressor(level);
 
         /// <inheritdoc/>
-        public void Compress(Part part, PartSink output)
+        public void Compress(Part part, Segment first, PartSink output)
         {
             // The first segment is the part buffer: given when the part ended, or when it overflowed.
-            if (!part.TryTake(out var first))
-            {
-                return;
-            }
             if (!part.Streaming)
             {
                 zstd.CompressFrame(first.Buffer.AsSpan(0, first.Count), output, part.Consumed);

@@ -12,16 +12,20 @@ namespace InitramfsPS.Compression
     /// sha256 of the file on the way.
     /// </summary>
     /// <remarks>
-    /// <para>Where a part ends depends only on the content: at the first entry boundary the caller
-    /// allows (<see cref="EntryBoundary"/>) once the part holds <see cref="PartSize"/> bytes of cpio
-    /// or more. Every part is compressed alone with the same settings, so the file is the same
-    /// bytes for any number of workers. Parts end without TRAILER!!!: the decompressed
+    /// <para>Where a part ends depends only on the content: at an entry boundary chosen by
+    /// <see cref="PartCuts"/> from the entries' names and sizes (the caller plans the parts with
+    /// <see cref="Cuts"/> and calls <see cref="BeginPart"/>), parts of about <see cref="PartSize"/> bytes of cpio, so that a change to one entry
+    /// leaves the other parts the same bytes. Every part is compressed alone with the same
+    /// settings, so the file is the same bytes for any number of workers, and a part whose bytes
+    /// an earlier export compressed is copied from the <see cref="IPartStore"/> instead. Parts end without TRAILER!!!: the decompressed
     /// concatenation is exactly the cpio stream a single-part archive holds, which the kernel
     /// (init/initramfs.c: one state machine across all parts), GNU cpio behind zcat/zstdcat and
     /// Import-Initramfs all read as one archive.</para>
-    /// <para>A zstd part is collected whole in a pinned buffer of 2 × <see cref="PartSize"/> and
-    /// compressed in one pass once it ends (see <see cref="ZstdFrameCompressor"/> for why). A part
-    /// whose last entry does not fit in that buffer, and every gzip or plain part, streams instead:
+    /// <para>A compressed part is collected whole in a pinned buffer of 2 × <see cref="PartSize"/>,
+    /// hashed for the part store and compressed in one pass once it ends (see
+    /// <see cref="ZstdFrameCompressor"/> for why, for zstd). A part whose entry does not fit in
+    /// that buffer (one entry larger than it, or a hardlink group that may not be cut), and the
+    /// one part of a plain archive, streams instead:
     /// the producer hands over 1 MiB chunks through a queue of at most <see cref="Part.InputDepth"/>
     /// chunks, which the compressor takes as they come. Which form a part takes depends only on the
     /// byte counts, so it is part of the content, not of the timing.</para>
@@ -42,10 +46,9 @@ namespace InitramfsPS.Compression
         private readonly ChunkPool chunks = new(ChunkSize);
         private readonly ChunkPool? partBuffers;
         private readonly OrderedPartWriter writer;
-        private Part current;
         private byte[] chunk;
         private int chunkUsed;
-        private long partBytes;
+        private Part? current;
         private bool joined;
 
         /// <summary>
@@ -53,9 +56,20 @@ namespace InitramfsPS.Compression
         /// archive) and the writer, which writes to <paramref name="file"/> (left open).
         /// </summary>
         internal PartPipeline(AtomicFileWriter file, InitramfsCompression compression, int level, int workers, CancellationToken cancellationToken)
+            : this(file, compression, level, workers, null, cancellationToken)
+        {
+        }
+
+        /// <summary>
+        /// As above, with compressed parts looked up in and kept in <paramref name="store"/> (ignored
+        /// for an uncompressed archive).
+        /// </summary>
+        internal PartPipeline(AtomicFileWriter file, InitramfsCompression compression, int level, int workers, IPartStore? store, CancellationToken cancellationToken)
         {
             ArgumentNullException.ThrowIfNull(file);
             PartSize = DefaultPartSize(compression, level);
+            long bufferSize = 2 * PartSize;
+            Cuts = compression == InitramfsCompression.None ? PartCuts.None : new PartCuts(PartSize, bufferSize);
             int compressors = compression == InitramfsCompression.None ? 1 : Math.Clamp(workers, 1, 256);
             // A part waiting for its turn may hold its whole output, and 2 MiB over, so that its
             // compressor rarely waits.
@@ -64,15 +78,17 @@ namespace InitramfsPS.Compression
             // its end (with 1.5x, two 3 MiB libraries after a 4 MiB mark already did).
             // Pinned: zstd keeps pointers into a part buffer between calls (stableInBuffer). At most one
             // buffer per open part exists, so the pool never holds more than workers + 1.
-            partBuffers = compression == InitramfsCompression.Zstd ? new ChunkPool((int)(2 * PartSize), pinned: true) : null;
-            writer = new OrderedPartWriter(file, () => PartCodecs.Create(compression, level), compressors, (int)(outputLimit / ChunkSize), chunks, cancellationToken);
+            partBuffers = compression == InitramfsCompression.None ? null : new ChunkPool((int)bufferSize, pinned: true);
+            writer = new OrderedPartWriter(file, () => PartCodecs.Create(compression, level), compressors, (int)(outputLimit / ChunkSize), chunks,
+                compression == InitramfsCompression.None ? null : store, cancellationToken);
             chunk = chunks.Rent();
-            current = writer.Add(partBuffers);
-            PartCount = 1;
         }
 
+        /// <summary>Where the parts of this compression end (<see cref="PartCuts.None"/> for a plain archive): the caller decides with it and calls <see cref="BeginPart"/>.</summary>
+        public PartCuts Cuts { get; }
+
         /// <summary>
-        /// Bytes of cpio after which a part ends at the next allowed entry boundary: 4 MiB for gzip
+        /// The part size aimed at (<see cref="PartCuts"/>; parts average 1.2 times it): 4 MiB for gzip
         /// (its 32 KiB window loses next to nothing at a cut); for zstd twice the window of the level,
         /// at least 4 MiB (4 MiB at the default level 3, 16 MiB at 19), since a cut loses the matches
         /// the window could have reached across it; no cut for a plain archive. A function of the
@@ -96,6 +112,15 @@ namespace InitramfsPS.Compression
         /// <summary>Parts begun so far.</summary>
         public int PartCount { get; private set; }
 
+        /// <summary>Parts run through a compressor (final after <see cref="Complete"/>).</summary>
+        public int PartsCompressed => writer.PartsCompressed;
+
+        /// <summary>Parts copied from the part store instead of compressed.</summary>
+        public int PartsReused => writer.PartsReused;
+
+        /// <summary>Bytes of cpio run through a compressor.</summary>
+        public long BytesCompressed => writer.BytesCompressed;
+
         /// <summary>Bytes of cpio written into the pipeline.</summary>
         public long UncompressedBytes { get; private set; }
 
@@ -112,7 +137,6 @@ namespace InitramfsPS.Compression
         public override void Write(ReadOnlySpan<byte> buffer)
         {
             UncompressedBytes += buffer.Length;
-            partBytes += buffer.Length;
             while (buffer.Length > 0)
             {
                 var room = Room();
@@ -133,13 +157,16 @@ namespace InitramfsPS.Compression
         public void Advance(int count)
         {
             UncompressedBytes += count;
-            partBytes += count;
             Commit(count);
         }
 
         private Span<byte> Room()
         {
-            if (!current.Streaming)
+            if (current is null)
+            {
+                BeginPart();
+            }
+            if (!current!.Streaming)
             {
                 if (current.Used < current.Buffer!.Length)
                 {
@@ -157,7 +184,7 @@ namespace InitramfsPS.Compression
 
         private void Commit(int count)
         {
-            if (!current.Streaming)
+            if (!current!.Streaming)
             {
                 current.Used += count;
                 return;
@@ -170,25 +197,44 @@ namespace InitramfsPS.Compression
         }
 
         /// <summary>
-        /// Called before each entry's header: when <paramref name="canSplit"/> (no hardlink group is
-        /// half written) and the part holds <see cref="PartSize"/> bytes or more, a new part begins here.
+        /// Ends the part being written, if any, and begins a new one, with the
+        /// <paramref name="recipe"/> of its bytes when a part store is used. Bytes written before
+        /// the first call begin a part of their own.
         /// </summary>
-        public void EntryBoundary(bool canSplit)
+        public void BeginPart(byte[]? recipe = null)
         {
-            if (!canSplit || partBytes < PartSize)
+            if (current is not null)
             {
-                return;
+                EndPart();
             }
-            EndPart();
-            current = writer.Add(partBuffers);
+            current = writer.Add(partBuffers, recipe);
             PartCount++;
-            partBytes = 0;
+        }
+
+        /// <summary>
+        /// Ends the part being written, if any, and adds a part already compressed (copied from
+        /// the part store), of <paramref name="uncompressedLength"/> bytes of cpio, which the
+        /// caller does not write.
+        /// </summary>
+        public void AddKept(byte[] compressed, long uncompressedLength)
+        {
+            if (current is not null)
+            {
+                EndPart();
+                current = null;
+            }
+            writer.AddReady(compressed, uncompressedLength);
+            PartCount++;
+            UncompressedBytes += uncompressedLength;
         }
 
         /// <summary>Ends the input, waits for every part to be written and rethrows what failed on the way.</summary>
         public void Complete()
         {
-            EndPart();
+            if (current is not null)
+            {
+                EndPart();
+            }
             writer.Complete();
             joined = true;
         }
@@ -216,7 +262,7 @@ namespace InitramfsPS.Compression
 
         private void EndPart()
         {
-            if (current.Streaming && chunkUsed > 0)
+            if (current!.Streaming && chunkUsed > 0)
             {
                 HandOver();
             }
@@ -228,7 +274,7 @@ namespace InitramfsPS.Compression
             var segment = new Segment(chunk, chunkUsed);
             chunk = chunks.Rent();
             chunkUsed = 0;
-            current.Feed(segment);
+            current!.Feed(segment);
         }
     }
 }

@@ -54,6 +54,9 @@ namespace InitramfsPS.Cpio
         /// <summary>Counts <paramref name="count"/> bytes of data the caller wrote to the output stream itself.</summary>
         public void Advance(int count) => Position += count;
 
+        /// <summary>Counts <paramref name="count"/> bytes of whole records the caller had written elsewhere (a part copied from the part cache).</summary>
+        public void Skip(long count) => Position += count;
+
         /// <summary>Pads after an entry's data.</summary>
         public void EndData() => Pad();
 

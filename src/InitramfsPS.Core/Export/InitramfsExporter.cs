@@ -50,6 +50,9 @@ namespace InitramfsPS.Export
 
         /// <summary>The kernel that will boot the archive: its errors (no decompressor, another architecture...) refuse the export as /init problems do.</summary>
         public Boot.KernelImage? Kernel { get; init; }
+
+        /// <summary>Compressed parts of earlier exports, to copy instead of compressing (issue 16); null for none.</summary>
+        public IPartStore? PartStore { get; init; }
     }
 
     /// <summary>
@@ -118,6 +121,15 @@ namespace InitramfsPS.Export
         /// <summary>Size of the file.</summary>
         public long CompressedSize { get; init; }
 
+        /// <summary>Parts run through the compressor (all of them without a part cache).</summary>
+        public int PartsCompressed { get; init; }
+
+        /// <summary>Parts copied from the part cache instead of compressed: unchanged since an earlier export at the same compression and level.</summary>
+        public int PartsReused { get; init; }
+
+        /// <summary>Bytes of cpio run through the compressor; the rest was in reused parts (or, uncompressed, copied).</summary>
+        public long BytesCompressed { get; init; }
+
         /// <summary>sha256 of the file, lower-case hex.</summary>
         public required string Sha256 { get; init; }
 
@@ -152,7 +164,7 @@ namespace InitramfsPS.Export
 
     /// <summary>
     /// Writes a rootfs as an initramfs: cpio newc in the order of <see cref="Rootfs.GetEntries"/>
-    /// (parents first, names sorted by bytes), inode numbers in output order, a hardlink group's
+    /// (parents first, names sorted by bytes), inode numbers from the names (<see cref="InodeNumbers"/>), a hardlink group's
     /// data once on its first name, the entries the kernel needs added, mtimes clamped when asked,
     /// compressed, into a temporary file renamed over the target only when complete.
     /// </summary>
@@ -231,7 +243,8 @@ namespace InitramfsPS.Export
                 long uncompressed;
                 string sha256;
                 long compressedSize;
-                int parts;
+                int parts, partsCompressed, partsReused;
+                long bytesCompressed;
                 AtomicFileWriter created;
                 try
                 {
@@ -244,13 +257,12 @@ namespace InitramfsPS.Export
                 }
                 using (var file = created)
                 {
-                    using var pipeline = new PartPipeline(file, options.Compression, options.Level, options.Workers, cancellationToken);
+                    using var pipeline = new PartPipeline(file, options.Compression, options.Level, options.Workers, options.PartStore, cancellationToken);
                     options.Progress?.Start(totalBytes, entries.Count, pipeline);
                     try
                     {
                         var writer = new CpioRecordWriter(pipeline);
-                        WriteEntries(writer, pipeline, entries, plan, options, cancellationToken);
-                        writer.WriteTrailer();
+                        WriteParts(writer, pipeline, entries, plan, options, cancellationToken);
                         uncompressed = writer.Position;
                         pipeline.Complete();
                     }
@@ -262,6 +274,9 @@ namespace InitramfsPS.Export
                     sha256 = Convert.ToHexString(file.Sha256()).ToLowerInvariant();
                     compressedSize = pipeline.BytesWritten;
                     parts = pipeline.PartCount;
+                    partsCompressed = options.Compression == InitramfsCompression.None ? 0 : pipeline.PartsCompressed;
+                    partsReused = pipeline.PartsReused;
+                    bytesCompressed = options.Compression == InitramfsCompression.None ? 0 : pipeline.BytesCompressed;
                     file.Commit(fullPath, options.Overwrite ? ExistingFile.Replace : ExistingFile.Fail);
                 }
                 return new ExportReport
@@ -271,6 +286,9 @@ namespace InitramfsPS.Export
                     CompressionLevel = options.Compression == InitramfsCompression.None ? 0 : options.Level,
                     EntryCount = entries.Count,
                     PartCount = parts,
+                    PartsCompressed = partsCompressed,
+                    PartsReused = partsReused,
+                    BytesCompressed = bytesCompressed,
                     UncompressedSize = uncompressed,
                     CompressedSize = compressedSize,
                     Sha256 = sha256,
@@ -376,11 +394,19 @@ namespace InitramfsPS.Export
                 }
             }
             var groupInodes = new Dictionary<HardlinkGroup, uint>(ReferenceEqualityComparer.Instance);
-            uint nextIno = 1;
+            var inodes = new InodeNumbers();
+            byte[] name = new byte[1024];
             for (int i = 0; i < entries.Count; i++)
             {
                 var e = entries[i];
-                int nameLength = Encoding.UTF8.GetByteCount(RootfsPath.ArchiveName(e.Path));
+                string archiveName = RootfsPath.ArchiveName(e.Path);
+                int maxNameLength = Encoding.UTF8.GetMaxByteCount(archiveName.Length);
+                if (name.Length < maxNameLength)
+                {
+                    name = new byte[maxNameLength];
+                }
+                int nameLength = Encoding.UTF8.GetBytes(archiveName, name);
+                var nameBytes = name.AsSpan(0, nameLength);
                 if (!RootfsPath.FitsPathMax(nameLength))
                 {
                     throw new InitramfsException("EntryNameTooLong", FailureKind.LimitExceeded,
@@ -412,12 +438,12 @@ namespace InitramfsPS.Export
                                 size = 0;
                                 break;
                             }
-                            ino = nextIno++;
+                            ino = inodes.Next(nameBytes);
                             groupInodes[group] = ino;
                         }
                         else
                         {
-                            ino = nextIno++;
+                            ino = inodes.Next(nameBytes);
                         }
                         size = e.Size;
                         writeData = true;
@@ -429,17 +455,17 @@ namespace InitramfsPS.Export
                             throw new InitramfsException("SymlinkTargetTooLong", FailureKind.LimitExceeded,
                                 $"The symlink '{RootfsPath.Printable(e.Path)}' has a target of {targetLength} bytes; the kernel drops targets of PATH_MAX or more.", e.Path);
                         }
-                        ino = nextIno++;
+                        ino = inodes.Next(nameBytes);
                         size = targetLength;
                         writeData = true;
                         break;
                     case EntryType.Directory:
-                        ino = nextIno++;
+                        ino = inodes.Next(nameBytes);
                         nlink = (uint)(2 + subdirectories[i]);
                         size = 0;
                         break;
                     default:
-                        ino = nextIno++;
+                        ino = inodes.Next(nameBytes);
                         size = 0;
                         break;
                 }
@@ -465,65 +491,68 @@ namespace InitramfsPS.Export
             return plan;
         }
 
-        private static void WriteEntries(CpioRecordWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportSettings options, CancellationToken cancellationToken)
+        /// <summary>
+        /// Writes the entries part by part, as <see cref="PartPlan"/> cuts them. With a part store,
+        /// a part an earlier export compressed (found from its recipe, then by the sha256 of its
+        /// bytes) is copied from the store and its entries are not read.
+        /// </summary>
+        private static void WriteParts(CpioRecordWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportSettings options, CancellationToken cancellationToken)
         {
             using var reader = new ContentReader();
-
-            // A part may end only where no hardlink group is half written: the names of a group
-            // stay in one part (design: TRAILER!!! resets the kernel's link table, and a reader
-            // that takes parts one by one must see the data and its links together).
-            var groupLeft = new Dictionary<HardlinkGroup, int>(ReferenceEqualityComparer.Instance);
-            for (int i = 0; i < entries.Count; i++)
+            var headers = Array.ConvertAll(plan, p => p.Header);
+            var carriesData = Array.ConvertAll(plan, p => p.WriteData);
+            var parts = PartPlan.Cut(entries, headers, carriesData, pipeline.Cuts);
+            var store = options.Compression == InitramfsCompression.None ? null : options.PartStore;
+            if (store is not null)
             {
-                if (plan[i].Header.NLink > 1 && entries[i].Type == EntryType.File && entries[i].Hardlink is { } g)
-                {
-                    groupLeft[g] = groupLeft.TryGetValue(g, out int n) ? n + 1 : 1;
-                }
+                PartPlan.SetRecipes(parts, entries, headers, carriesData, reader);
             }
-            int openGroups = 0;
             byte[] name = new byte[1024];
-
-            for (int i = 0; i < entries.Count; i++)
+            foreach (var part in parts)
             {
-                if ((i & 255) == 0)
+                cancellationToken.ThrowIfCancellationRequested();
+                if (store is not null && store.Recall(part.Recipe!) is { } known && known.Length == part.Bytes
+                    && store.Find(known.Sha256, cancellationToken) is { } kept)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    options.Progress?.Entry(i);
+                    pipeline.AddKept(kept, part.Bytes);
+                    writer.Skip(part.Bytes);
+                    options.Progress?.Entry(part.End);
+                    continue;
                 }
-                var e = entries[i];
-                var p = plan[i];
-                pipeline.EntryBoundary(openGroups == 0);
-                string archiveName = RootfsPath.ArchiveName(e.Path);
-                int maxNameLength = Encoding.UTF8.GetMaxByteCount(archiveName.Length);
-                if (name.Length < maxNameLength)
+                pipeline.BeginPart(part.Recipe);
+                for (int i = part.Start; i < part.End; i++)
                 {
-                    name = new byte[maxNameLength];
+                    if ((i & 255) == 0)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        options.Progress?.Entry(i);
+                    }
+                    var e = entries[i];
+                    var p = plan[i];
+                    string archiveName = RootfsPath.ArchiveName(e.Path);
+                    int maxNameLength = Encoding.UTF8.GetMaxByteCount(archiveName.Length);
+                    if (name.Length < maxNameLength)
+                    {
+                        name = new byte[maxNameLength];
+                    }
+                    int nameLength = Encoding.UTF8.GetBytes(archiveName, name);
+                    writer.WriteHeader(p.Header, name.AsSpan(0, nameLength));
+                    if (p.WriteData && p.Header.FileSize > 0)
+                    {
+                        if (e.Type == EntryType.Symlink)
+                        {
+                            writer.WriteData(Encoding.UTF8.GetBytes(e.LinkTarget!));
+                        }
+                        else
+                        {
+                            CopyContent(reader, e.Content!, writer, pipeline, cancellationToken);
+                        }
+                    }
+                    writer.EndData();
                 }
-                int nameLength = Encoding.UTF8.GetBytes(archiveName, name);
-                writer.WriteHeader(p.Header, name.AsSpan(0, nameLength));
-                if (p.WriteData && p.Header.FileSize > 0)
+                if (part.End == entries.Count)
                 {
-                    if (e.Type == EntryType.Symlink)
-                    {
-                        writer.WriteData(Encoding.UTF8.GetBytes(e.LinkTarget!));
-                    }
-                    else
-                    {
-                        CopyContent(reader, e.Content!, writer, pipeline, cancellationToken);
-                    }
-                }
-                writer.EndData();
-                if (e.Type == EntryType.File && e.Hardlink is { } group && groupLeft.TryGetValue(group, out int left))
-                {
-                    if (p.WriteData)
-                    {
-                        openGroups++;
-                    }
-                    groupLeft[group] = --left;
-                    if (left == 0)
-                    {
-                        openGroups--;
-                    }
+                    writer.WriteTrailer();
                 }
             }
             options.Progress?.Entry(entries.Count);

@@ -33,6 +33,42 @@ namespace InitramfsPS.RootFilesystem
         /// <summary>Reads up to <paramref name="buffer"/>.Length bytes at <paramref name="position"/>.</summary>
         internal abstract int Read(ContentReader reader, long position, Span<byte> buffer);
 
+        /// <summary>
+        /// Feeds <paramref name="hasher"/> what determines this content's bytes, without reading
+        /// them where that is known (the digests of a layer's blocks), else the bytes themselves:
+        /// two contents that feed the same are the same bytes. A part of an export whose entries
+        /// feed the same is the same part, copied from the part cache unread (issue 16).
+        /// </summary>
+        internal abstract void AppendIdentity(Blake3.Hasher hasher, ContentReader reader);
+
+        /// <summary>Feeds a tag, the length and every byte of <paramref name="content"/>, read in 1 MiB pieces.</summary>
+        private protected static void AppendBytes(Content content, Blake3.Hasher hasher, ContentReader reader, byte tag)
+        {
+            Span<byte> numbers = stackalloc byte[9];
+            numbers[0] = tag;
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(numbers[1..], content.Length);
+            hasher.Update(numbers);
+            byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
+            try
+            {
+                long position = 0;
+                while (position < content.Length)
+                {
+                    int got = content.Read(reader, position, buffer.AsSpan(0, (int)Math.Min(buffer.Length, content.Length - position)));
+                    if (got <= 0)
+                    {
+                        throw content.Changed();
+                    }
+                    hasher.Update(buffer.AsSpan(0, got));
+                    position += got;
+                }
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
         /// <summary>The error <see cref="Validate"/> throws when the backing store changed.</summary>
         internal virtual InitramfsException Changed() =>
             new("ContentChanged", FailureKind.InvalidData, $"'{this}' changed since the rootfs was made.", ToString());
@@ -99,6 +135,25 @@ namespace InitramfsPS.RootFilesystem
             }
             return reader.Read(Blocks, Offset + position, buffer[..(int)Math.Min(buffer.Length, Length - position)], Changed);
         }
+
+        /// <summary>
+        /// The digests of the blocks the range covers, with where in them it starts and its
+        /// length: every read of the range is checked against these digests, so they fix its bytes.
+        /// </summary>
+        internal override void AppendIdentity(Blake3.Hasher hasher, ContentReader reader)
+        {
+            Span<byte> numbers = stackalloc byte[17];
+            numbers[0] = (byte)'R';
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(numbers[1..], Offset % BlockDigests.BlockSize);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(numbers[9..], Length);
+            hasher.Update(numbers);
+            if (Length > 0)
+            {
+                long first = Offset / BlockDigests.BlockSize;
+                long last = (Offset + Length - 1) / BlockDigests.BlockSize;
+                hasher.Update(Blocks.All.Slice(checked((int)(first * BlockDigests.DigestSize)), checked((int)((last - first + 1) * BlockDigests.DigestSize))));
+            }
+        }
     }
 
     /// <summary>A file of the host, added with Add-InitramfsFile; read at export time.</summary>
@@ -138,6 +193,9 @@ namespace InitramfsPS.RootFilesystem
 
         internal override int Read(ContentReader reader, long position, Span<byte> buffer)
             => RandomAccess.Read(reader.Handle(this, FilePath), buffer, position);
+
+        /// <summary>The bytes themselves: a host file can change in place with nothing to tell it by.</summary>
+        internal override void AppendIdentity(Blake3.Hasher hasher, ContentReader reader) => AppendBytes(this, hasher, reader, (byte)'H');
     }
 
     /// <summary>Bytes held in memory: generated files such as an /init script.</summary>
@@ -168,6 +226,15 @@ namespace InitramfsPS.RootFilesystem
             int n = (int)Math.Min(buffer.Length, data.Length - position);
             data.AsSpan((int)position, n).CopyTo(buffer);
             return n;
+        }
+
+        internal override void AppendIdentity(Blake3.Hasher hasher, ContentReader reader)
+        {
+            Span<byte> numbers = stackalloc byte[9];
+            numbers[0] = (byte)'I';
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(numbers[1..], data.Length);
+            hasher.Update(numbers);
+            hasher.Update(data);
         }
     }
 

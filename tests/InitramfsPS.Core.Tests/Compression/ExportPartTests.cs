@@ -8,6 +8,7 @@ using System.Text;
 using System.Threading;
 using InitramfsPS.Compression;
 using InitramfsPS.Cpio;
+using InitramfsPS.Errors;
 using InitramfsPS.Export;
 using InitramfsPS.RootFilesystem;
 using Xunit;
@@ -23,7 +24,7 @@ namespace InitramfsPS.Core.Tests.Compression
     /// </summary>
     public sealed class ExportPartTests : IDisposable
     {
-        /// <summary>Where a part ends at the latest entry boundary after (docs/design-notes.md; PartPipeline.DefaultPartSize at the default levels).</summary>
+        /// <summary>The part size aimed at, at the default levels (PartPipeline.DefaultPartSize).</summary>
         private const int PartSize = 4 << 20;
 
         private const int MiB = 1 << 20;
@@ -34,8 +35,9 @@ namespace InitramfsPS.Core.Tests.Compression
         public void Dispose() => Directory.Delete(directory, recursive: true);
 
         /// <summary>
-        /// About 15 MiB of cpio: files of a little over 1 MiB, so cuts fall after a few of them, and a
-        /// hardlink group whose first name carries 2.5 MiB across the 4 MiB mark of its part.
+        /// About 24 MiB of cpio: files of a little over 1 MiB, so cuts fall after a few of them, and a
+        /// hardlink group whose first name carries 11 MiB, more than a part buffer: a cut is due
+        /// after it, which the group's other names must hold off.
         /// </summary>
         private static Rootfs Sample()
         {
@@ -62,7 +64,7 @@ namespace InitramfsPS.Core.Tests.Compression
             }
             Dir("/b");
             var group = new HardlinkGroup();
-            byte[] shared = Data(5 * MiB / 2);
+            byte[] shared = Data(11 * MiB);
             foreach (string name in new[] { "/b/h1", "/b/h2", "/b/h3" })
             {
                 File(name, shared, group);
@@ -75,7 +77,7 @@ namespace InitramfsPS.Core.Tests.Compression
             return r;
         }
 
-        private (ExportReport Report, byte[] Bytes) Export(Rootfs rootfs, InitramfsCompression compression, int workers = 4)
+        private (ExportReport Report, byte[] Bytes) Export(Rootfs rootfs, InitramfsCompression compression, int workers = 4, IPartStore? store = null)
         {
             string path = Path.Combine(directory, $"{Guid.NewGuid():N}.cpio");
             var report = InitramfsExporter.Export(rootfs, path, new ExportSettings
@@ -85,6 +87,7 @@ namespace InitramfsPS.Core.Tests.Compression
                 Workers = workers,
                 AddDefaultEntries = false,
                 AllowUnbootable = true,
+                PartStore = store,
             }, CancellationToken.None);
             return (report, System.IO.File.ReadAllBytes(path));
         }
@@ -115,11 +118,16 @@ namespace InitramfsPS.Core.Tests.Compression
                 bool last = i == decompressed.Count - 1;
                 Assert.Equal(last, entries[^1].Name == "TRAILER!!!");
                 Assert.DoesNotContain(entries.SkipLast(1), e => e.Name == "TRAILER!!!");
-                if (!last)
+                if (!last && entries.All(e => e.NLink == 1))
                 {
-                    // A cut comes at the first boundary allowed past the part size, not before.
-                    Assert.True(decompressed[i].Length >= PartSize, $"part {i} holds {decompressed[i].Length} bytes");
+                    // No cut is drawn before half the part size; an earlier one is forced only by
+                    // an entry that would not fit in the part buffer, which then begins the next part.
+                    var next = NewcEntries(decompressed[i + 1])[0];
+                    Assert.True(decompressed[i].Length >= PartSize / 2 || decompressed[i].Length + next.FileSize > 2 * PartSize,
+                        $"part {i} holds {decompressed[i].Length} bytes");
                 }
+                Assert.True(decompressed[i].Length <= 2 * PartSize || entries.Any(e => e.NLink > 1 || e.FileSize > PartSize),
+                    $"part {i} holds {decompressed[i].Length} bytes, more than its buffer");
                 foreach (var e in entries.Where(e => e.NLink > 1 && e.IsFile))
                 {
                     Assert.True(!seen.TryGetValue(e.Ino, out int part) || part == i, $"'{e.Name}' is in part {i}, its first link in part {part}");
@@ -127,13 +135,13 @@ namespace InitramfsPS.Core.Tests.Compression
                 }
             }
 
-            // The group really was under pressure: its second name starts past the part size, where
-            // the part would have ended had the group not held it.
+            // The group really was under pressure: its first name is larger than a part buffer, so
+            // a cut was due right after it, where the group held it off.
             var partOfGroup = decompressed.FindIndex(p => NewcEntries(p).Any(e => e.Name == "b/h2"));
             var inPart = NewcEntries(decompressed[partOfGroup]);
-            Assert.True(inPart.First(e => e.Name == "b/h2").Offset >= PartSize);
+            Assert.True(inPart.First(e => e.Name == "b/h2").Offset > 2 * PartSize);
             Assert.Equal(new[] { "b/h1", "b/h2", "b/h3" }, inPart.Where(e => e.NLink == 3).Select(e => e.Name));
-            Assert.Equal(new long[] { 5 * MiB / 2, 0, 0 }, inPart.Where(e => e.NLink == 3).Select(e => e.FileSize));
+            Assert.Equal(new long[] { 11 * MiB, 0, 0 }, inPart.Where(e => e.NLink == 3).Select(e => e.FileSize));
         }
 
         [Theory]
@@ -147,6 +155,128 @@ namespace InitramfsPS.Core.Tests.Compression
             Assert.Equal(one.Report.Sha256, many.Report.Sha256);
             Assert.Equal(one.Report.PartCount, many.Report.PartCount);
             Assert.Equal(one.Bytes, many.Bytes);
+        }
+
+        [Theory]
+        [InlineData(InitramfsCompression.Gzip)]
+        [InlineData(InitramfsCompression.Zstd)]
+        public void One_added_file_leaves_every_part_but_its_own_the_same_bytes(InitramfsCompression compression)
+        {
+            var rootfs = Sample();
+            var before = Export(rootfs, compression);
+            var changed = Sample();
+            changed.Set(new RootfsEntry { Path = "/a/f02-agent", Type = EntryType.File, Mode = 493, Size = 5000, Content = new InlineContent(new byte[5000]) }, null);
+            var after = Export(changed, compression);
+            var split = compression == InitramfsCompression.Gzip ? (Func<byte[], IEnumerable<byte[]>>)GzipMembers : ZstdFrames;
+            var old = split(before.Bytes).Select(Convert.ToHexString).ToHashSet();
+            var parts = split(after.Bytes).ToList();
+            int changedParts = parts.Count(p => !old.Contains(Convert.ToHexString(p)));
+            Assert.True(parts.Count >= 4, $"{parts.Count} parts");
+            // Its own part, and at most the next when the file pushed a boundary past the maximum.
+            Assert.InRange(changedParts, 1, 2);
+        }
+
+        [Theory]
+        [InlineData(InitramfsCompression.Gzip, 1)]
+        [InlineData(InitramfsCompression.Gzip, 3)]
+        [InlineData(InitramfsCompression.Zstd, 1)]
+        [InlineData(InitramfsCompression.Zstd, 3)]
+        public void Kept_parts_are_copied_and_the_archive_is_the_same_bytes_as_without_them(InitramfsCompression compression, int workers)
+        {
+            var rootfs = Sample();
+            var cold = Export(rootfs, compression, workers);
+            Assert.Equal(cold.Report.PartCount, cold.Report.PartsCompressed);
+            Assert.Equal(0, cold.Report.PartsReused);
+
+            var store = new MemoryPartStore();
+            var first = Export(rootfs, compression, workers, store);
+            Assert.Equal(cold.Bytes, first.Bytes);
+            Assert.Equal(0, first.Report.PartsReused);
+            // Parts larger than their buffer stream and are not kept (the group's 11 MiB head).
+            int kept = store.Count;
+            Assert.InRange(kept, first.Report.PartCount - 2, first.Report.PartCount);
+
+            var warm = Export(rootfs, compression, 4 - workers, store);
+            Assert.Equal(cold.Bytes, warm.Bytes);
+            Assert.Equal(kept, warm.Report.PartsReused);
+            Assert.Equal(warm.Report.PartCount - kept, warm.Report.PartsCompressed);
+            Assert.True(warm.Report.BytesCompressed < first.Report.BytesCompressed / 2);
+
+            var changed = Sample();
+            changed.Set(new RootfsEntry { Path = "/c/f03", Type = EntryType.File, Mode = 420, Size = 7, Content = new InlineContent("changed"u8.ToArray()) }, null);
+            var rebuilt = Export(changed, compression, workers, store);
+            Assert.Equal(Export(changed, compression, workers).Bytes, rebuilt.Bytes);
+            Assert.Equal(rebuilt.Report.PartCount - rebuilt.Report.PartsReused, rebuilt.Report.PartsCompressed);
+            Assert.InRange(rebuilt.Report.PartsCompressed, 1, 2 + (rebuilt.Report.PartCount - kept));
+        }
+
+        /// <summary>A part store in memory, as the cache's is on disk.</summary>
+        private sealed class MemoryPartStore : IPartStore
+        {
+            private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte[]> parts = new();
+            private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (byte[], long)> recipes = new();
+
+            public int Count => parts.Count;
+
+            public byte[]? Find(byte[] uncompressedSha256, CancellationToken cancellationToken) =>
+                parts.TryGetValue(Convert.ToHexString(uncompressedSha256), out var bytes) ? bytes : null;
+
+            public void Keep(byte[] uncompressedSha256, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken) =>
+                parts[Convert.ToHexString(uncompressedSha256)] = compressed.SelectMany(m => m.ToArray()).ToArray();
+
+            public (byte[] Sha256, long Length)? Recall(byte[] recipe) =>
+                recipes.TryGetValue(Convert.ToHexString(recipe), out var known) ? known : null;
+
+            public void Remember(byte[] recipe, byte[] uncompressedSha256, long length) =>
+                recipes[Convert.ToHexString(recipe)] = (uncompressedSha256, length);
+
+            public int Recalled => recipes.Count;
+        }
+
+        [Fact]
+        public void A_part_found_from_its_recipe_is_copied_without_reading_its_entries()
+        {
+            // Twelve 1 MiB files read from one backing file through its block digests, as a
+            // layer's files are.
+            string backing = Path.Combine(directory, "layer.bin");
+            var random = new Random(16);
+            var data = new byte[12 * MiB];
+            random.NextBytes(data);
+            for (int i = 0; i < data.Length; i++)
+            {
+                data[i] = (byte)('a' + (data[i] & 15));
+            }
+            System.IO.File.WriteAllBytes(backing, data);
+            using var hasher = new BlockHasher();
+            hasher.Append(data);
+            var blocks = new BlockDigests(backing, data.Length, hasher.Finish(), BlockOwner.LayoutBlob, "layer");
+            var r = new Rootfs();
+            r.Set(new RootfsEntry { Path = "/d", Type = EntryType.Directory, Mode = 493 }, null);
+            for (int i = 0; i < 12; i++)
+            {
+                r.Set(new RootfsEntry { Path = $"/d/f{i:D2}", Type = EntryType.File, Mode = 420, Size = MiB, Content = new FileRangeContent(blocks, (long)i * MiB, MiB) }, null);
+            }
+            var store = new MemoryPartStore();
+            var first = Export(r, InitramfsCompression.Zstd, 2, store);
+            Assert.True(first.Report.PartCount >= 2, $"{first.Report.PartCount} parts");
+            Assert.Equal(first.Report.PartCount, store.Recalled);
+
+            // One byte of f05 changes on disk, its length does not: any read of it now fails its
+            // block check. Found from their recipes, the parts are copied and nothing is read.
+            using (var file = new FileStream(backing, FileMode.Open, FileAccess.Write))
+            {
+                file.Position = (5L * MiB) + 100;
+                file.WriteByte((byte)(data[(5 * MiB) + 100] ^ 0x7F));
+            }
+            var again = Export(r, InitramfsCompression.Zstd, 2, store);
+            Assert.Equal(first.Bytes, again.Bytes);
+            Assert.Equal(again.Report.PartCount, again.Report.PartsReused);
+            Assert.Equal(0, again.Report.PartsCompressed);
+            Assert.Equal(0, again.Report.BytesCompressed);
+            Assert.Equal(first.Report.UncompressedSize, again.Report.UncompressedSize);
+
+            var refused = Assert.Throws<InitramfsException>(() => Export(r, InitramfsCompression.Zstd, 2));
+            Assert.Equal("LayerContentChanged", refused.ErrorId);
         }
 
         [Fact]

@@ -23,10 +23,17 @@ namespace InitramfsPS.Core.Tests.Compression
             using var file = new AtomicFileWriter(final + ".partial", 1);
             using (var pipeline = new PartPipeline(file, compression, Compressors.DefaultLevel(compression), workers, CancellationToken.None))
             {
+                long partBytes = 0;
                 for (int at = 0; at < input.Length; at += 300 << 10)
                 {
-                    pipeline.EntryBoundary(canSplit: true);
-                    pipeline.Write(input.AsSpan(at, Math.Min(300 << 10, input.Length - at)));
+                    if (at == 0 || pipeline.Cuts.CutBefore(partBytes, 300 << 10, System.Text.Encoding.ASCII.GetBytes($"e{at}"), 300 << 10))
+                    {
+                        pipeline.BeginPart();
+                        partBytes = 0;
+                    }
+                    int n = Math.Min(300 << 10, input.Length - at);
+                    pipeline.Write(input.AsSpan(at, n));
+                    partBytes += n;
                 }
                 pipeline.Complete();
                 Assert.Equal(file.Length, pipeline.BytesWritten);
