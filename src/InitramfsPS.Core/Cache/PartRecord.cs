@@ -221,9 +221,56 @@ namespace InitramfsPS.Cache
         }
     }
 
-    /// <summary>The key records of the cache as files: removing one found bad.</summary>
+    /// <summary>The key records of the cache as a whole: listing them, and removing those that lead nowhere.</summary>
     internal static class PartRecords
     {
+        /// <summary>
+        /// The records of the cache that parse and are filed under their own name, by the blob they
+        /// name (the first by file name where several name one blob), looking at no more than
+        /// <paramref name="maxFiles"/> files, so a huge or damaged cache costs a bounded walk.
+        /// </summary>
+        public static Dictionary<Digest, PartRecord> ByBlob(BlobStore store, int maxFiles = 100_000)
+        {
+            var found = new Dictionary<Digest, PartRecord>();
+            foreach (var (name, path) in RecordFiles(store, maxFiles))
+            {
+                if (PartRecord.ReadFile(path, out byte[]? bytes) == PartRecord.ReadResult.Read
+                    && PartRecord.TryParse(bytes, out var record) && PartRecord.NameOf(record.Key) == name)
+                {
+                    found.TryAdd(record.Blob, record);
+                }
+            }
+            return found;
+        }
+
+        /// <summary>
+        /// Removes the records that are garbage, and those whose blob is gone unless a running command
+        /// leased that blob (it may be committing it now). Call it under
+        /// <see cref="EvictionLock.TryExclusive"/>, with the leases read under it: a writer leases the
+        /// blob before it commits it and writes the record after, so no record being written is taken.
+        /// </summary>
+        public static void Sweep(BlobStore store, HashSet<Digest> leased, int maxFiles = 100_000)
+        {
+            foreach (var (name, path) in RecordFiles(store, maxFiles))
+            {
+                var result = PartRecord.ReadFile(path, out byte[]? bytes);
+                if (result is PartRecord.ReadResult.Absent or PartRecord.ReadResult.Unreadable)
+                {
+                    continue;
+                }
+                Digest? missing = null;
+                if (result == PartRecord.ReadResult.Read && PartRecord.TryParse(bytes, out var record) && PartRecord.NameOf(record.Key) == name)
+                {
+                    if (leased.Contains(record.Blob) || File.Exists(store.PathOf(record.Blob)))
+                    {
+                        continue;
+                    }
+                    missing = record.Blob;
+                }
+                RemoveIfUnchanged(store, path, bytes, missing);
+            }
+        }
+
         /// <summary>
         /// Removes the record at <paramref name="path"/> judged bad when it held <paramref name="seen"/>
         /// (null: not read), unless a good one replaced it since, or, for a record judged bad because
@@ -258,6 +305,29 @@ namespace InitramfsPS.Cache
                 }
             }
             Files.TryDelete(aside);
+        }
+
+        private static IEnumerable<(string Name, string Path)> RecordFiles(BlobStore store, int maxFiles)
+        {
+            string directory = Path.Combine(store.Root, BlobStore.PartsDirectory);
+            string[] paths;
+            try
+            {
+                paths = Directory.EnumerateFiles(directory).Take(maxFiles).ToArray();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                yield break;
+            }
+            Array.Sort(paths, StringComparer.Ordinal);
+            foreach (string path in paths)
+            {
+                string name = Path.GetFileName(path);
+                if (PartRecord.IsName(name))
+                {
+                    yield return (name, path);
+                }
+            }
         }
     }
 }

@@ -14,7 +14,8 @@ namespace InitramfsPS.Core.Tests.Cache
 {
     /// <summary>
     /// The cache of an export's compressed parts: what comes back is what was stored, or a miss;
-    /// what is damaged is a miss and goes.
+    /// what is damaged is a miss and goes; and the parts are entries of the cache like the others,
+    /// listed, evicted and cleared.
     /// </summary>
     public sealed class PartCacheTests : IDisposable
     {
@@ -249,6 +250,27 @@ namespace InitramfsPS.Core.Tests.Cache
         }
 
         [Fact]
+        public void The_upkeep_sweeps_key_records_whose_blob_is_gone_unless_a_running_command_leased_it()
+        {
+            var store = new BlobStore(root);
+            var cache = new PartCache(store);
+            var (gone, _, goneDigest) = Stored(cache, 9);
+            var (kept, _, _) = Stored(cache, 10);
+            var (leased, _, leasedDigest) = Stored(cache, 11);
+            File.Delete(BlobPath(goneDigest));
+            File.Delete(BlobPath(leasedDigest));
+            using var lease = new CacheLease(root);
+            // As a writer holds the blob it is about to commit and point its record at.
+            lease.Hold(leasedDigest);
+
+            Assert.Empty(CacheInventory.RemoveEntries(store, Array.Empty<CacheBlob>(), Ct));
+
+            Assert.False(File.Exists(RecordPath(gone)));
+            Assert.True(File.Exists(RecordPath(kept)));
+            Assert.True(File.Exists(RecordPath(leased)));
+        }
+
+        [Fact]
         public void Exports_storing_the_same_key_at_once_all_succeed_and_leave_one_good_entry()
         {
             for (int round = 0; round < 10; round++)
@@ -314,6 +336,112 @@ namespace InitramfsPS.Core.Tests.Cache
         }
 
         [Fact]
+        public void Get_OciCache_lists_a_compressed_part_with_its_codec_level_and_size_and_counts_it()
+        {
+            var store = new BlobStore(root);
+            var cache = new PartCache(store);
+            var zstd = new PartKey(SHA256.HashData(Bytes(10, 1)), "zstd", 19, PartKey.CompressorIdentity("zstd")) { UncompressedLength = 12_500_000 };
+            var gzip = new PartKey(SHA256.HashData(Bytes(10, 2)), "gzip", 6, PartKey.CompressorIdentity("gzip"));
+            Digest zstdDigest = cache.TryStore(zstd, Segments(Bytes(4000, 3)), Ct)!.Value;
+            Digest gzipDigest = cache.TryStore(gzip, Segments(Bytes(5000, 4)), Ct)!.Value;
+
+            var entries = CacheInventory.List(store, verify: true, Ct, _ => true).ToDictionary(e => e.Digest);
+
+            Assert.Equal(2, entries.Count);
+            var zstdEntry = entries[zstdDigest];
+            Assert.Equal(CacheEntryKind.CompressedPart, zstdEntry.Kind);
+            Assert.Equal("compressed part, zstd level 19, 12.5 MB uncompressed", zstdEntry.Description);
+            Assert.Equal(4000, zstdEntry.Size);
+            Assert.Equal(BlobPath(zstdDigest), zstdEntry.Path);
+            Assert.Empty(zstdEntry.UsedBy);
+            Assert.True(zstdEntry.Valid);
+            Assert.Equal(CacheEntryKind.CompressedPart, entries[gzipDigest].Kind);
+            Assert.Equal("compressed part, gzip level 6", entries[gzipDigest].Description);
+
+            var summary = CacheInventory.Summarize(store, new CacheLimits(), Ct);
+            Assert.Equal(2, summary.Count);
+            Assert.Equal(9000, summary.Size);
+            Assert.Equal(2, summary.UnusedCount);
+            Assert.Equal(9000, summary.UnusedSize);
+            Assert.Equal(0, summary.ImportSize);
+        }
+
+        [Fact]
+        public void The_budget_evicts_the_parts_used_least_recently_and_a_hit_counts_as_a_use()
+        {
+            var store = new BlobStore(root);
+            var cache = new PartCache(store);
+            var a = Stored(cache, 20);
+            var b = Stored(cache, 21);
+            var c = Stored(cache, 22);
+            Age(a.Digest, 3);
+            Age(b.Digest, 2);
+            Age(c.Digest, 1);
+            // a is the oldest stored, but a hit now makes it the most recently used.
+            Assert.True(cache.TryGet(a.Key, Ct, out var hit));
+            hit.Dispose();
+
+            var evicted = CacheBudget.Enforce(store, new CacheLimits { MaxSize = 150_000, ImportMaxSize = 150_000 }, Ct);
+
+            Assert.Equal(new[] { b.Digest, c.Digest }, evicted.Select(e => e.Digest));
+            Assert.False(File.Exists(RecordPath(b.Key)), "the key record of an evicted part is swept");
+            Assert.False(File.Exists(RecordPath(c.Key)));
+            Assert.False(cache.TryGet(b.Key, Ct, out _));
+            Assert.True(cache.TryGet(a.Key, Ct, out hit));
+            hit.Dispose();
+        }
+
+        [Fact]
+        public void The_budget_keeps_the_parts_a_running_export_holds()
+        {
+            var free = Stored(new PartCache(new BlobStore(root)), 30);
+            using var lease = new CacheLease(root);
+            var export = new PartCache(new BlobStore(root, lease));
+            var written = Stored(export, 31);
+            var read = Stored(new PartCache(new BlobStore(root)), 32);
+            Assert.True(export.TryGet(read.Key, Ct, out var hit));
+            hit.Dispose();
+
+            var evicted = CacheBudget.Enforce(new BlobStore(root), new CacheLimits { MaxSize = 0, ImportMaxSize = 0 }, Ct);
+
+            Assert.Equal(new[] { free.Digest }, evicted.Select(e => e.Digest));
+            Assert.True(export.TryGet(written.Key, Ct, out hit));
+            hit.Dispose();
+            Assert.True(export.TryGet(read.Key, Ct, out hit));
+            hit.Dispose();
+            Assert.True(lease.Wrote, "a stored part makes the export enforce the budget when it ends");
+        }
+
+        [Fact]
+        public void Clear_OciCache_Unused_Digest_and_bare_remove_parts_with_their_records()
+        {
+            var store = new BlobStore(root);
+            var cache = new PartCache(store);
+            var a = Stored(cache, 40);
+            var b = Stored(cache, 41);
+
+            var unused = CacheInventory.ListUnused(store, Ct);
+            Assert.Equal(new[] { a.Digest, b.Digest }.OrderBy(d => d.ToString(), StringComparer.Ordinal), unused.Select(e => e.Digest));
+            Assert.All(unused, e => Assert.Equal(CacheEntryKind.CompressedPart, e.Kind));
+            Assert.Equal(2, CacheInventory.RemoveEntries(store, unused, Ct).Count);
+
+            Assert.False(File.Exists(BlobPath(a.Digest)));
+            Assert.Empty(Directory.GetFiles(Path.Combine(root, "parts")));
+            Assert.False(cache.TryGet(a.Key, Ct, out _));
+
+            // Clear-OciCache -Digest: the blob and the record that leads to it.
+            var named = Stored(cache, 43);
+            Assert.Equal(RemoveOutcome.Removed, CacheInventory.Remove(store, named.Digest));
+            Assert.False(File.Exists(BlobPath(named.Digest)));
+            Assert.False(File.Exists(RecordPath(named.Key)));
+
+            var c = Stored(cache, 42);
+            Assert.Equal(0, CacheInventory.Clear(store));
+            Assert.False(Directory.Exists(Path.Combine(root, "parts")));
+            Assert.False(cache.TryGet(c.Key, Ct, out _));
+        }
+
+        [Fact]
         public void A_cache_that_cannot_be_written_stores_nothing_and_says_null()
         {
             var cache = new PartCache(new BlobStore(root));
@@ -375,6 +503,18 @@ namespace InitramfsPS.Core.Tests.Cache
 #pragma warning restore CA1031
             {
                 failures.Add(ex);
+            }
+        }
+
+        /// <summary>Makes a blob look stored and last used <paramref name="hours"/> hours ago.</summary>
+        private void Age(Digest digest, int hours)
+        {
+            var then = DateTime.UtcNow.AddHours(-hours);
+            File.SetLastWriteTimeUtc(BlobPath(digest), then);
+            string marker = Path.Combine(root, "used", digest.Algorithm, digest.Hex);
+            if (File.Exists(marker))
+            {
+                File.SetLastWriteTimeUtc(marker, then);
             }
         }
     }
