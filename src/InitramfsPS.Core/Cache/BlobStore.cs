@@ -80,6 +80,16 @@ namespace InitramfsPS.Cache
         /// </summary>
         public string IndexPathOf(Digest diffId) => Path.Combine(Root, "index", diffId.Algorithm, diffId.Hex);
 
+        /// <summary>The name of the directory of compressed parts' key records (<see cref="PartRecord"/>) in the cache directory.</summary>
+        public const string PartsDirectory = "parts";
+
+        /// <summary>
+        /// The file of the key record named <paramref name="name"/> (<c>parts/&lt;hex&gt;</c>, whether or
+        /// not it exists), which leads from a compressed part's key to its blob. Its place is part of the
+        /// cache's layout, like <see cref="IndexPathOf"/>; <c>Cache/PartCache.cs</c> writes and reads it.
+        /// </summary>
+        public string PartRecordPathOf(string name) => Path.Combine(Root, PartsDirectory, name);
+
         /// <summary>The marker whose modification time says when the blob was last used.</summary>
         public string MarkerOf(Digest digest) => CacheUse.MarkerPath(Root, digest);
 

@@ -208,6 +208,11 @@ namespace InitramfsPS.Cache
                 order.Add(unit);
                 total -= unit.Size;
             }
+            if (order.Any(u => !u.Import))
+            {
+                // Key records of compressed parts whose blob went: misses now, swept while the lock is held.
+                PartRecords.Sweep(cache, leased);
+            }
             evicted.AddRange(order.Select(u => new EvictedEntry { Digest = u.Digest, Size = u.Size, LastUsed = u.LastUsedUtc.ToLocalTime(), Import = u.Import }));
             return evicted;
         }

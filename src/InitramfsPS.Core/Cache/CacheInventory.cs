@@ -26,11 +26,23 @@ namespace InitramfsPS.Cache
         Layer,
         /// <summary>A layer as an uncompressed tar, named by its diff_id, with its layer index: what expansions read.</summary>
         DecompressedLayer,
-        /// <summary>A decompressed part of an archive Import-Initramfs (or Test-/Compare-Initramfs) read, in the imports area.</summary>
+        /// <summary>
+        /// A decompressed part of an archive Import-Initramfs (or Test-/Compare-Initramfs) read, in the
+        /// imports area: plain cpio, kept so the archive is read without decompressing it again.
+        /// </summary>
         Part,
+        /// <summary>
+        /// A compressed part an export wrote (one zstd frame or gzip member of some cpio), in the main
+        /// area, found by a key record in <c>parts/</c>: kept so a rebuild copies it instead of
+        /// compressing the same bytes again. No image uses it; the budget and <c>Clear-OciCache -Unused</c> take it.
+        /// </summary>
+        CompressedPart,
     }
 
-    /// <summary>One entry of the cache: a blob (with its layer index, for a decompressed layer), or a part in the imports area.</summary>
+    /// <summary>
+    /// One entry of the cache: a blob (with its layer index, for a decompressed layer; a compressed
+    /// part of an export is a blob too), or a decompressed part in the imports area.
+    /// </summary>
     public sealed class CacheBlob
     {
         /// <summary>Its digest (and file name).</summary>
@@ -61,7 +73,7 @@ namespace InitramfsPS.Cache
         /// <summary>Whether a running command (of any process) uses it now; no eviction removes it then.</summary>
         public bool InUse { get; init; }
 
-        /// <summary>What it is, in words: <c>layer 2 of alpine:3.20</c>.</summary>
+        /// <summary>What it is, in words: <c>layer 2 of alpine:3.20</c>, <c>compressed part, zstd level 19, 12.5 MB uncompressed</c>.</summary>
         public string? Description { get; init; }
 
         /// <summary>The file.</summary>
@@ -155,10 +167,10 @@ namespace InitramfsPS.Cache
     {
         /// <summary>
         /// Every entry of the cache, sorted by digest: the blobs (a decompressed layer with its layer
-        /// index), the parts of the imports area, and layer indexes whose tar is gone; each with what
-        /// it is, the cached images that use it, when it was last used and whether a running command
-        /// uses it. With <paramref name="verify"/>, each blob is re-hashed and each layer index loaded
-        /// by <paramref name="indexLoads"/> (required then).
+        /// index; an export's compressed part, told by its key record), the parts of the imports area,
+        /// and layer indexes whose tar is gone; each with what it is, the cached images that use it,
+        /// when it was last used and whether a running command uses it. With <paramref name="verify"/>,
+        /// each blob is re-hashed and each layer index loaded by <paramref name="indexLoads"/> (required then).
         /// </summary>
         /// <param name="store">The cache.</param>
         /// <param name="verify">Whether to re-hash each blob and load each layer index.</param>
@@ -180,11 +192,12 @@ namespace InitramfsPS.Cache
             }
             units.Sort((a, b) => string.CompareOrdinal(a.Digest.ToString(), b.Digest.ToString()) is var c && c != 0 ? c : a.Import.CompareTo(b.Import));
             var graph = GraphOf(store, units);
+            var parts = PartRecords.ByBlob(store);
             var inUse = CacheLease.ReadLive(store.Root, sweep: false);
             foreach (var unit in units)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                yield return ToBlob(unit, graph, inUse, verify ? indexLoads : null, cancellationToken);
+                yield return ToBlob(unit, graph, parts, inUse, verify ? indexLoads : null, cancellationToken);
             }
         }
 
@@ -215,7 +228,7 @@ namespace InitramfsPS.Cache
         private static CacheGraph GraphOf(BlobStore store, List<CacheUnit> units) =>
             CacheGraph.Build(store, units.Where(u => !u.Import && u.BlobPath is not null).Select(u => (u.Digest, u.BlobPath!, u.BlobSize)));
 
-        private static CacheBlob ToBlob(CacheUnit unit, CacheGraph graph, HashSet<Digest> inUse, Func<Digest, bool>? indexLoads, CancellationToken cancellationToken)
+        private static CacheBlob ToBlob(CacheUnit unit, CacheGraph graph, Dictionary<Digest, PartRecord> parts, HashSet<Digest> inUse, Func<Digest, bool>? indexLoads, CancellationToken cancellationToken)
         {
             CacheEntryKind kind;
             string? description;
@@ -231,6 +244,15 @@ namespace InitramfsPS.Cache
                 kind = CacheEntryKind.Unknown;
                 usedBy = Array.Empty<string>();
                 description = "layer index of a tar no longer in the cache";
+            }
+            else if (graph.KindOf(unit.Digest) == CacheEntryKind.Unknown && parts.TryGetValue(unit.Digest, out var part))
+            {
+                // What an image names stays what it is (a part pushed as a layer is a layer of that
+                // image); a blob only a key record leads to is an export's compressed part, which no
+                // image uses.
+                kind = CacheEntryKind.CompressedPart;
+                usedBy = Array.Empty<string>();
+                description = part.Describe();
             }
             else
             {
@@ -372,12 +394,17 @@ namespace InitramfsPS.Cache
                     CacheBudget.Delete(new CacheUnit { Digest = digest, Import = area.IsImportArea, BlobPath = path, IndexPath = area.IsImportArea ? null : index, MarkerPath = area.MarkerOf(digest) });
                 }
             }
+            if (found && exclusive is not null)
+            {
+                PartRecords.Sweep(store, CacheLease.ReadLive(store.Root, sweep: false));
+            }
             return found ? RemoveOutcome.Removed : RemoveOutcome.NotFound;
         }
 
         /// <summary>
         /// Removes <paramref name="entries"/> (from <see cref="ListUnused"/>) but those a running command
-        /// leased since, and the last-use markers of entries no longer there. Returns what was removed.
+        /// leased since, and the last-use markers and part key records of entries no longer there.
+        /// Returns what was removed.
         /// </summary>
         public static IReadOnlyList<CacheBlob> RemoveEntries(BlobStore store, IEnumerable<CacheBlob> entries, CancellationToken cancellationToken)
         {
@@ -410,6 +437,7 @@ namespace InitramfsPS.Cache
             }
             SweepMarkers(store);
             SweepMarkers(store.Imports);
+            PartRecords.Sweep(store, inUse);
             return removed;
         }
 
@@ -426,8 +454,9 @@ namespace InitramfsPS.Cache
         }
 
         /// <summary>
-        /// Removes everything: blobs, layer indexes, the imports area, tag refs, locks and temporary
-        /// files, except the entries running commands use (and the temporary files they write).
+        /// Removes everything: blobs, layer indexes, the imports area, the key records of compressed
+        /// parts, tag refs, locks and temporary files, except the entries running commands use (and
+        /// the temporary files they write).
         /// Returns how many entries were kept for that reason.
         /// </summary>
         public static int Clear(BlobStore store)
@@ -436,7 +465,7 @@ namespace InitramfsPS.Cache
             var inUse = CacheLease.ReadLive(store.Root, sweep: exclusive is not null);
             if (inUse.Count == 0)
             {
-                foreach (string sub in new[] { "blobs", "index", "used", BlobStore.ImportsDirectory, "refs", "tmp", "locks" })
+                foreach (string sub in new[] { "blobs", "index", "used", BlobStore.ImportsDirectory, BlobStore.PartsDirectory, "refs", "tmp", "locks" })
                 {
                     string path = Path.Combine(store.Root, sub);
                     if (Directory.Exists(path))
@@ -458,6 +487,11 @@ namespace InitramfsPS.Cache
             }
             SweepMarkers(store);
             SweepMarkers(store.Imports);
+            if (exclusive is not null)
+            {
+                // The key records of the compressed parts just removed; those of leased blobs stay.
+                PartRecords.Sweep(store, inUse);
+            }
             string refs = Path.Combine(store.Root, "refs");
             if (Directory.Exists(refs))
             {

@@ -24,7 +24,9 @@ namespace InitramfsPS.IO
     /// <remarks>
     /// The temporary file is held open exclusively (FileShare.None: an flock the kernel drops when
     /// the process dies), which is how <see cref="Files.SweepStalePartials"/> tells a killed
-    /// writer's leftover from a live one's. It is deleted at <see cref="Dispose"/> unless committed.
+    /// writer's leftover from a live one's: so it bears its temporary name only while locked (it is
+    /// locked before it takes that name, and renamed before it is closed). It is deleted at
+    /// <see cref="Dispose"/> unless committed.
     /// I/O errors (a full disk among them) are thrown as they come; the caller names them in its
     /// own terms (CacheWriteFailed, ExportWriteFailed).
     /// </remarks>
@@ -43,7 +45,28 @@ namespace InitramfsPS.IO
         public AtomicFileWriter(string tempPath, int bufferSize)
         {
             TempPath = tempPath;
-            file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize);
+            if (OperatingSystem.IsWindows())
+            {
+                // Windows refuses to rename a file open without sharing; its FileShare.None is no flock either.
+                file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize);
+                return;
+            }
+            // The open that creates a file and the flock that locks it are two calls: a sweep between
+            // them found the file unlocked, took it for a dead writer's and deleted it, and this writer
+            // wrote on into a file with no name (its commit failed, file not found). So it is created
+            // under a name no sweep matches and takes its temporary name only once locked.
+            string creating = tempPath + ".new";
+            file = new FileStream(creating, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize);
+            try
+            {
+                File.Move(creating, tempPath, overwrite: false);
+            }
+            catch
+            {
+                file.Dispose();
+                Files.TryDelete(creating);
+                throw;
+            }
         }
 
         /// <summary>The temporary file.</summary>
@@ -96,42 +119,67 @@ namespace InitramfsPS.IO
         public void Sync() => file.Flush(true);
 
         /// <summary>
-        /// Flushes the file to disk (fsync), closes it and renames it to <paramref name="path"/>;
+        /// Flushes the file to disk (fsync), renames it to <paramref name="path"/> and closes it;
         /// <paramref name="existing"/> says what happens if that exists. Returns whether the file
         /// now at <paramref name="path"/> is this one (false: <see cref="ExistingFile.Keep"/> kept
         /// the other and this one is deleted).
         /// </summary>
+        /// <remarks>
+        /// The file stays open, and so locked, until it has its final name: a temporary file that
+        /// opens exclusively is a dead writer's to <see cref="Files.SweepStalePartials"/>, so between
+        /// a close and the rename the first sweep of another store (another pull or export starting)
+        /// deleted it, and the commit failed with the file not found. Windows cannot rename a file
+        /// open without sharing: there it is closed first, and that gap remains.
+        /// </remarks>
         public bool Commit(string path, ExistingFile existing)
         {
             file.Flush(true);
-            file.Dispose();
-            closed = true;
-            if (existing == ExistingFile.Keep)
+            if (OperatingSystem.IsWindows())
             {
-                if (File.Exists(path))
-                {
-                    File.Delete(TempPath);
-                    committed = true;
-                    return false;
-                }
-                try
-                {
-                    File.Move(TempPath, path, overwrite: false);
-                }
-                catch (IOException) when (File.Exists(path))
-                {
-                    // Another process committed the same content first.
-                    File.Delete(TempPath);
-                    committed = true;
-                    return false;
-                }
+                CloseFile();
             }
-            else
+            try
             {
-                File.Move(TempPath, path, overwrite: existing == ExistingFile.Replace);
+                if (existing == ExistingFile.Keep)
+                {
+                    if (File.Exists(path))
+                    {
+                        File.Delete(TempPath);
+                        committed = true;
+                        return false;
+                    }
+                    try
+                    {
+                        File.Move(TempPath, path, overwrite: false);
+                    }
+                    catch (IOException) when (File.Exists(path))
+                    {
+                        // Another process committed the same content first.
+                        File.Delete(TempPath);
+                        committed = true;
+                        return false;
+                    }
+                }
+                else
+                {
+                    File.Move(TempPath, path, overwrite: existing == ExistingFile.Replace);
+                }
+                committed = true;
+                return true;
             }
-            committed = true;
-            return true;
+            finally
+            {
+                CloseFile();
+            }
+        }
+
+        private void CloseFile()
+        {
+            if (!closed)
+            {
+                closed = true;
+                file.Dispose();
+            }
         }
 
         /// <inheritdoc/>
