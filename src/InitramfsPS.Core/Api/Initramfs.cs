@@ -452,7 +452,13 @@ namespace InitramfsPS
             var live = new ExportProgress();
             var settings = options.Resolve(full, live);
             using var owned = cache is null ? new InitramfsCache() : null;
-            (cache ?? owned!).Use(rootfs);
+            var store = cache ?? owned!;
+            store.Use(rootfs);
+            if (options.UsePartCache && settings.Compression != InitramfsCompression.None)
+            {
+                // Under the cache's lease: no eviction takes a part this export looks up or keeps.
+                settings = settings with { PartStore = new CachedPartStore(store.Store, settings.Compression, settings.Level) };
+            }
             var progress = options.Progress;
             using var timer = progress is null ? null : new Timer(_ => progress.Report(live), null, ProgressInterval, ProgressInterval);
             var report = InitramfsExporter.Export(rootfs, full, settings, cancellationToken);

@@ -96,6 +96,13 @@ namespace InitramfsPS
         /// <summary>Add /dev, /dev/console, /proc, /sys, /tmp and /run when missing.</summary>
         public bool AddDefaultEntries { get; init; } = true;
 
+        /// <summary>
+        /// Copy parts that an earlier export compressed (same uncompressed bytes, codec, level and
+        /// compressor build) from the cache's part cache instead of compressing them, and keep this
+        /// export's parts there. The archive is the same bytes either way.
+        /// </summary>
+        public bool UsePartCache { get; init; } = true;
+
         /// <summary>Clamp every mtime to at most this Unix time; null takes <c>$SOURCE_DATE_EPOCH</c> when set.</summary>
         public long? SourceDateEpoch { get; init; }
 

@@ -465,7 +465,7 @@ namespace InitramfsPS.Cache
             var inUse = CacheLease.ReadLive(store.Root, sweep: exclusive is not null);
             if (inUse.Count == 0)
             {
-                foreach (string sub in new[] { "blobs", "index", "used", BlobStore.ImportsDirectory, BlobStore.PartsDirectory, "refs", "tmp", "locks" })
+                foreach (string sub in new[] { "blobs", "index", "used", BlobStore.ImportsDirectory, BlobStore.PartsDirectory, PartRecipes.DirectoryName, "refs", "tmp", "locks" })
                 {
                     string path = Path.Combine(store.Root, sub);
                     if (Directory.Exists(path))
@@ -496,6 +496,13 @@ namespace InitramfsPS.Cache
             if (Directory.Exists(refs))
             {
                 Directory.Delete(refs, recursive: true);
+            }
+            // What parts are made of: worth nothing once the parts are gone, and a running export
+            // that finds none compresses its parts again.
+            string recipes = Path.Combine(store.Root, PartRecipes.DirectoryName);
+            if (Directory.Exists(recipes))
+            {
+                Directory.Delete(recipes, recursive: true);
             }
             // A running command may be writing into tmp/ (and holding locks/): only leftovers go.
             Files.SweepStalePartials(Path.Combine(store.Root, "tmp"), "*.partial");

@@ -15,8 +15,8 @@ namespace InitramfsPS.Compression
         /// <summary>The compressed bytes of a part kept under <paramref name="uncompressedSha256"/>, verified; null when there is none (or it was bad).</summary>
         byte[]? Find(byte[] uncompressedSha256, CancellationToken cancellationToken);
 
-        /// <summary>Keeps <paramref name="compressed"/> (the part's bytes as written to the archive) under <paramref name="uncompressedSha256"/>. A failure to keep is not an export's failure.</summary>
-        void Keep(byte[] uncompressedSha256, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken);
+        /// <summary>Keeps <paramref name="compressed"/> (the part's bytes as written to the archive) under <paramref name="uncompressedSha256"/> of its <paramref name="uncompressedLength"/> bytes. A failure to keep is not an export's failure.</summary>
+        void Keep(byte[] uncompressedSha256, long uncompressedLength, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken);
 
         /// <summary>
         /// The sha256 and length of the uncompressed bytes of the part with this recipe (what its

@@ -196,7 +196,7 @@ namespace InitramfsPS.Compression
                 if (output is not null)
                 {
                     // After the output is complete: the writer goes on while the part is kept.
-                    store!.Keep(key!, output, stages.Token);
+                    store!.Keep(key!, input, output, stages.Token);
                 }
             }
         }

@@ -16,7 +16,7 @@ using InitramfsPS.RootFilesystem;
 namespace InitramfsPS.Export
 {
     /// <summary>Options of <see cref="InitramfsExporter.Export"/>.</summary>
-    internal sealed class ExportSettings
+    internal sealed record ExportSettings
     {
         /// <summary>Compression of the archive.</summary>
         public InitramfsCompression Compression { get; init; }

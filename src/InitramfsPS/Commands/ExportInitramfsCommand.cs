@@ -49,6 +49,10 @@ namespace InitramfsPS.Commands
         [Parameter]
         public SwitchParameter NoDefaultEntries { get; set; }
 
+        /// <summary>Compress every part, neither copying parts of earlier exports from the part cache nor keeping this export's there.</summary>
+        [Parameter]
+        public SwitchParameter NoPartCache { get; set; }
+
         /// <summary>Clamp every mtime to at most this Unix time; defaults to $env:SOURCE_DATE_EPOCH when set.</summary>
         [Parameter]
         [ValidateRange(0, uint.MaxValue)]
@@ -121,6 +125,7 @@ namespace InitramfsPS.Commands
             Level = MyInvocation.BoundParameters.ContainsKey(nameof(CompressionLevel)) ? CompressionLevel : null,
             Workers = MyInvocation.BoundParameters.ContainsKey(nameof(Workers)) ? Workers : null,
             AddDefaultEntries = !NoDefaultEntries,
+            UsePartCache = !NoPartCache,
             AllowUnbootable = Force,
             Overwrite = !NoClobber,
             SourceDateEpoch = MyInvocation.BoundParameters.ContainsKey(nameof(SourceDateEpoch)) ? SourceDateEpoch : null,

@@ -221,7 +221,7 @@ namespace InitramfsPS.Core.Tests.Compression
             public byte[]? Find(byte[] uncompressedSha256, CancellationToken cancellationToken) =>
                 parts.TryGetValue(Convert.ToHexString(uncompressedSha256), out var bytes) ? bytes : null;
 
-            public void Keep(byte[] uncompressedSha256, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken) =>
+            public void Keep(byte[] uncompressedSha256, long uncompressedLength, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken) =>
                 parts[Convert.ToHexString(uncompressedSha256)] = compressed.SelectMany(m => m.ToArray()).ToArray();
 
             public (byte[] Sha256, long Length)? Recall(byte[] recipe) =>

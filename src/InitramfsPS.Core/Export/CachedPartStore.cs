@@ -1,0 +1,64 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using InitramfsPS.Cache;
+using InitramfsPS.Compression;
+
+namespace InitramfsPS.Export
+{
+    /// <summary>
+    /// The part store of an export in the cache: compressed parts in the <see cref="PartCache"/>
+    /// under the sha256 of their uncompressed bytes, this export's codec, level and compressor
+    /// build; recipes in <see cref="PartRecipes"/>.
+    /// </summary>
+    internal sealed class CachedPartStore : IPartStore
+    {
+        private readonly PartCache parts;
+        private readonly PartRecipes recipes;
+        private readonly string codec;
+        private readonly int level;
+        private readonly string compressor;
+
+        /// <summary>The store for exports at <paramref name="compression"/> and <paramref name="level"/> in <paramref name="store"/> (whose lease the export holds).</summary>
+        public CachedPartStore(BlobStore store, InitramfsCompression compression, int level)
+        {
+            codec = compression == InitramfsCompression.Gzip ? "gzip" : compression == InitramfsCompression.Zstd ? "zstd"
+                : throw new ArgumentException("An uncompressed archive has no compressed parts.", nameof(compression));
+            this.level = level;
+            compressor = PartKey.CompressorIdentity(codec);
+            parts = new PartCache(store);
+            recipes = new PartRecipes(store.Root);
+        }
+
+        /// <inheritdoc/>
+        public byte[]? Find(byte[] uncompressedSha256, CancellationToken cancellationToken)
+        {
+            if (!parts.TryGet(new PartKey(uncompressedSha256, codec, level, compressor), cancellationToken, out var part))
+            {
+                return null;
+            }
+            using (part)
+            {
+                // One array: the writer takes the part as one segment, and gives nothing back.
+                byte[] bytes = new byte[part.Length];
+                int at = 0;
+                foreach (var segment in part.Segments)
+                {
+                    segment.AsSpan().CopyTo(bytes.AsSpan(at));
+                    at += segment.Count;
+                }
+                return bytes;
+            }
+        }
+
+        /// <inheritdoc/>
+        public void Keep(byte[] uncompressedSha256, long uncompressedLength, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken) =>
+            parts.TryStore(new PartKey(uncompressedSha256, codec, level, compressor) { UncompressedLength = uncompressedLength }, compressed, cancellationToken);
+
+        /// <inheritdoc/>
+        public (byte[] Sha256, long Length)? Recall(byte[] recipe) => recipes.Recall(recipe);
+
+        /// <inheritdoc/>
+        public void Remember(byte[] recipe, byte[] uncompressedSha256, long length) => recipes.Remember(recipe, uncompressedSha256, length);
+    }
+}
