@@ -376,7 +376,14 @@ namespace InitramfsPS.Cache
         /// a DigestMismatch and nothing is stored); a digest in another algorithm is the caller's to
         /// have checked.
         /// </summary>
-        public string Commit(Digest digest)
+        public string Commit(Digest digest) => Commit(digest, durable: true);
+
+        /// <summary>
+        /// As <see cref="Commit(Digest)"/>; without <paramref name="durable"/> no fsync, for a blob
+        /// every read verifies in full against its digest (a compressed part: torn by a crash, it is
+        /// a miss).
+        /// </summary>
+        public string Commit(Digest digest, bool durable)
         {
             if (digest.Algorithm == "sha256" && digest != Digest)
             {
@@ -389,7 +396,7 @@ namespace InitramfsPS.Cache
             try
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(final)!);
-                if (file.Commit(final, ExistingFile.Keep))
+                if (file.Commit(final, ExistingFile.Keep, durable))
                 {
                     store.Lease?.NoteWrite();
                 }

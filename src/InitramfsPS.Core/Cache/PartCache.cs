@@ -207,6 +207,96 @@ namespace InitramfsPS.Cache
         }
 
         /// <summary>
+        /// Begins storing a part under <paramref name="key"/> as its compressed bytes are produced:
+        /// the caller writes them in order (<see cref="PartWriter.Write"/>) and commits. No copy of
+        /// the part is held: the bytes go to the blob's temporary file as they come, hashed on the
+        /// way. Null when the cache cannot take a part now (it is not writable).
+        /// </summary>
+        public PartWriter? TryBeginStore(in PartKey key)
+        {
+            Check(key);
+            try
+            {
+                return new PartWriter(this, key, store.CreateWriter());
+            }
+            catch (InitramfsException ex) when (ex.Kind == FailureKind.WriteFailed)
+            {
+                return null;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+
+        /// <summary>A part being stored (<see cref="TryBeginStore"/>); disposed without <see cref="Commit"/>, it leaves nothing.</summary>
+        internal sealed class PartWriter : IDisposable
+        {
+            private readonly PartCache cache;
+            private readonly PartKey key;
+            private readonly BlobWriter writer;
+            private long total;
+            private bool broken;
+
+            internal PartWriter(PartCache cache, PartKey key, BlobWriter writer)
+            {
+                this.cache = cache;
+                this.key = key;
+                this.writer = writer;
+            }
+
+            /// <summary>Appends compressed bytes. A failure to write (a full disk) makes the part not stored, not an error.</summary>
+            public void Write(ReadOnlySpan<byte> bytes)
+            {
+                total += bytes.Length;
+                if (broken || total > MaxPartLength)
+                {
+                    broken = true;
+                    return;
+                }
+                try
+                {
+                    writer.Write(bytes);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException || ex is InitramfsException { Kind: FailureKind.WriteFailed })
+                {
+                    broken = true;
+                }
+            }
+
+            /// <summary>Names the blob by the sha256 of what was written and records the key; returns the digest, or null when it could not be stored.</summary>
+            public Digest? Commit(CancellationToken ct)
+            {
+                ct.ThrowIfCancellationRequested();
+                if (broken || total == 0)
+                {
+                    return null;
+                }
+                try
+                {
+                    var blob = writer.Digest;
+                    // No fsync: every hit is read whole and checked against this digest, so a part a
+                    // crash tore is a miss. With one per part, keeping the parts cost a first
+                    // export about a third more time.
+                    writer.Commit(blob, durable: false);
+                    cache.WriteRecord(new PartRecord { Key = key, Blob = blob, Length = total });
+                    return blob;
+                }
+                catch (InitramfsException ex) when (ex.Kind == FailureKind.WriteFailed)
+                {
+                    return null;
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    return null;
+                }
+            }
+
+            /// <inheritdoc/>
+            public void Dispose() => writer.Dispose();
+        }
+
+        /// <summary>
         /// Stores <paramref name="compressed"/> (the part's compressed bytes, in the segments they were
         /// written to the archive in) under <paramref name="key"/>: the blob first, committed under the
         /// sha256 computed as it was written, then the record, renamed into place whole. Returns the
@@ -228,31 +318,17 @@ namespace InitramfsPS.Cache
             {
                 return null;
             }
-            try
-            {
-                Digest blob;
-                using (var writer = store.CreateWriter())
-                {
-                    foreach (var segment in compressed)
-                    {
-                        ct.ThrowIfCancellationRequested();
-                        writer.Write(segment.Span);
-                    }
-                    blob = writer.Digest;
-                    // Leases the blob before it has its name: no eviction takes it before the record points at it.
-                    writer.Commit(blob);
-                }
-                WriteRecord(new PartRecord { Key = key, Blob = blob, Length = total });
-                return blob;
-            }
-            catch (InitramfsException ex) when (ex.Kind == FailureKind.WriteFailed)
+            using var writer = TryBeginStore(key);
+            if (writer is null)
             {
                 return null;
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            foreach (var segment in compressed)
             {
-                return null;
+                ct.ThrowIfCancellationRequested();
+                writer.Write(segment.Span);
             }
+            return writer.Commit(ct);
         }
 
         private static void Check(in PartKey key)

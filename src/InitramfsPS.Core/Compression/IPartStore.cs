@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using System.Threading;
 
 namespace InitramfsPS.Compression
@@ -15,8 +14,13 @@ namespace InitramfsPS.Compression
         /// <summary>The compressed bytes of a part kept under <paramref name="uncompressedSha256"/>, verified; null when there is none (or it was bad).</summary>
         byte[]? Find(byte[] uncompressedSha256, CancellationToken cancellationToken);
 
-        /// <summary>Keeps <paramref name="compressed"/> (the part's bytes as written to the archive) under <paramref name="uncompressedSha256"/> of its <paramref name="uncompressedLength"/> bytes. A failure to keep is not an export's failure.</summary>
-        void Keep(byte[] uncompressedSha256, long uncompressedLength, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken);
+        /// <summary>
+        /// Begins keeping a part whose <paramref name="uncompressedLength"/> bytes hash to
+        /// <paramref name="uncompressedSha256"/>: its compressed bytes are written to the keeper as
+        /// they are produced, then committed. Null when the store cannot take it; a failure to keep
+        /// is never an export's failure.
+        /// </summary>
+        IPartKeeper? BeginKeep(byte[] uncompressedSha256, long uncompressedLength);
 
         /// <summary>
         /// The sha256 and length of the uncompressed bytes of the part with this recipe (what its
@@ -27,5 +31,18 @@ namespace InitramfsPS.Compression
 
         /// <summary>Records that the part with <paramref name="recipe"/> is <paramref name="length"/> bytes with sha256 <paramref name="uncompressedSha256"/>.</summary>
         void Remember(byte[] recipe, byte[] uncompressedSha256, long length);
+    }
+}
+
+namespace InitramfsPS.Compression
+{
+    /// <summary>A part being kept (<see cref="IPartStore.BeginKeep"/>); disposed without <see cref="Commit"/>, nothing is kept.</summary>
+    internal interface IPartKeeper : IDisposable
+    {
+        /// <summary>The next compressed bytes of the part, in order.</summary>
+        void Write(ReadOnlySpan<byte> compressed);
+
+        /// <summary>The part is whole: keep it.</summary>
+        void Commit(CancellationToken cancellationToken);
     }
 }

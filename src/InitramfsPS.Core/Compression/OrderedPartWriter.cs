@@ -170,33 +170,39 @@ namespace InitramfsPS.Compression
                     // The next export finds this part from its recipe, without reading its entries.
                     store!.Remember(recipe, key, first.Count);
                 }
-                List<ReadOnlyMemory<byte>>? output = null;
-                using (var sink = new PartSink(this, part))
+                IPartKeeper? keeper = null;
+                try
                 {
-                    if (kept is not null)
+                    using (var sink = new PartSink(this, part))
                     {
-                        sink.Write(kept);
-                        part.Consumed(first.Count);
-                        part.Release(first);
-                        Interlocked.Increment(ref partsReused);
-                    }
-                    else
-                    {
-                        if (key is not null)
+                        if (kept is not null)
                         {
-                            output = sink.KeepCopy();
+                            sink.Write(kept);
+                            part.Consumed(first.Count);
+                            part.Release(first);
+                            Interlocked.Increment(ref partsReused);
                         }
-                        codec.Compress(part, first, sink);
-                        Interlocked.Increment(ref partsCompressed);
-                        Interlocked.Add(ref bytesCompressed, input >= 0 ? input : part.StreamedBytes);
+                        else
+                        {
+                            if (key is not null)
+                            {
+                                // Written as the codec produces it, on this thread: no copy is held.
+                                keeper = store!.BeginKeep(key, input);
+                                sink.Keeper = keeper;
+                            }
+                            codec.Compress(part, first, sink);
+                            Interlocked.Increment(ref partsCompressed);
+                            Interlocked.Add(ref bytesCompressed, input >= 0 ? input : part.StreamedBytes);
+                        }
+                        sink.Push();
                     }
-                    sink.Push();
+                    part.Output.Complete();
+                    // After the output is complete: the writer goes on while the part is named and recorded.
+                    keeper?.Commit(stages.Token);
                 }
-                part.Output.Complete();
-                if (output is not null)
+                finally
                 {
-                    // After the output is complete: the writer goes on while the part is kept.
-                    store!.Keep(key!, input, output, stages.Token);
+                    keeper?.Dispose();
                 }
             }
         }
@@ -348,7 +354,6 @@ namespace InitramfsPS.Compression
         private readonly Part part;
         private byte[]? buffer;
         private int used;
-        private List<ReadOnlyMemory<byte>>? copy;
 
         public PartSink(OrderedPartWriter owner, Part part)
         {
@@ -356,11 +361,8 @@ namespace InitramfsPS.Compression
             this.part = part;
         }
 
-        /// <summary>
-        /// From now on, what is queued is also copied into the list returned, for the part store:
-        /// the queued chunks go back to the pool once written, before the part is kept.
-        /// </summary>
-        public List<ReadOnlyMemory<byte>> KeepCopy() => copy = new List<ReadOnlyMemory<byte>>();
+        /// <summary>Where what is queued is also written, for the part store (before the writer takes it and gives its chunk back).</summary>
+        public IPartKeeper? Keeper { get; set; }
 
         /// <inheritdoc/>
         public override void Write(ReadOnlySpan<byte> data)
@@ -410,7 +412,7 @@ namespace InitramfsPS.Compression
         /// <summary>Queues a whole segment (a plain part's input chunk, passed on without a copy).</summary>
         public void Push(Segment segment)
         {
-            copy?.Add(segment.Buffer.AsSpan(0, segment.Count).ToArray());
+            Keeper?.Write(segment.Buffer.AsSpan(0, segment.Count));
             part.Output.Add(segment, owner.Stages.Token);
         }
 

@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using System.Threading;
 using InitramfsPS.Cache;
 using InitramfsPS.Compression;
@@ -52,13 +51,28 @@ namespace InitramfsPS.Export
         }
 
         /// <inheritdoc/>
-        public void Keep(byte[] uncompressedSha256, long uncompressedLength, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken) =>
-            parts.TryStore(new PartKey(uncompressedSha256, codec, level, compressor) { UncompressedLength = uncompressedLength }, compressed, cancellationToken);
+        public IPartKeeper? BeginKeep(byte[] uncompressedSha256, long uncompressedLength) =>
+            parts.TryBeginStore(new PartKey(uncompressedSha256, codec, level, compressor) { UncompressedLength = uncompressedLength }) is { } writer
+                ? new Keeper(writer)
+                : null;
 
         /// <inheritdoc/>
         public (byte[] Sha256, long Length)? Recall(byte[] recipe) => recipes.Recall(recipe);
 
         /// <inheritdoc/>
         public void Remember(byte[] recipe, byte[] uncompressedSha256, long length) => recipes.Remember(recipe, uncompressedSha256, length);
+    
+        private sealed class Keeper : IPartKeeper
+        {
+            private readonly PartCache.PartWriter writer;
+
+            public Keeper(PartCache.PartWriter writer) => this.writer = writer;
+
+            public void Write(ReadOnlySpan<byte> compressed) => writer.Write(compressed);
+
+            public void Commit(CancellationToken cancellationToken) => writer.Commit(cancellationToken);
+
+            public void Dispose() => writer.Dispose();
+        }
     }
 }

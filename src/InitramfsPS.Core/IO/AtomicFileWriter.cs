@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 
 namespace InitramfsPS.IO
 {
-    /// <summary>What <see cref="AtomicFileWriter.Commit"/> does when the destination exists.</summary>
+    /// <summary>What <see cref="AtomicFileWriter.Commit(string, ExistingFile)"/> does when the destination exists.</summary>
     internal enum ExistingFile
     {
         /// <summary>The new file replaces it.</summary>
@@ -115,7 +115,7 @@ namespace InitramfsPS.IO
         /// <inheritdoc/>
         public override void Flush() => file.Flush();
 
-        /// <summary>Flushes what was written so far to disk (fsync), so that the one at <see cref="Commit"/> has little left.</summary>
+        /// <summary>Flushes what was written so far to disk (fsync), so that the one at <see cref="Commit(string, ExistingFile)"/> has little left.</summary>
         public void Sync() => file.Flush(true);
 
         /// <summary>
@@ -131,9 +131,16 @@ namespace InitramfsPS.IO
         /// deleted it, and the commit failed with the file not found. Windows cannot rename a file
         /// open without sharing: there it is closed first, and that gap remains.
         /// </remarks>
-        public bool Commit(string path, ExistingFile existing)
+        public bool Commit(string path, ExistingFile existing) => Commit(path, existing, durable: true);
+
+        /// <summary>
+        /// As <see cref="Commit(string, ExistingFile)"/>; without <paramref name="durable"/> the
+        /// fsync is left out, for a file that is checked against its digest whenever it is read
+        /// (a compressed part): after a crash it may be torn, and is then a miss, not a wrong read.
+        /// </summary>
+        public bool Commit(string path, ExistingFile existing, bool durable)
         {
-            file.Flush(true);
+            file.Flush(durable);
             if (OperatingSystem.IsWindows())
             {
                 CloseFile();

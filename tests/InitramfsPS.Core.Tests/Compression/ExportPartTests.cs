@@ -221,8 +221,20 @@ namespace InitramfsPS.Core.Tests.Compression
             public byte[]? Find(byte[] uncompressedSha256, CancellationToken cancellationToken) =>
                 parts.TryGetValue(Convert.ToHexString(uncompressedSha256), out var bytes) ? bytes : null;
 
-            public void Keep(byte[] uncompressedSha256, long uncompressedLength, IReadOnlyList<ReadOnlyMemory<byte>> compressed, CancellationToken cancellationToken) =>
-                parts[Convert.ToHexString(uncompressedSha256)] = compressed.SelectMany(m => m.ToArray()).ToArray();
+            public IPartKeeper? BeginKeep(byte[] uncompressedSha256, long uncompressedLength) => new Keeper(this, Convert.ToHexString(uncompressedSha256));
+
+            private sealed class Keeper(MemoryPartStore store, string key) : IPartKeeper
+            {
+                private readonly MemoryStream bytes = new();
+
+                public void Write(ReadOnlySpan<byte> compressed) => bytes.Write(compressed);
+
+                public void Commit(CancellationToken cancellationToken) => store.parts[key] = bytes.ToArray();
+
+                public void Dispose()
+                {
+                }
+            }
 
             public (byte[] Sha256, long Length)? Recall(byte[] recipe) =>
                 recipes.TryGetValue(Convert.ToHexString(recipe), out var known) ? known : null;
