@@ -244,11 +244,22 @@ namespace InitramfsPS.Commands
         protected T RunInBackground<T>(Func<CancellationToken, T> work, Action tick)
         {
             var task = System.Threading.Tasks.Task.Run(() => work(CancellationToken));
-            while (!task.IsCompleted)
+            try
             {
-                System.Threading.Tasks.Task.WhenAny(task, System.Threading.Tasks.Task.Delay(100)).Wait();
-                DrainMessages();
-                tick();
+                while (!task.IsCompleted)
+                {
+                    System.Threading.Tasks.Task.WhenAny(task, System.Threading.Tasks.Task.Delay(100)).Wait();
+                    DrainMessages();
+                    tick();
+                }
+            }
+            catch (PipelineStoppedException)
+            {
+                // Ctrl+C: a Write-* now throws, but the work is still unwinding (joining its threads,
+                // deleting its temporary file). The command ends once it has, so that nothing it
+                // was writing is left behind when the prompt (or a script's Stop()) comes back.
+                task.Wait(TimeSpan.FromSeconds(60));
+                throw;
             }
             DrainMessages();
             return task.GetAwaiter().GetResult();
