@@ -38,6 +38,8 @@
                     -Baseline <git revision>: this build against that revision's (built in a
                     worktree under out/bench-baseline/), in alternating rounds: warm exports and
                     end to end, before / after ratios and PASS/FAIL for "not slower".
+                    -Rebuild: only issue 16's targets: rebuilds with one file changed against
+                    native zstd, and the first export with an empty part cache.
       Fuzz          coverage-guided fuzzing of the readers (Test runs a short one, in
                     tests/Pester/Fuzz.Tests.ps1): publishes the harness tests/Fuzz, instruments
                     InitramfsPS.Core.dll with SharpFuzz's sharpfuzz tool, and runs afl-fuzz
@@ -86,6 +88,8 @@ param(
     [switch]$VerifyCost,
     # Bench: a git revision to compare this build with (built in a worktree under out/bench-baseline/).
     [string]$Baseline,
+    # Bench: only the rebuild targets of issue 16 (the part cache).
+    [switch]$Rebuild,
 
     # Fuzz: the readers afl-fuzz runs, one after the other.
     [ArgumentCompletions('tar', 'cpio', 'manifest')]
@@ -417,6 +421,7 @@ function Invoke-Bench {
     if ($Quick) { $benchArgs += '-Quick' }
     if ($VerifyCost) { $benchArgs += '-VerifyCost' }
     if ($Baseline) { $benchArgs += @('-BaselineModulePath', (Build-Baseline $Baseline)) }
+    if ($Rebuild) { $benchArgs += '-Rebuild' }
     dotnet pwsh @benchArgs
     Assert-ExitCode 'Bench'
 }

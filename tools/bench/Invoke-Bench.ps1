@@ -31,6 +31,15 @@ after two warm-up exports of each; medians of the times, of the per-run ratios a
 time, the bytes hashed per export, and PASS/FAIL for the target: on / off <= 1.10 for .cpio.zst.
 The checks are turned off through a private field of the module, which nothing else touches.
 
+-Rebuild measures issue 16's targets, in a process per image: a rebuild at level 3 (the Debian
+minbase image plus a 1 MiB agent A exported, then plus agent B: the second export timed) against
+`zstd -3 -T0` on the whole cpio of the second, <= 0.25 x; the same at level 19 against
+`zstd -19 -T0` (one run), <= 0.05 x; the synthetic 1 GB image with one file changed against
+`zstd -3 -T0`, <= 0.1 x; and a first export with an empty part cache against one with
+-NoPartCache, not slower (median ratio <= 1 + -Tolerance). Each run has agents of its own, so
+every timed export is a real rebuild. The cold end-to-end target (>= 4 x skopeo+umoci+cpio+zstd)
+is in the default mode's table.
+
 -BaselineModulePath compares this module with another build of it (build.ps1 -Task Bench -Baseline
 <git revision> builds one): per image, -Runs rounds in which each module in turn (the order
 swapped every round) does, in a new pwsh process of its own, one warm export to each of .cpio,
@@ -48,7 +57,8 @@ param(
     [string] $CacheDirectory,
     [switch] $VerifyCost,
     [string] $BaselineModulePath,
-    [double] $Tolerance = 0.03
+    [double] $Tolerance = 0.03,
+    [switch] $Rebuild
 )
 
 $ErrorActionPreference = 'Stop'
@@ -202,6 +212,90 @@ foreach (`$x in '.cpio', '.cpio.zst', '.cpio.gz') {
     $e2e = (Invoke-Pwsh "Import-Module '$Module'; `$null = Get-OciImage '$Ref' | Export-Initramfs '$Dir/e2e.cpio.zst' -Force -WarningAction SilentlyContinue" @{ INITRAMFSPS_CACHE = $fresh }).Seconds
     Remove-Item -LiteralPath $fresh -Recurse -Force -ErrorAction SilentlyContinue
     [ordered]@{ 'warm .cpio' = $warm.'.cpio'; 'warm .cpio.zst' = $warm.'.cpio.zst'; 'warm .cpio.gz' = $warm.'.cpio.gz'; 'end to end .cpio.zst, new pwsh, empty cache' = $e2e }
+}
+
+# Issue 16: rebuilds against native zstd on the whole cpio, and the first export's cost, per image.
+function Measure-Rebuild($Image, [int] $Level, [int] $Count, [string] $Changed) {
+    $cache = Join-Path $work "cache-rebuild-$($Image.Name)-$Level"
+    $dir = Join-Path $work "rebuild-$($Image.Name)-$Level"
+    [void][IO.Directory]::CreateDirectory($dir)
+    $child = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$ModulePath'
+`$r = Get-OciImage 'oci:$($Image.Path):$($Image.Tag)' | Expand-OciLayers
+function New-Agent([int] `$Seed) {
+    `$bytes = [byte[]]::new(1MB); [Random]::new(`$Seed).NextBytes(`$bytes)
+    `$path = "$dir/agent-`$Seed"; [IO.File]::WriteAllBytes(`$path, `$bytes); `$path
+}
+function Time([scriptblock] `$Block) { `$sw = [Diagnostics.Stopwatch]::StartNew(); `$null = & `$Block; `$sw.Elapsed.TotalSeconds }
+`$p = @{ CompressionLevel = $Level; WarningAction = 'SilentlyContinue' }
+`$t = @{ Rebuild = @(); Native = @(); Compressed = @(); Parts = @(); First = @(); NoCache = @() }
+foreach (`$i in 1..$Count) {
+    `$a = `$r | Add-InitramfsFile (New-Agent (2 * `$i)) '$Changed'
+    `$b = `$r | Add-InitramfsFile (New-Agent (2 * `$i + 1)) '$Changed'
+    if (`$i -eq 1 -and $Level -eq 3) {
+        # An export with an empty part cache against one with -NoPartCache
+        # (the order swapped every other time), a GC before each.
+        foreach (`$j in 1..4) {
+            [GC]::Collect(); [GC]::WaitForPendingFinalizers()
+            if (`$j % 2) { `$t.NoCache += Time { `$a | Export-Initramfs "$dir/nocache.cpio.zst" -NoPartCache @p } }
+            `$d = @(Get-OciCache | Where-Object Kind -EQ CompressedPart | ForEach-Object Digest); if (`$d) { Clear-OciCache -Digest `$d -Confirm:`$false }
+            Remove-Item '$cache/part-recipes' -Recurse -Force -ErrorAction SilentlyContinue
+            [GC]::Collect(); [GC]::WaitForPendingFinalizers()
+            `$t.First += Time { `$a | Export-Initramfs "$dir/first.cpio.zst" @p }
+            if (-not (`$j % 2)) { [GC]::Collect(); [GC]::WaitForPendingFinalizers(); `$t.NoCache += Time { `$a | Export-Initramfs "$dir/nocache.cpio.zst" -NoPartCache @p } }
+        }
+    }
+    `$null = `$a | Export-Initramfs "$dir/a.cpio.zst" @p
+    `$sw = [Diagnostics.Stopwatch]::StartNew()
+    `$report = `$b | Export-Initramfs "$dir/b.cpio.zst" @p
+    `$t.Rebuild += `$sw.Elapsed.TotalSeconds
+    `$t.Compressed += `$report.PartsCompressed; `$t.Parts += `$report.PartCount
+    `$null = `$b | Export-Initramfs "$dir/b.cpio" -WarningAction SilentlyContinue
+    `$t.Native += Time { & zstd -q -f -T0 -$Level "$dir/b.cpio" -o "$dir/native.zst"; if (`$LASTEXITCODE) { throw 'zstd failed' } }
+}
+`$t | ConvertTo-Json -Compress
+"@
+    $data = Read-ChildResult (Invoke-Pwsh $child @{ INITRAMFSPS_CACHE = $cache })
+    $ratios = for ($i = 0; $i -lt $Count; $i++) { $data.Rebuild[$i] / $data.Native[$i] }
+    [pscustomobject]@{
+        Image = $Image.Name; Level = $Level
+        Rebuild = Get-Median $data.Rebuild; Native = Get-Median $data.Native; Ratio = Get-Median $ratios
+        Parts = '{0} of {1}' -f (Get-Median $data.Compressed), (Get-Median $data.Parts)
+        First = if ($data.First) { Get-Median $data.First } else { $null }
+        NoCache = if ($data.NoCache) { Get-Median $data.NoCache } else { $null }
+        FirstRuns = if ($data.First) { (($data.First | ForEach-Object { '{0:N3}' -f $_ }) -join ' ') + ' / ' + (($data.NoCache | ForEach-Object { '{0:N3}' -f $_ }) -join ' ') } else { $null }
+    }
+}
+
+if ($Rebuild) {
+    Write-Host "==> Rebuilds (issue 16), $Runs runs (level 19: one)"
+    $deb = if ($Quick) { New-SyntheticLayout 'synthetic-quick' 5000 (50MB) }
+    else {
+        Import-Module (Join-Path $repo 'tests/Pester/DebianImage.psm1') -Force
+        $l = Get-DebianMinbaseLayout
+        [pscustomobject]@{ Name = 'debian-minbase'; Path = $l.Path; Tag = $l.Tag }
+    }
+    $rows = @()
+    try {
+        $rows += Measure-Rebuild $deb 3 $Runs '/usr/local/bin/agent'
+        $rows += Measure-Rebuild $deb 19 1 '/usr/local/bin/agent'
+        if (-not $Quick) { $rows += Measure-Rebuild (New-SyntheticLayout 'synthetic-1g' 100000 (1GB)) 3 $Runs '/srv/agent' }
+    }
+    finally { Remove-Item -LiteralPath $work -Recurse -Force -ErrorAction SilentlyContinue }
+    $targets = @{ '3' = 0.25; '19' = 0.05 }
+    $verdicts = foreach ($r in $rows) {
+        $limit = if ($r.Image -like 'synthetic*' -and -not $Quick) { 0.1 } else { $targets["$($r.Level)"] }
+        [pscustomobject]@{ Image = $r.Image; Target = "rebuild at level $($r.Level) <= $limit x zstd -$($r.Level) -T0 on the whole cpio"; Value = '{0:N3}s / {1:N3}s = {2:N3}x ({3} parts compressed)' -f $r.Rebuild, $r.Native, $r.Ratio, $r.Parts; Pass = $r.Ratio -le $limit }
+        if ($r.First) {
+            $fr = $r.First / $r.NoCache
+            [pscustomobject]@{ Image = $r.Image; Target = "first export, empty part cache, not slower than -NoPartCache (<= $(1 + $Tolerance) x)"; Value = '{0:N3}s / {1:N3}s = {2:N3}x (runs {3})' -f $r.First, $r.NoCache, $fr, $r.FirstRuns; Pass = $fr -le 1 + $Tolerance }
+        }
+    }
+    $verdicts | ForEach-Object { $_ | Add-Member -PassThru NoteProperty Result $(if ($_.Pass) { 'PASS' } else { 'FAIL' }) } |
+        Format-Table Image, Result, Target, Value -AutoSize -Wrap | Out-String -Width 220 | Write-Host
+    if ($Quick) { Write-Host '(quick mode: a small image; the verdicts are informative only)' }
+    return
 }
 
 if ($BaselineModulePath) {
