@@ -508,11 +508,12 @@ namespace InitramfsPS.Export
                 PartPlan.SetRecipes(parts, entries, headers, carriesData, reader);
             }
             byte[] name = new byte[1024];
-            foreach (var part in parts)
+            using var found = store is null ? null : new KeptParts(store, parts, options.Workers, cancellationToken);
+            for (int k = 0; k < parts.Count; k++)
             {
+                var part = parts[k];
                 cancellationToken.ThrowIfCancellationRequested();
-                if (store is not null && store.Recall(part.Recipe!) is { } known && known.Length == part.Bytes
-                    && store.Find(known.Sha256, cancellationToken) is { } kept)
+                if (found?.Take(k) is { } kept)
                 {
                     pipeline.AddKept(kept, part.Bytes);
                     writer.Skip(part.Bytes);
@@ -556,6 +557,65 @@ namespace InitramfsPS.Export
                 }
             }
             options.Progress?.Entry(entries.Count);
+        }
+
+        /// <summary>
+        /// The kept parts of an export, looked up ahead of the writing: a part whose recipe an
+        /// earlier export recorded is read from the store (and verified there) on the thread pool,
+        /// at most <c>workers + 1</c> parts ahead of the one being written, so that a rebuild that
+        /// copies most of its parts reads and checks them on every core, not one after the other.
+        /// </summary>
+        private sealed class KeptParts : IDisposable
+        {
+            private readonly IPartStore store;
+            private readonly List<PlannedPart> parts;
+            private readonly int ahead;
+            private readonly CancellationToken cancellationToken;
+            private readonly System.Threading.Tasks.Task<byte[]?>?[] lookups;
+            private int started;
+
+            public KeptParts(IPartStore store, List<PlannedPart> parts, int workers, CancellationToken cancellationToken)
+            {
+                this.store = store;
+                this.parts = parts;
+                this.cancellationToken = cancellationToken;
+                ahead = Math.Clamp(workers, 1, 8) + 1;
+                lookups = new System.Threading.Tasks.Task<byte[]?>?[parts.Count];
+            }
+
+            /// <summary>The compressed bytes of part <paramref name="index"/> from the store, or null: it must be written.</summary>
+            public byte[]? Take(int index)
+            {
+                while (started < parts.Count && started <= index + ahead)
+                {
+                    var part = parts[started];
+                    lookups[started++] = store.Recall(part.Recipe!) is { } known && known.Length == part.Bytes
+                        ? System.Threading.Tasks.Task.Run(() => store.Find(known.Sha256, cancellationToken), cancellationToken)
+                        : null;
+                }
+                var lookup = lookups[index];
+                lookups[index] = null;
+                return lookup?.GetAwaiter().GetResult();
+            }
+
+            /// <summary>Waits for the lookups still running (they read into memory only), so none outlives the export.</summary>
+            public void Dispose()
+            {
+                foreach (var lookup in lookups)
+                {
+                    if (lookup is not null)
+                    {
+                        try
+                        {
+                            lookup.Wait(cancellationToken.IsCancellationRequested ? TimeSpan.FromSeconds(10) : Timeout.InfiniteTimeSpan);
+                        }
+                        catch (AggregateException)
+                        {
+                            // A lookup that failed only matters for the part it was for, which was not taken.
+                        }
+                    }
+                }
+            }
         }
 
         /// <summary>Reads a file's bytes straight into the pipeline's chunk (no intermediate buffer).</summary>
