@@ -228,7 +228,7 @@ function New-Agent([int] `$Seed) {
     `$path = "$dir/agent-`$Seed"; [IO.File]::WriteAllBytes(`$path, `$bytes); `$path
 }
 function Time([scriptblock] `$Block) { `$sw = [Diagnostics.Stopwatch]::StartNew(); `$null = & `$Block; `$sw.Elapsed.TotalSeconds }
-`$p = @{ CompressionLevel = $Level; WarningAction = 'SilentlyContinue' }
+`$p = @{ CompressionLevel = $Level; WarningAction = 'SilentlyContinue'; Force = `$true }
 `$t = @{ Rebuild = @(); Native = @(); Compressed = @(); Parts = @(); First = @(); NoCache = @() }
 foreach (`$i in 1..$Count) {
     `$a = `$r | Add-InitramfsFile (New-Agent (2 * `$i)) '$Changed'
@@ -251,7 +251,7 @@ foreach (`$i in 1..$Count) {
     `$report = `$b | Export-Initramfs "$dir/b.cpio.zst" @p
     `$t.Rebuild += `$sw.Elapsed.TotalSeconds
     `$t.Compressed += `$report.PartsCompressed; `$t.Parts += `$report.PartCount
-    `$null = `$b | Export-Initramfs "$dir/b.cpio" -WarningAction SilentlyContinue
+    `$null = `$b | Export-Initramfs "$dir/b.cpio" -WarningAction SilentlyContinue -Force
     `$t.Native += Time { & zstd -q -f -T0 -$Level "$dir/b.cpio" -o "$dir/native.zst"; if (`$LASTEXITCODE) { throw 'zstd failed' } }
 }
 `$t | ConvertTo-Json -Compress
