@@ -399,13 +399,7 @@ namespace InitramfsPS.Export
             for (int i = 0; i < entries.Count; i++)
             {
                 var e = entries[i];
-                string archiveName = RootfsPath.ArchiveName(e.Path);
-                int maxNameLength = Encoding.UTF8.GetMaxByteCount(archiveName.Length);
-                if (name.Length < maxNameLength)
-                {
-                    name = new byte[maxNameLength];
-                }
-                int nameLength = Encoding.UTF8.GetBytes(archiveName, name);
+                int nameLength = PartPlan.EncodeName(e, ref name);
                 var nameBytes = name.AsSpan(0, nameLength);
                 if (!RootfsPath.FitsPathMax(nameLength))
                 {
@@ -530,13 +524,7 @@ namespace InitramfsPS.Export
                     }
                     var e = entries[i];
                     var p = plan[i];
-                    string archiveName = RootfsPath.ArchiveName(e.Path);
-                    int maxNameLength = Encoding.UTF8.GetMaxByteCount(archiveName.Length);
-                    if (name.Length < maxNameLength)
-                    {
-                        name = new byte[maxNameLength];
-                    }
-                    int nameLength = Encoding.UTF8.GetBytes(archiveName, name);
+                    int nameLength = PartPlan.EncodeName(e, ref name);
                     writer.WriteHeader(p.Header, name.AsSpan(0, nameLength));
                     if (p.WriteData && p.Header.FileSize > 0)
                     {

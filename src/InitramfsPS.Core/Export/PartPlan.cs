@@ -59,7 +59,7 @@ namespace InitramfsPS.Export
             for (int i = 0; i < entries.Count; i++)
             {
                 var e = entries[i];
-                int nameLength = Encode(RootfsPath.ArchiveName(e.Path), ref name);
+                int nameLength = EncodeName(e, ref name);
                 long record = NewcCodec.RecordSize(nameLength, headers[i].FileSize);
                 if (openGroups == 0 && cuts.CutBefore(partBytes, previousRecord, name.AsSpan(0, nameLength), record))
                 {
@@ -103,7 +103,7 @@ namespace InitramfsPS.Export
                 for (int i = part.Start; i < part.End; i++)
                 {
                     var e = entries[i];
-                    int nameLength = Encode(RootfsPath.ArchiveName(e.Path), ref name);
+                    int nameLength = EncodeName(e, ref name);
                     // The header as written: 110 bytes, the name, its NUL and the padding (zeros).
                     int headerLength = (int)NewcCodec.Align4(NewcCodec.HeaderSize + nameLength + 1);
                     if (header.Length < headerLength)
@@ -135,6 +135,9 @@ namespace InitramfsPS.Export
                 part.Recipe = recipe.ToArray();
             }
         }
+
+        /// <summary>The entry's name as the archive holds it (UTF-8, no leading slash) into <paramref name="buffer"/>, grown as needed; returns its length.</summary>
+        internal static int EncodeName(RootfsEntry entry, ref byte[] buffer) => Encode(RootfsPath.ArchiveName(entry.Path), ref buffer);
 
         private static int Encode(string archiveName, ref byte[] buffer)
         {
