@@ -48,6 +48,7 @@ namespace InitramfsPS.Compression
         private readonly OrderedPartWriter writer;
         private byte[] chunk;
         private int chunkUsed;
+        private readonly bool compressing;
         private Part? current;
         private bool joined;
 
@@ -79,8 +80,9 @@ namespace InitramfsPS.Compression
             // Pinned: zstd keeps pointers into a part buffer between calls (stableInBuffer). At most one
             // buffer per open part exists, so the pool never holds more than workers + 1.
             partBuffers = compression == InitramfsCompression.None ? null : new ChunkPool((int)bufferSize, pinned: true);
-            writer = new OrderedPartWriter(file, () => PartCodecs.Create(compression, level), compressors, (int)(outputLimit / ChunkSize), chunks,
-                compression == InitramfsCompression.None ? null : store, cancellationToken);
+            compressing = compression != InitramfsCompression.None;
+            Store = compressing ? store : null;
+            writer = new OrderedPartWriter(file, () => PartCodecs.Create(compression, level), compressors, (int)(outputLimit / ChunkSize), chunks, Store, cancellationToken);
             chunk = chunks.Rent();
         }
 
@@ -112,14 +114,17 @@ namespace InitramfsPS.Compression
         /// <summary>Parts begun so far.</summary>
         public int PartCount { get; private set; }
 
-        /// <summary>Parts run through a compressor (final after <see cref="Complete"/>).</summary>
-        public int PartsCompressed => writer.PartsCompressed;
+        /// <summary>The part store the parts are looked up in and kept in; null for none, and always for an uncompressed archive.</summary>
+        public IPartStore? Store { get; }
+
+        /// <summary>Parts run through a compressor (final after <see cref="Complete"/>; 0 for an uncompressed archive).</summary>
+        public int PartsCompressed => compressing ? writer.PartsCompressed : 0;
 
         /// <summary>Parts copied from the part store instead of compressed.</summary>
         public int PartsReused => writer.PartsReused;
 
-        /// <summary>Bytes of cpio run through a compressor.</summary>
-        public long BytesCompressed => writer.BytesCompressed;
+        /// <summary>Bytes of cpio run through a compressor (0 for an uncompressed archive).</summary>
+        public long BytesCompressed => compressing ? writer.BytesCompressed : 0;
 
         /// <summary>Bytes of cpio written into the pipeline.</summary>
         public long UncompressedBytes { get; private set; }
@@ -203,10 +208,7 @@ namespace InitramfsPS.Compression
         /// </summary>
         public void BeginPart(byte[]? recipe = null)
         {
-            if (current is not null)
-            {
-                EndPart();
-            }
+            EndPart();
             current = writer.Add(partBuffers, recipe);
             PartCount++;
         }
@@ -218,11 +220,7 @@ namespace InitramfsPS.Compression
         /// </summary>
         public void AddKept(byte[] compressed, long uncompressedLength)
         {
-            if (current is not null)
-            {
-                EndPart();
-                current = null;
-            }
+            EndPart();
             writer.AddReady(compressed, uncompressedLength);
             PartCount++;
             UncompressedBytes += uncompressedLength;
@@ -231,10 +229,7 @@ namespace InitramfsPS.Compression
         /// <summary>Ends the input, waits for every part to be written and rethrows what failed on the way.</summary>
         public void Complete()
         {
-            if (current is not null)
-            {
-                EndPart();
-            }
+            EndPart();
             writer.Complete();
             joined = true;
         }
@@ -260,13 +255,19 @@ namespace InitramfsPS.Compression
             base.Dispose(disposing);
         }
 
+        /// <summary>Hands the part being written, if any, its last input; none is being written after.</summary>
         private void EndPart()
         {
-            if (current!.Streaming && chunkUsed > 0)
+            if (current is null)
+            {
+                return;
+            }
+            if (current.Streaming && chunkUsed > 0)
             {
                 HandOver();
             }
             current.EndInput();
+            current = null;
         }
 
         private void HandOver()

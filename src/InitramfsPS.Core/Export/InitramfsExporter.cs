@@ -274,9 +274,9 @@ namespace InitramfsPS.Export
                     sha256 = Convert.ToHexString(file.Sha256()).ToLowerInvariant();
                     compressedSize = pipeline.BytesWritten;
                     parts = pipeline.PartCount;
-                    partsCompressed = options.Compression == InitramfsCompression.None ? 0 : pipeline.PartsCompressed;
+                    partsCompressed = pipeline.PartsCompressed;
                     partsReused = pipeline.PartsReused;
-                    bytesCompressed = options.Compression == InitramfsCompression.None ? 0 : pipeline.BytesCompressed;
+                    bytesCompressed = pipeline.BytesCompressed;
                     file.Commit(fullPath, options.Overwrite ? ExistingFile.Replace : ExistingFile.Fail);
                 }
                 return new ExportReport
@@ -496,7 +496,7 @@ namespace InitramfsPS.Export
             var headers = Array.ConvertAll(plan, p => p.Header);
             var carriesData = Array.ConvertAll(plan, p => p.WriteData);
             var parts = PartPlan.Cut(entries, headers, carriesData, pipeline.Cuts);
-            var store = options.Compression == InitramfsCompression.None ? null : options.PartStore;
+            var store = pipeline.Store;
             if (store is not null)
             {
                 PartPlan.SetRecipes(parts, entries, headers, carriesData, reader);
