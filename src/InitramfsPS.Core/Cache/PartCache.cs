@@ -235,6 +235,7 @@ namespace InitramfsPS.Cache
             private readonly PartCache cache;
             private readonly PartKey key;
             private readonly BlobWriter writer;
+            private Blake3.Hasher check = Blake3.Hasher.New();
             private long total;
             private bool broken;
 
@@ -257,6 +258,7 @@ namespace InitramfsPS.Cache
                 try
                 {
                     writer.Write(bytes);
+                    check.Update(bytes);
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException || ex is InitramfsException { Kind: FailureKind.WriteFailed })
                 {
@@ -279,7 +281,7 @@ namespace InitramfsPS.Cache
                     // crash tore is a miss. With one per part, keeping the parts cost a first
                     // export about a third more time.
                     writer.Commit(blob, durable: false);
-                    cache.WriteRecord(new PartRecord { Key = key, Blob = blob, Length = total });
+                    cache.WriteRecord(new PartRecord { Key = key, Blob = blob, Length = total, Check = check.Finalize().AsSpan().ToArray() });
                     return blob;
                 }
                 catch (InitramfsException ex) when (ex.Kind == FailureKind.WriteFailed)
@@ -293,7 +295,11 @@ namespace InitramfsPS.Cache
             }
 
             /// <inheritdoc/>
-            public void Dispose() => writer.Dispose();
+            public void Dispose()
+            {
+                writer.Dispose();
+                check.Dispose();
+            }
         }
 
         /// <summary>
@@ -347,7 +353,10 @@ namespace InitramfsPS.Cache
             using var file = new AtomicFileWriter(Path.Combine(store.Root, "tmp", $"{Guid.NewGuid():N}.partial"), 1);
             file.Write(Encoding.ASCII.GetBytes(record.Text()));
             // Replace: a record already there may be one judged bad a moment ago; ours is whole and current.
-            file.Commit(final, ExistingFile.Replace);
+            // No fsync, as for the blob: a record a crash tore is garbage (a miss), and one that
+            // outlived its torn blob fails the blob's check. One fsync per part cost a first export
+            // a journal commit per part.
+            file.Commit(final, ExistingFile.Replace, durable: false);
         }
 
         private enum BlobRead
@@ -393,7 +402,7 @@ namespace InitramfsPS.Cache
                         // Not read (it could be anything large): the record that leads to it goes.
                         return BlobRead.RecordWrong;
                     }
-                    using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                    using var hash = Blake3.Hasher.New();
                     var segments = new List<ArraySegment<byte>>();
                     for (long left = length; left > 0;)
                     {
@@ -402,13 +411,19 @@ namespace InitramfsPS.Cache
                         rented.Add(buffer);
                         int count = (int)Math.Min(buffer.Length, left);
                         stream.ReadExactly(buffer, 0, count);
-                        hash.AppendData(buffer, 0, count);
+                        hash.Update(buffer.AsSpan(0, count));
                         segments.Add(new ArraySegment<byte>(buffer, 0, count));
                         left -= count;
                     }
-                    if (!record.Blob.Matches(hash.GetHashAndReset()))
+                    if (!hash.Finalize().AsSpan().SequenceEqual(record.Check))
                     {
-                        return BlobRead.Corrupt;
+                        // The blob or the record is damaged: the blob's name says which.
+                        using var sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                        foreach (var segment in segments)
+                        {
+                            sha256.AppendData(segment);
+                        }
+                        return record.Blob.Matches(sha256.GetHashAndReset()) ? BlobRead.RecordWrong : BlobRead.Corrupt;
                     }
                     if (length != record.Length)
                     {

@@ -21,8 +21,11 @@ namespace InitramfsPS.Compression
     /// </remarks>
     internal sealed class OrderedPartWriter : IDisposable
     {
-        /// <summary>The file is fsynced every this many bytes by the write stage, so the fsync before the rename has little left to do.</summary>
-        private const long SyncEvery = 32L << 20;
+        /// <summary>
+        /// The write stage starts the disk writes of the file every this many bytes (without waiting
+        /// for them), so the fsync before the rename has little left to do.
+        /// </summary>
+        private const long SyncEvery = 8L << 20;
 
         private readonly Stages stages;
         private readonly BoundedQueue<Part> unassigned;
@@ -98,10 +101,14 @@ namespace InitramfsPS.Compression
         /// <paramref name="uncompressedLength"/> bytes of cpio: it goes to the writer in its turn,
         /// past the compressors. Waits while workers + 1 parts are open.
         /// </summary>
-        public void AddReady(byte[] compressed, long uncompressedLength)
+        public void AddReady(KeptPart kept, long uncompressedLength)
         {
-            var part = new Part(this, null, 1);
-            part.Output.Add(new Segment(compressed, compressed.Length, Foreign: true), stages.Token);
+            // Room for every segment: the part is queued whole before the writer reaches it.
+            var part = new Part(this, null, Math.Max(1, kept.Segments.Count));
+            foreach (var segment in kept.Segments)
+            {
+                part.Output.Add(new Segment(segment.Array!, segment.Count, kept.GiveBack), stages.Token);
+            }
             part.Output.Complete();
             Producer(() => unwritten.Add(part, stages.Token));
             CountInput(uncompressedLength);
@@ -164,7 +171,7 @@ namespace InitramfsPS.Compression
                 }
                 long input = part.Streaming ? -1 : first.Count;
                 byte[]? key = store is not null && !part.Streaming ? SHA256.HashData(first.Buffer.AsSpan(0, first.Count)) : null;
-                byte[]? kept = key is not null ? store!.Find(key, stages.Token) : null;
+                using KeptPart? kept = key is not null ? store!.Find(key, stages.Token) : null;
                 if (key is not null && part.Recipe is { } recipe)
                 {
                     // The next export finds this part from its recipe, without reading its entries.
@@ -177,7 +184,10 @@ namespace InitramfsPS.Compression
                     {
                         if (kept is not null)
                         {
-                            sink.Write(kept);
+                            foreach (var segment in kept.Segments)
+                            {
+                                sink.Write(segment);
+                            }
                             part.Consumed(first.Count);
                             part.Release(first);
                             Interlocked.Increment(ref partsReused);
@@ -217,13 +227,17 @@ namespace InitramfsPS.Compression
                     file.Write(segment.Buffer.AsSpan(0, segment.Count));
                     Interlocked.Add(ref bytesWritten, segment.Count);
                     sinceSync += segment.Count;
-                    if (!segment.Foreign)
+                    if (segment.GiveBack is { } giveBack)
+                    {
+                        giveBack(segment.Buffer);
+                    }
+                    else
                     {
                         chunks.Return(segment.Buffer);
                     }
                     if (sinceSync >= SyncEvery)
                     {
-                        file.Sync();
+                        file.StartWriteback();
                         sinceSync = 0;
                     }
                 }
@@ -232,8 +246,8 @@ namespace InitramfsPS.Compression
         }
     }
 
-    /// <summary>Bytes in a buffer: a chunk, or a part buffer; <paramref name="Foreign"/>: an array of no pool (a part copied from the store).</summary>
-    internal readonly record struct Segment(byte[] Buffer, int Count, bool Foreign = false);
+    /// <summary>Bytes in a buffer: a chunk, or a part buffer; <paramref name="GiveBack"/>, when set, takes the buffer back instead of the chunk pool (a part copied from the store).</summary>
+    internal readonly record struct Segment(byte[] Buffer, int Count, Action<byte[]>? GiveBack = null);
 
     /// <summary>
     /// One part of an export: its input as the producer hands it over, and its compressed output

@@ -218,7 +218,7 @@ namespace InitramfsPS.Compression
         /// the part store), of <paramref name="uncompressedLength"/> bytes of cpio, which the
         /// caller does not write.
         /// </summary>
-        public void AddKept(byte[] compressed, long uncompressedLength)
+        public void AddKept(KeptPart compressed, long uncompressedLength)
         {
             EndPart();
             writer.AddReady(compressed, uncompressedLength);

@@ -30,25 +30,10 @@ namespace InitramfsPS.Export
         }
 
         /// <inheritdoc/>
-        public byte[]? Find(byte[] uncompressedSha256, CancellationToken cancellationToken)
-        {
-            if (!parts.TryGet(new PartKey(uncompressedSha256, codec, level, compressor), cancellationToken, out var part))
-            {
-                return null;
-            }
-            using (part)
-            {
-                // One array: the writer takes the part as one segment, and gives nothing back.
-                byte[] bytes = new byte[part.Length];
-                int at = 0;
-                foreach (var segment in part.Segments)
-                {
-                    segment.AsSpan().CopyTo(bytes.AsSpan(at));
-                    at += segment.Count;
-                }
-                return bytes;
-            }
-        }
+        public KeptPart? Find(byte[] uncompressedSha256, CancellationToken cancellationToken) =>
+            parts.TryGet(new PartKey(uncompressedSha256, codec, level, compressor), cancellationToken, out var part)
+                ? new KeptPart(part.Segments, part.Length, part.Release, part)
+                : null;
 
         /// <inheritdoc/>
         public IPartKeeper? BeginKeep(byte[] uncompressedSha256, long uncompressedLength) =>

@@ -30,7 +30,7 @@ namespace InitramfsPS.IO
     /// I/O errors (a full disk among them) are thrown as they come; the caller names them in its
     /// own terms (CacheWriteFailed, ExportWriteFailed).
     /// </remarks>
-    internal sealed class AtomicFileWriter : WriteOnlyStream
+    internal sealed partial class AtomicFileWriter : WriteOnlyStream
     {
         private readonly FileStream file;
         private readonly IncrementalHash sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -117,6 +117,41 @@ namespace InitramfsPS.IO
 
         /// <summary>Flushes what was written so far to disk (fsync), so that the one at <see cref="Commit(string, ExistingFile)"/> has little left.</summary>
         public void Sync() => file.Flush(true);
+
+        /// <summary>
+        /// Starts writing what was written so far to disk and returns without waiting for it, so that
+        /// the fsync at <see cref="Commit(string, ExistingFile)"/> has little left. On Linux this is
+        /// sync_file_range(SYNC_FILE_RANGE_WRITE); elsewhere (or where that call is refused) it is
+        /// the waiting <see cref="Sync"/>.
+        /// </summary>
+        /// <remarks>
+        /// Why not <see cref="Sync"/> on Linux: an export that copies most of its parts from the
+        /// cache is bound by its writer thread, and a waiting fsync every 32 MiB stopped it for the
+        /// disk's time (Debian minbase rebuild: 50 ms of 330). Started early, the writes overlap the
+        /// rest of the export, and the commit's fsync still makes the file durable before its rename.
+        /// </remarks>
+        public void StartWriteback()
+        {
+            if (OperatingSystem.IsLinux() && !writebackRefused)
+            {
+                file.Flush(false);
+                if (SysSyncFileRange(file.SafeFileHandle, 0, 0, SyncFileRangeWrite) == 0)
+                {
+                    return;
+                }
+                // ENOSYS (an emulator), EINVAL (a file system without it): wait, as before.
+                writebackRefused = true;
+            }
+            Sync();
+        }
+
+        private const uint SyncFileRangeWrite = 2;
+
+        private bool writebackRefused;
+
+        [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
+        [System.Runtime.InteropServices.DefaultDllImportSearchPaths(System.Runtime.InteropServices.DllImportSearchPath.SafeDirectories)]
+        private static partial int SysSyncFileRange(Microsoft.Win32.SafeHandles.SafeFileHandle fd, long offset, long count, uint flags);
 
         /// <summary>
         /// Flushes the file to disk (fsync), renames it to <paramref name="path"/> and closes it;

@@ -187,6 +187,9 @@ namespace InitramfsPS.Core.Tests.Cache
         [InlineData("another key's")]
         [InlineData("wrong length")]
         [InlineData("level spelled 03")]
+        [InlineData("another check")]
+        [InlineData("check spelled upper-case")]
+        [InlineData("version 1, no check")]
         [InlineData("a directory")]
         public void A_bad_key_record_is_a_miss_and_is_removed_but_its_blob_stays(string kind)
         {
@@ -217,6 +220,16 @@ namespace InitramfsPS.Core.Tests.Cache
                     break;
                 case "level spelled 03":
                     File.WriteAllText(path, text.Replace("level 3\n", "level 03\n", StringComparison.Ordinal));
+                    break;
+                case "another check":
+                    // Well formed, but not the BLAKE3 of the blob: the blob hashes to its name, so the record is what is wrong.
+                    File.WriteAllText(path, System.Text.RegularExpressions.Regex.Replace(text, "check blake3:[0-9a-f]{64}", "check blake3:" + new string('0', 64)));
+                    break;
+                case "check spelled upper-case":
+                    File.WriteAllText(path, System.Text.RegularExpressions.Regex.Replace(text, "check blake3:([0-9a-f]{64})", m => "check blake3:" + m.Groups[1].Value.ToUpperInvariant()));
+                    break;
+                case "version 1, no check":
+                    File.WriteAllText(path, System.Text.RegularExpressions.Regex.Replace(text.Replace("initramfsps-part 2\n", "initramfsps-part 1\n", StringComparison.Ordinal), "check blake3:[0-9a-f]{64}\n", string.Empty));
                     break;
                 default:
                     File.Delete(path);

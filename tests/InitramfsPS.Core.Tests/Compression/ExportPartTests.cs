@@ -208,6 +208,9 @@ namespace InitramfsPS.Core.Tests.Compression
             Assert.Equal(Export(changed, compression, workers).Bytes, rebuilt.Bytes);
             Assert.Equal(rebuilt.Report.PartCount - rebuilt.Report.PartsReused, rebuilt.Report.PartsCompressed);
             Assert.InRange(rebuilt.Report.PartsCompressed, 1, 2 + (rebuilt.Report.PartCount - kept));
+            // Every buffer of every kept part handed out went back once written.
+            Assert.True(store.HandedOut > 0);
+            Assert.Equal(store.HandedOut, store.GivenBack);
         }
 
         /// <summary>A part store in memory, as the cache's is on disk.</summary>
@@ -218,8 +221,29 @@ namespace InitramfsPS.Core.Tests.Compression
 
             public int Count => parts.Count;
 
-            public byte[]? Find(byte[] uncompressedSha256, CancellationToken cancellationToken) =>
-                parts.TryGetValue(Convert.ToHexString(uncompressedSha256), out var bytes) ? bytes : null;
+            public int GivenBack;
+
+            public int HandedOut;
+
+            // In buffers of 64 KiB, as the cache hands out its pooled buffers, so that a kept part
+            // written as several segments is what these tests check.
+            public KeptPart? Find(byte[] uncompressedSha256, CancellationToken cancellationToken)
+            {
+                if (!parts.TryGetValue(Convert.ToHexString(uncompressedSha256), out var bytes))
+                {
+                    return null;
+                }
+                var segments = bytes.Chunk(64 << 10).Select(c => new ArraySegment<byte>(c)).ToList();
+                Interlocked.Add(ref HandedOut, segments.Count);
+                return new KeptPart(segments, bytes.Length, _ => Interlocked.Increment(ref GivenBack), new Nothing());
+            }
+
+            private sealed class Nothing : IDisposable
+            {
+                public void Dispose()
+                {
+                }
+            }
 
             public IPartKeeper? BeginKeep(byte[] uncompressedSha256, long uncompressedLength) => new Keeper(this, Convert.ToHexString(uncompressedSha256));
 
