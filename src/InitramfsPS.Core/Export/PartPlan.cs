@@ -1,6 +1,8 @@
 using System;
 using System.Collections.Generic;
 using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
 using InitramfsPS.Compression;
 using InitramfsPS.Cpio;
 using InitramfsPS.RootFilesystem;
@@ -91,12 +93,40 @@ namespace InitramfsPS.Export
         /// and its content's identity, and the trailer in the last part. Host files are read whole
         /// (their bytes are their only identity); a layer's contents are not read.
         /// </summary>
-        public static void SetRecipes(List<PlannedPart> parts, IReadOnlyList<RootfsEntry> entries, IReadOnlyList<CpioHeader> headers, IReadOnlyList<bool> carriesData, ContentReader reader)
+        /// <remarks>
+        /// Parts are hashed on up to <paramref name="workers"/> threads, each with its own reader:
+        /// on Debian minbase the 8.7k headers and content identities took 28 ms of CPU, before the
+        /// first kept part could be looked up.
+        /// </remarks>
+        public static void SetRecipes(List<PlannedPart> parts, IReadOnlyList<RootfsEntry> entries, IReadOnlyList<CpioHeader> headers, IReadOnlyList<bool> carriesData, int workers, CancellationToken cancellationToken)
         {
-            byte[] name = new byte[1024];
-            byte[] header = new byte[NewcCodec.HeaderSize + 1024];
-            Span<byte> recipe = stackalloc byte[32];
-            foreach (var part in parts)
+            var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, workers), CancellationToken = cancellationToken };
+            try
+            {
+                Parallel.For(0, parts.Count, options,
+                    () => new RecipeWork(),
+                    (k, _, work) =>
+                    {
+                        parts[k].Recipe = work.Recipe(parts[k], entries, headers, carriesData, last: parts[k].End == entries.Count);
+                        return work;
+                    },
+                    work => work.Dispose());
+            }
+            catch (AggregateException ex) when (ex.InnerExceptions.Count > 0)
+            {
+                // A host file that changed, Ctrl+C: thrown as itself, with its id, as on one thread.
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerExceptions[0]).Throw();
+            }
+        }
+
+        /// <summary>One thread's buffers and reader for <see cref="SetRecipes"/>.</summary>
+        private sealed class RecipeWork : IDisposable
+        {
+            private readonly ContentReader reader = new();
+            private byte[] name = new byte[1024];
+            private byte[] header = new byte[NewcCodec.HeaderSize + 1024];
+
+            public byte[] Recipe(PlannedPart part, IReadOnlyList<RootfsEntry> entries, IReadOnlyList<CpioHeader> headers, IReadOnlyList<bool> carriesData, bool last)
             {
                 using var hasher = Blake3.Hasher.New();
                 hasher.Update("initramfsps part recipe 1\n"u8);
@@ -127,13 +157,16 @@ namespace InitramfsPS.Export
                         e.Content!.AppendIdentity(hasher, reader);
                     }
                 }
-                if (part.End == entries.Count)
+                if (last)
                 {
                     hasher.Update("TRAILER!!!"u8);
                 }
+                byte[] recipe = new byte[32];
                 hasher.Finalize(recipe);
-                part.Recipe = recipe.ToArray();
+                return recipe;
             }
+
+            public void Dispose() => reader.Dispose();
         }
 
         /// <summary>The entry's name as the archive holds it (UTF-8, no leading slash) into <paramref name="buffer"/>, grown as needed; returns its length.</summary>
