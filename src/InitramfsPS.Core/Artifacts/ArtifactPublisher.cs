@@ -76,9 +76,10 @@ namespace InitramfsPS.Artifacts
                 {
                     [ArtifactDocuments.Created] = plan.Created.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
                 };
-                if (plan.Source is not null)
+                if (source is not null)
                 {
-                    annotations[ArtifactDocuments.BaseName] = plan.Source.ToString();
+                    // A registry reference only: a layout's or an archive's path means nothing to a fleet host.
+                    annotations[ArtifactDocuments.BaseName] = source.ToString();
                 }
                 if ((subject?.Digest ?? plan.SourceDigest) is { } baseDigest)
                 {
