@@ -757,8 +757,8 @@ function Get-TestRegistryRequest {
     process {
         $lines = @(Get-Content -LiteralPath $Registry.LogPath | Where-Object { $_ -match '"(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3}) (\d+|-)' })
         foreach ($line in ($lines | Select-Object -Skip $Since)) {
-            $null = $line -match '"(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3}) (\d+|-)'
-            [pscustomobject]@{ Method = $Matches[1]; Path = ($Matches[2] -split '\?')[0]; Query = ($Matches[2] -split '\?', 2)[1]; Status = [int]$Matches[3] }
+            $null = $line -match '"(GET|HEAD|POST|PUT|PATCH|DELETE) ([^?\s]+)\??(\S*) HTTP/[\d.]+" (\d{3}) (\d+|-)'
+            [pscustomobject]@{ Method = $Matches[1]; Path = $Matches[2]; Query = $Matches[3]; Status = [int]$Matches[4] }
         }
     }
 }
@@ -986,7 +986,7 @@ function Start-PwshProcess {
 function Stop-TestServer {
     <#
     .SYNOPSIS
-    Stops any server these helpers start (registry, token server, fault proxy, rogue registry), by its type; $null is ignored.
+    Stops any server these helpers start (registry, token server, fault proxy, rogue registry, referrers registry), by its type; $null is ignored.
     #>
     param([AllowNull()] $Server)
     if ($null -eq $Server) { return }
@@ -995,6 +995,7 @@ function Stop-TestServer {
         'InitramfsPS.Test.TokenServer' { Stop-TestTokenServer $Server }
         'InitramfsPS.Test.FaultProxy' { Stop-FaultProxy $Server }
         'InitramfsPS.Test.RogueRegistry' { Stop-RogueRegistry $Server }
+        'InitramfsPS.Test.ReferrersRegistry' { Stop-ReferrersRegistry $Server }
         default { throw "Stop-TestServer: unknown server type $($Server.PSTypeNames[0])" }
     }
 }

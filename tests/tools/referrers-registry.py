@@ -157,6 +157,22 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, body, log=False)
 
     def body(self):
+        if 'chunked' in (self.headers.get('Transfer-Encoding') or '').lower():
+            parts, total = [], 0
+            while True:
+                size = int(self.rfile.readline(65537).strip().split(b';')[0], 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b'\r\n', b'\n', b''):
+                        pass
+                    break
+                total += size
+                if total > self.store.args.max_blob:
+                    raise TooLarge()
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+            data = b''.join(parts)
+            self.rec['bytes_in'] += len(data)
+            return data
         length = int(self.headers.get('Content-Length') or 0)
         if length > self.store.args.max_blob:
             raise TooLarge()
