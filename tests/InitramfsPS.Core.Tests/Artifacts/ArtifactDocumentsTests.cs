@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Text;
 using System.Text.Json;
@@ -78,7 +79,7 @@ namespace InitramfsPS.Core.Tests.Artifacts
             byte[] theirs = Encoding.UTF8.GetBytes("{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[" + someone + "]}");
             string merged = Encoding.UTF8.GetString(ArtifactDocuments.AddReferrer(theirs, ours, "sha256-x")!);
             Assert.Contains(someone, merged);
-            Assert.True(merged.IndexOf(someone, System.StringComparison.Ordinal) < merged.IndexOf(B.ToString(), System.StringComparison.Ordinal));
+            Assert.True(merged.IndexOf(someone, StringComparison.Ordinal) < merged.IndexOf(B.ToString(), StringComparison.Ordinal));
         }
 
         [Theory]
