@@ -205,6 +205,22 @@ Describe 'Publish-Initramfs to a registry with the referrers API' {
         $r.BytesSkipped | Should -Be $r.Size
         "$warned" | Should -Match 'per repository'
     }
+
+    It 'uploads into the session a refused mount opened, without a second POST' {
+        # the gzip archive's parts are in no repository of this registry: each mount is answered 202
+        $log = @(Get-ReferrersRegistryLog $Referrers).Count
+        $r = Publish-Initramfs -Reference "$($Referrers.Url)/fleet/gzip:1" -Path $Gzip.Path -SourceImage $RefImage.Reference -WarningAction SilentlyContinue
+        $new = @(Get-ReferrersRegistryLog $Referrers | Select-Object -Skip $log)
+        $posts = @($new | Where-Object Method -EQ 'POST')
+        $posts.Count | Should -Be ($r.Layers + 1)
+        @($posts | Where-Object { $_.Query -notmatch 'mount=' }).Count | Should -Be 0
+        @($posts | Where-Object Status -EQ 202).Count | Should -Be ($r.Layers + 1)
+        @($new | Where-Object { $_.Method -eq 'PUT' -and $_.Path -match '/blobs/uploads/' -and $_.Status -eq 201 }).Count | Should -Be ($r.Layers + 1)
+        $r.BytesUploaded | Should -Be $r.Size
+        $dir = Copy-WithSkopeo "$($Referrers.Url)/fleet/gzip:1"
+        $manifest = Get-Content -Raw -LiteralPath (Join-Path $dir 'manifest.json') | ConvertFrom-Json
+        [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData((Join-PartLayers $dir $manifest))) | Should -Be $Gzip.Sha256.ToUpperInvariant()
+    }
 }
 
 Describe 'Publishing an archive that shares parts with one already pushed' {

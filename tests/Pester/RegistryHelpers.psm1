@@ -139,6 +139,19 @@ function Wait-RigReadyFile {
     Get-Content -LiteralPath $ready -Raw | ConvertFrom-Json
 }
 
+function Wait-RigIdle {
+    # A Python server logs a request when it has finished answering it, which can be a moment
+    # after the client has read the answer: wait (up to $WaitSeconds) until it has none in flight.
+    param([string] $StatusUrl, [string] $What, [double] $WaitSeconds)
+    $deadline = [DateTime]::UtcNow.AddSeconds($WaitSeconds)
+    while ($true) {
+        $status = Invoke-RestMethod -Uri $StatusUrl -TimeoutSec 5
+        if ([int]$status.inflight -eq 0) { return }
+        if ([DateTime]::UtcNow -gt $deadline) { Write-Warning "$What still has $($status.inflight) request(s) in flight."; return }
+        Start-Sleep -Milliseconds 20
+    }
+}
+
 function Get-PythonPath {
     foreach ($c in '/usr/bin/python3', 'python3') {
         $cmd = Get-Command $c -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
@@ -534,13 +547,7 @@ function Get-FaultProxyLog {
     param([Parameter(Mandatory, ValueFromPipeline)] $Proxy, [switch] $Blob, [switch] $NoWait, [double] $WaitSeconds = 10)
     process {
         if (-not $NoWait) {
-            $deadline = [DateTime]::UtcNow.AddSeconds($WaitSeconds)
-            while ($true) {
-                $status = Invoke-RestMethod -Uri "http://127.0.0.1:$($Proxy.Port)/__proxy/status" -TimeoutSec 5
-                if ([int]$status.inflight -eq 0) { break }
-                if ([DateTime]::UtcNow -gt $deadline) { Write-Warning "The fault proxy still has $($status.inflight) request(s) in flight."; break }
-                Start-Sleep -Milliseconds 20
-            }
+            Wait-RigIdle -StatusUrl "http://127.0.0.1:$($Proxy.Port)/__proxy/status" -What 'The fault proxy' -WaitSeconds $WaitSeconds
         }
         if (-not (Test-Path -LiteralPath $Proxy.LogPath)) { return }
         $lines = @(Get-Content -LiteralPath $Proxy.LogPath | Where-Object { $_ })
@@ -641,13 +648,7 @@ function Get-RogueRegistryLog {
     [CmdletBinding()]
     param([Parameter(Mandatory, ValueFromPipeline)] $Server, [double] $WaitSeconds = 10)
     process {
-        $deadline = [DateTime]::UtcNow.AddSeconds($WaitSeconds)
-        while ($true) {
-            $status = Invoke-RestMethod -Uri "http://127.0.0.1:$($Server.Port)/__rogue/status" -TimeoutSec 5
-            if ([int]$status.inflight -eq 0) { break }
-            if ([DateTime]::UtcNow -gt $deadline) { Write-Warning "The rogue registry still has $($status.inflight) request(s) in flight."; break }
-            Start-Sleep -Milliseconds 20
-        }
+        Wait-RigIdle -StatusUrl "http://127.0.0.1:$($Server.Port)/__rogue/status" -What 'The rogue registry' -WaitSeconds $WaitSeconds
         foreach ($line in @(Get-Content -LiteralPath $Server.LogPath | Where-Object { $_ })) {
             $r = $line | ConvertFrom-Json
             [pscustomobject]@{
@@ -726,13 +727,7 @@ function Get-ReferrersRegistryLog {
     [CmdletBinding()]
     param([Parameter(Mandatory, ValueFromPipeline)] $Server, [double] $WaitSeconds = 10)
     process {
-        $deadline = [DateTime]::UtcNow.AddSeconds($WaitSeconds)
-        while ($true) {
-            $status = Invoke-RestMethod -Uri "http://127.0.0.1:$($Server.Port)/__registry/status" -TimeoutSec 5
-            if ([int]$status.inflight -eq 0) { break }
-            if ([DateTime]::UtcNow -gt $deadline) { Write-Warning "The referrers registry still has $($status.inflight) request(s) in flight."; break }
-            Start-Sleep -Milliseconds 20
-        }
+        Wait-RigIdle -StatusUrl "http://127.0.0.1:$($Server.Port)/__registry/status" -What 'The referrers registry' -WaitSeconds $WaitSeconds
         foreach ($line in @(Get-Content -LiteralPath $Server.LogPath | Where-Object { $_ })) {
             $r = $line | ConvertFrom-Json
             [pscustomobject]@{

@@ -446,15 +446,7 @@ def main():
     os.makedirs(args.dir, exist_ok=True)
     Handler.store = Store(args)
     server = Server(('127.0.0.1', args.port), Handler)
-    lifetime.exit_with_parent(args.parent_pid, args.max_lifetime)
-    tmp = os.path.join(args.dir, 'ready.json.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump({'port': server.server_address[1], 'pid': os.getpid()}, f)
-    os.replace(tmp, os.path.join(args.dir, 'ready.json'))
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+    lifetime.announce_and_serve(server, args.dir, args.parent_pid, args.max_lifetime)
 
 
 if __name__ == '__main__':
