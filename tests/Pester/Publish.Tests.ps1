@@ -194,6 +194,30 @@ Describe 'Publish-Initramfs to a registry with the referrers API' {
         $tags | Should -Contain 'initramfs'
     }
 
+    It 'pushes there the same shape of manifest: artifactType, config, parts then the kernel, annotations, subject' {
+        $m = (Get-SkopeoManifest "$($Referrers.Url)/app:initramfs").Json
+        $m.artifactType | Should -Be 'application/vnd.initramfsps.initramfs.v1'
+        $m.config.mediaType | Should -Be 'application/vnd.initramfsps.initramfs.config.v1+json'
+        $m.layers[-1].mediaType | Should -Be 'application/vnd.initramfsps.kernel.v1'
+        @($m.layers).Count | Should -Be $RefReport.Layers
+        @($m.layers | Select-Object -SkipLast 1).mediaType | Select-Object -Unique | Should -Be 'application/vnd.initramfsps.initramfs.part.v1.cpio+zstd'
+        $m.subject.digest | Should -Be $RefImage.Digest
+        $m.annotations.'org.opencontainers.image.base.name' | Should -Be $RefImage.Reference
+        $m.annotations.'org.opencontainers.image.base.digest' | Should -Be $RefImage.Digest
+        $m.annotations.'org.opencontainers.image.created' | Should -Match '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$'
+    }
+
+    It 'takes the created time from SOURCE_DATE_EPOCH, so the same inputs give the same manifest digest' {
+        $env:SOURCE_DATE_EPOCH = '1700000000'
+        try {
+            $a = Publish-Initramfs -Reference "$($Referrers.Url)/epoch:a" -Path $Zstd.Path -Kernel $Kernel
+            $b = Publish-Initramfs -Reference "$($Referrers.Url)/epoch:b" -Path $Zstd.Path -Kernel $Kernel
+        }
+        finally { Remove-Item Env:SOURCE_DATE_EPOCH }
+        $b.Digest | Should -Be $a.Digest
+        (Get-SkopeoManifest "$($Referrers.Url)/epoch:a").Json.annotations.'org.opencontainers.image.created' | Should -Be '2023-11-14T22:13:20Z'
+    }
+
     It 'mounts the parts another repository of the registry has instead of uploading them' {
         $log = @(Get-ReferrersRegistryLog $Referrers).Count
         $r = $RefRootfs | Publish-Initramfs -Reference "$($Referrers.Url)/fleet/app:1" -SourceImage "$($Referrers.Url)/app:initramfs" -WarningVariable warned -WarningAction SilentlyContinue

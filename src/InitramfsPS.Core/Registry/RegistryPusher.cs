@@ -113,7 +113,8 @@ namespace InitramfsPS.Registry
         private async Task<(bool Mounted, Uri? Location)> StartUploadAsync(Digest digest, string query, CancellationToken cancellationToken)
         {
             var call = new RegistryCall(digest.ToString(), $"an upload of the blob {digest.ShortHex} to {repository}");
-            return await WriteAsync(() => exchange.RunAsync(() => new HttpRequestMessage(HttpMethod.Post, $"{RepositoryUrl}/blobs/uploads/{query}")
+            var url = new Uri($"{RepositoryUrl}/blobs/uploads/{query}");
+            return await WriteAsync(() => exchange.RunAsync(() => new HttpRequestMessage(HttpMethod.Post, url)
             {
                 Content = new ByteArrayContent(Array.Empty<byte>()),
             }, call, static r => r.StatusCode is HttpStatusCode.Created or HttpStatusCode.Accepted, (r, _) =>
@@ -122,7 +123,7 @@ namespace InitramfsPS.Registry
                 {
                     return Task.FromResult<(bool, Uri?)>((true, null));
                 }
-                return Task.FromResult<(bool, Uri?)>((false, UploadLocation(r, r.RequestMessage!.RequestUri!, call)));
+                return Task.FromResult<(bool, Uri?)>((false, UploadLocation(r, url, call)));
             }, cancellationToken), $"the blob {digest.ShortHex}").ConfigureAwait(false);
         }
 
