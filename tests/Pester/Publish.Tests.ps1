@@ -152,6 +152,15 @@ Describe 'Publish-Initramfs to docker-registry (no referrers API)' {
         $second.Subject | Should -Be $Image.Digest
     }
 
+    It 'publishes the archive of an Export-Initramfs report piped to it, and a file piped from Get-ChildItem' {
+        $fromReport = $Zstd | Publish-Initramfs "$($Registry.Url)/app:piped-report"
+        $fromFile = Get-Item -LiteralPath $Gzip.Path | Publish-Initramfs "$($Registry.Url)/app:piped-file"
+        $fromReport.Layers | Should -Be $Zstd.PartCount
+        $fromFile.Layers | Should -Be $Gzip.PartCount
+        $fromReport.BytesUploaded | Should -BeLessThan 1KB   # the parts are in the repository already: only its config is new
+        (Get-SkopeoManifest "$($Registry.Url)/app:piped-file").Json.layers[0].mediaType | Should -Be 'application/vnd.initramfsps.initramfs.part.v1.cpio+gzip'
+    }
+
     It 'is read by skopeo: the part layers joined are the archive byte for byte (<Name>)' -TestCases @(
         @{ Name = 'zstd' }
         @{ Name = 'gzip' }
@@ -207,6 +216,18 @@ Describe 'Publish-Initramfs to a registry with the referrers API' {
         $m.annotations.'org.opencontainers.image.base.digest' | Should -Be $RefImage.Digest
         # RFC 3339 in UTC, to the second (ConvertFrom-Json would make it a DateTime: read the raw text)
         $pushed.Raw | Should -Match '"org\.opencontainers\.image\.created":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"'
+    }
+
+    It 'names an image of another registry as its base, without a subject and without asking that registry' {
+        $log = @(Get-ReferrersRegistryLog $Referrers).Count
+        $r = $RefRootfs | Publish-Initramfs -Reference "$($Registry.Url)/elsewhere:1"
+        @(Get-ReferrersRegistryLog $Referrers | Select-Object -Skip $log).Count | Should -Be 0
+        $r.Subject | Should -BeNullOrEmpty
+        $r.Referrers | Should -BeNullOrEmpty
+        $m = (Get-SkopeoManifest "$($Registry.Url)/elsewhere:1").Json
+        $m.PSObject.Properties.Name | Should -Not -Contain 'subject'
+        $m.annotations.'org.opencontainers.image.base.name' | Should -Be $RefImage.Reference
+        $m.annotations.'org.opencontainers.image.base.digest' | Should -Be $RefImage.Digest
     }
 
     It 'takes the created time from SOURCE_DATE_EPOCH, so the same inputs give the same manifest digest' {

@@ -71,7 +71,12 @@ namespace InitramfsPS.Artifacts
             using var client = new RegistryClient(target, pushOptions);
             try
             {
-                var subject = source is null ? null : await SourceManifestAsync(plan, source, sameRegistry, cancellationToken).ConfigureAwait(false);
+                // The source's manifest is read for a subject (which needs its media type and size),
+                // or for the digest of a source named by tag; an image in another registry whose
+                // digest is known is not asked for (that registry may not be reachable from here).
+                var known = plan.SourceDigest ?? source?.Digest;
+                var subject = source is null || (!sameRegistry && known is not null) ? null
+                    : await SourceManifestAsync(plan, source, sameRegistry, cancellationToken).ConfigureAwait(false);
                 var annotations = new SortedDictionary<string, string>(StringComparer.Ordinal)
                 {
                     [ArtifactDocuments.Created] = plan.Created.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
@@ -81,7 +86,7 @@ namespace InitramfsPS.Artifacts
                     // A registry reference only: a layout's or an archive's path means nothing to a fleet host.
                     annotations[ArtifactDocuments.BaseName] = source.ToString();
                 }
-                if ((subject?.Digest ?? plan.SourceDigest) is { } baseDigest)
+                if ((subject?.Digest ?? known) is { } baseDigest)
                 {
                     annotations[ArtifactDocuments.BaseDigest] = baseDigest.ToString();
                 }

@@ -31,13 +31,13 @@ namespace InitramfsPS.Commands
         [ValidateNotNullOrEmpty]
         public string Path { get; set; } = null!;
 
-        /// <summary>The archive to publish, taken literally; Export-Initramfs's report binds here by its Path.</summary>
-        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+        /// <summary>The archive to publish, taken literally (no wildcards).</summary>
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet)]
         [Alias("PSPath", "LP")]
         [ValidateNotNullOrEmpty]
         public string LiteralPath { get; set; } = null!;
 
-        /// <summary>A rootfs (or an image, expanded on the spot) to export on the way and publish.</summary>
+        /// <summary>A rootfs (or an image, expanded on the spot) to export on the way and publish; or Export-Initramfs's report, whose archive is published.</summary>
         [Parameter(Mandatory = true, ParameterSetName = RootfsSet, ValueFromPipeline = true)]
         [ValidateNotNull]
         public PSObject InputObject { get; set; } = null!;
@@ -84,7 +84,14 @@ namespace InitramfsPS.Commands
                 {
                     PathSet => OneFile(Path),
                     LiteralPathSet => FileSystemPath(LiteralPath, "ArchivePathNotFileSystem", "archive"),
-                    _ => null,
+                    // The report of the export that wrote the archive (`Export-Initramfs x | Publish-Initramfs ref`),
+                    // or a file from Get-ChildItem: the pipeline binds any object to InputObject first.
+                    _ => InputObject.BaseObject switch
+                    {
+                        ExportReport written => written.Path,
+                        System.IO.FileInfo info => info.FullName,
+                        _ => null,
+                    },
                 };
                 if (file is null && ParameterSetName != RootfsSet)
                 {
