@@ -144,6 +144,17 @@ Describe 'Publish-Initramfs to docker-registry (no referrers API)' {
         $Report.Referrers | Should -Be ($Image.Digest -replace ':', '-')
     }
 
+    It 'pushes the blobs first, then the manifest, then the fallback index: nothing refers to what is not there' {
+        $before = @(Get-TestRegistryRequest $Registry).Count
+        $r = Publish-Initramfs -Reference "$($Registry.Url)/app:order" -Path $Gzip.Path -SourceImage $Image.Reference
+        $writes = @(Get-TestRegistryRequest $Registry -Since $before | Where-Object { $_.Method -in 'PUT', 'PATCH', 'POST' -and $_.Status -lt 300 })
+        $manifests = @(for ($i = 0; $i -lt $writes.Count; $i++) { if ($writes[$i].Path -match '/manifests/(.+)$') { [pscustomobject]@{ At = $i; Ref = $Matches[1] } } })
+        $manifests.Ref | Should -Be @('order', ($Image.Digest -replace ':', '-'))
+        $lastBlob = @(for ($i = 0; $i -lt $writes.Count; $i++) { if ($writes[$i].Path -match '/blobs/uploads/') { $i } })[-1]
+        $lastBlob | Should -BeLessThan $manifests[0].At
+        $r.Layers | Should -Be $Gzip.PartCount
+    }
+
     It 'adds a second artifact of the same image to the fallback index and keeps the first' {
         $second = $Rootfs | Publish-Initramfs -Reference "$($Registry.Url)/app:from-rootfs"
         $index = (Get-SkopeoManifest "$($Registry.Url)/app:$($Image.Digest -replace ':', '-')").Json
@@ -352,6 +363,24 @@ Describe 'Refusals and limits' {
         $r = Publish-Initramfs -Reference "$($TokenRegistry.Url)/app:1" -Path $Zstd.Path -Credential $good
         $r.Layers | Should -Be $Zstd.PartCount
         (Get-TokenServerStats $TokenServer).ByScope.Keys | Should -Contain 'repository:app:pull,push'
+    }
+
+    It 'asks the token service once for pull,push on the target and pull on the source repository, and mounts from it' {
+        $creds = "${User}:$Password"
+        $base = Push-TestImage -Layout $Layout.Path -Tag v1 -Registry $TokenRegistry.Url -Repository 'base' -Credential $creds
+        $good = [pscredential]::new($User, (ConvertTo-SecureString $Password -AsPlainText -Force))
+        $first = Publish-Initramfs -Reference "$($TokenRegistry.Url)/base:initramfs" -Path $Zstd.Path -Credential $good
+        Reset-TokenServerStats $TokenServer
+        $before = @(Get-TestRegistryRequest $TokenRegistry).Count
+        $r = Publish-Initramfs -Reference "$($TokenRegistry.Url)/fleet:1" -Path $Zstd.Path -SourceImage $base.Reference -Credential $good -WarningAction SilentlyContinue
+        $stats = Get-TokenServerStats $TokenServer
+        $stats.ByScope.Keys | Should -Contain 'repository:fleet:pull,push'
+        $stats.ByScope.Keys | Should -Contain 'repository:base:pull'
+        # every part (and the config) came from base by a mount docker-registry answered 201
+        @(Get-TestRegistryRequest $TokenRegistry -Since $before | Where-Object { $_.Method -eq 'POST' -and $_.Query -match 'mount=' -and $_.Status -eq 201 }).Count | Should -Be ($r.Layers + 1)
+        $r.BytesUploaded | Should -Be 0
+        $r.Subject | Should -Be $base.Digest
+        $first.BytesUploaded | Should -BeGreaterThan 0
     }
 
     It 'pushes nothing with -WhatIf' {
