@@ -22,6 +22,7 @@
         'Import-Initramfs'
         'Compare-Initramfs'
         'Test-Initramfs'
+        'Publish-Initramfs'
         'Start-InitramfsVM'
     )
     FunctionsToExport    = @()

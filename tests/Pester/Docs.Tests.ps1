@@ -60,11 +60,14 @@ BeforeAll {
     }
     $null = Push-TestImage -Layout $hubImage.Path -Tag hub -Registry $registry.Url -Repository library/python -DestinationTag 3.12-alpine
     $null = Push-TestImage -Layout $hubImage.Path -Tag hub -Registry $registry.Url -Repository library/alpine -DestinationTag 3.20
+    # The fleet's own registry of "Shipping to a fleet" is the same one.
+    $null = Push-TestImage -Layout $hubImage.Path -Tag hub -Registry $registry.Url -Repository fleet/app -DestinationTag 1.4
 
     # The one mapping from the names in the docs to the ones on this machine.
     $script:NameMap = [ordered]@{
         'python:3.12-alpine'                  = "$($registry.Url)/library/python:3.12-alpine"
         'alpine:3.20'                         = "$($registry.Url)/library/alpine:3.20"
+        'registry.example.com/fleet/'         = "$($registry.Url)/fleet/"
         './out/InitramfsPS/InitramfsPS.psd1' = $modulePath
     }
 

@@ -198,6 +198,15 @@ BeforeDiscovery {
         @{ Cmdlet = 'Test-Initramfs'; Case = 'a kernel that does not exist'; Id = 'KernelNotFound'; Run = { $rootfs | Test-Initramfs -Kernel "$work/none" } }
         @{ Cmdlet = 'Export-Initramfs'; Case = 'a kernel on a drive that does not exist'; Id = 'HostPathNotFileSystem'; Run = { $rootfs | Export-Initramfs "$work/kernel.cpio" -Kernel nope:/vmlinuz } }
 
+        # Port 1 on this machine: nothing listens, so a case that got as far as the registry fails RegistryUnavailable.
+        @{ Cmdlet = 'Publish-Initramfs'; Case = 'an archive that does not exist'; Id = 'ArchiveNotFound'; Run = { Publish-Initramfs localhost:1/app:1 "$work/none.cpio" } }
+        @{ Cmdlet = 'Publish-Initramfs'; Case = 'a file that is not an archive'; Id = 'ArchiveInvalid'; Run = { Publish-Initramfs localhost:1/app:1 -LiteralPath $garbage } }
+        @{ Cmdlet = 'Publish-Initramfs'; Case = 'a path of another provider'; Id = 'ArchivePathNotFileSystem'; Run = { Publish-Initramfs localhost:1/app:1 -LiteralPath env:/PATH } }
+        @{ Cmdlet = 'Publish-Initramfs'; Case = 'a reference with a digest'; Id = 'PublishReferenceInvalid'; Run = { Publish-Initramfs "localhost:1/app@sha256:$('a' * 64)" $archive } }
+        @{ Cmdlet = 'Publish-Initramfs'; Case = 'a kernel that does not exist'; Id = 'HostFileNotFound'; Run = { Publish-Initramfs localhost:1/app:1 $archive -Kernel "$work/none" } }
+        @{ Cmdlet = 'Publish-Initramfs'; Case = 'input that is not a rootfs'; Id = 'InputNotRootfs'; Run = { 42 | Publish-Initramfs localhost:1/app:1 } }
+        @{ Cmdlet = 'Publish-Initramfs'; Case = 'a registry that is not there'; Id = 'RegistryUnavailable'; Run = { Publish-Initramfs localhost:1/app:1 $archive } }
+
         @{ Cmdlet = 'Clear-OciCache'; Case = 'a digest that is not one'; Id = 'InvalidDigest'; Run = { Clear-OciCache -Digest nope -Confirm:$false } }
         @{ Cmdlet = 'Clear-OciCache'; Case = 'a digest of an unknown algorithm'; Id = 'InvalidDigest'; Run = { Clear-OciCache -Digest "md5:$('a' * 32)" -Confirm:$false } }
     )

@@ -139,6 +139,19 @@ function Wait-RigReadyFile {
     Get-Content -LiteralPath $ready -Raw | ConvertFrom-Json
 }
 
+function Wait-RigIdle {
+    # A Python server logs a request when it has finished answering it, which can be a moment
+    # after the client has read the answer: wait (up to $WaitSeconds) until it has none in flight.
+    param([string] $StatusUrl, [string] $What, [double] $WaitSeconds)
+    $deadline = [DateTime]::UtcNow.AddSeconds($WaitSeconds)
+    while ($true) {
+        $status = Invoke-RestMethod -Uri $StatusUrl -TimeoutSec 5
+        if ([int]$status.inflight -eq 0) { return }
+        if ([DateTime]::UtcNow -gt $deadline) { Write-Warning "$What still has $($status.inflight) request(s) in flight."; return }
+        Start-Sleep -Milliseconds 20
+    }
+}
+
 function Get-PythonPath {
     foreach ($c in '/usr/bin/python3', 'python3') {
         $cmd = Get-Command $c -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
@@ -534,13 +547,7 @@ function Get-FaultProxyLog {
     param([Parameter(Mandatory, ValueFromPipeline)] $Proxy, [switch] $Blob, [switch] $NoWait, [double] $WaitSeconds = 10)
     process {
         if (-not $NoWait) {
-            $deadline = [DateTime]::UtcNow.AddSeconds($WaitSeconds)
-            while ($true) {
-                $status = Invoke-RestMethod -Uri "http://127.0.0.1:$($Proxy.Port)/__proxy/status" -TimeoutSec 5
-                if ([int]$status.inflight -eq 0) { break }
-                if ([DateTime]::UtcNow -gt $deadline) { Write-Warning "The fault proxy still has $($status.inflight) request(s) in flight."; break }
-                Start-Sleep -Milliseconds 20
-            }
+            Wait-RigIdle -StatusUrl "http://127.0.0.1:$($Proxy.Port)/__proxy/status" -What 'The fault proxy' -WaitSeconds $WaitSeconds
         }
         if (-not (Test-Path -LiteralPath $Proxy.LogPath)) { return }
         $lines = @(Get-Content -LiteralPath $Proxy.LogPath | Where-Object { $_ })
@@ -641,19 +648,112 @@ function Get-RogueRegistryLog {
     [CmdletBinding()]
     param([Parameter(Mandatory, ValueFromPipeline)] $Server, [double] $WaitSeconds = 10)
     process {
-        $deadline = [DateTime]::UtcNow.AddSeconds($WaitSeconds)
-        while ($true) {
-            $status = Invoke-RestMethod -Uri "http://127.0.0.1:$($Server.Port)/__rogue/status" -TimeoutSec 5
-            if ([int]$status.inflight -eq 0) { break }
-            if ([DateTime]::UtcNow -gt $deadline) { Write-Warning "The rogue registry still has $($status.inflight) request(s) in flight."; break }
-            Start-Sleep -Milliseconds 20
-        }
+        Wait-RigIdle -StatusUrl "http://127.0.0.1:$($Server.Port)/__rogue/status" -What 'The rogue registry' -WaitSeconds $WaitSeconds
         foreach ($line in @(Get-Content -LiteralPath $Server.LogPath | Where-Object { $_ })) {
             $r = $line | ConvertFrom-Json
             [pscustomobject]@{
                 Id = [int]$r.id; T0 = [double]$r.t0; T1 = [double]$r.t1; Method = $r.method; Path = $r.path; Behaviour = $r.behaviour
                 Auth = $r.auth; Status = [int]$r.status; Bytes = [long]$r.bytes; Complete = [bool]$r.complete
             }
+        }
+    }
+}
+
+#endregion
+
+#region referrers registry
+
+function Start-ReferrersRegistry {
+    <#
+    .SYNOPSIS
+    Starts tests/tools/referrers-registry.py on 127.0.0.1: a small in-memory OCI registry with the referrers API (which docker-registry 2.8 lacks).
+    .DESCRIPTION
+    It answers blobs (HEAD, GET, uploads by POST/PATCH/PUT, cross-repository mounts), manifests by
+    tag and digest (PUT answers `OCI-Subject` for a manifest with a subject), `GET
+    /v2/<name>/referrers/<digest>[?artifactType=]` and tag lists. Blobs and request bodies larger
+    than -MaxBlob are refused (413). -Hostile endless-manifest | endless-upload-error |
+    foreign-location makes it misbehave (endless bodies stop after -EndlessCap bytes). See the
+    header of the script. Get-ReferrersRegistryLog reads what it saw.
+    .OUTPUTS
+    PSCustomObject: Url ('127.0.0.1:<port>'), Port, Pid, Process, Directory, LogPath
+    (requests.jsonl), ServerLogPath.
+    #>
+    [CmdletBinding(PositionalBinding = $false)]
+    param(
+        [long] $MaxBlob = 1GB,
+        [ValidateSet('none', 'endless-manifest', 'endless-upload-error', 'foreign-location')][string] $Hostile = 'none',
+        [long] $EndlessCap = 256MB,
+        [string] $Directory,
+        [int] $MaxLifetimeSeconds = 1800
+    )
+    $dir = if ($Directory) { Resolve-RigPath $Directory } else { New-RigDirectory 'referrers-registry' }
+    [void][System.IO.Directory]::CreateDirectory($dir)
+    $log = Join-Path $dir 'server.log'
+    $proc = Start-RigProcess -LogPath $log -Command @((Get-PythonPath), (Join-Path $script:ToolsDir 'referrers-registry.py'),
+        '--dir', $dir, '--max-blob', "$MaxBlob", '--hostile', $Hostile, '--endless-cap', "$EndlessCap",
+        '--parent-pid', "$PID", '--max-lifetime', "$MaxLifetimeSeconds")
+    $ready = Wait-RigReadyFile -Directory $dir -Process $proc -LogPath $log -What 'referrers-registry.py'
+    [pscustomobject]@{
+        PSTypeName    = 'InitramfsPS.Test.ReferrersRegistry'
+        Url           = "127.0.0.1:$($ready.port)"
+        Port          = [int]$ready.port
+        Pid           = [int]$ready.pid
+        Process       = $proc
+        Directory     = $dir
+        LogPath       = Join-Path $dir 'requests.jsonl'
+        ServerLogPath = $log
+    }
+}
+
+function Stop-ReferrersRegistry {
+    <#
+    .SYNOPSIS
+    Stops a server started by Start-ReferrersRegistry, by PID.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, ValueFromPipeline)][AllowNull()] $Server)
+    process {
+        Stop-RigServer $Server -Expect 'referrers-registry.py'
+    }
+}
+
+function Get-ReferrersRegistryLog {
+    <#
+    .SYNOPSIS
+    The requests the referrers registry has finished, oldest first: Id, T0, T1, Method, Path, Query, Status, BytesIn, BytesOut, Auth (scheme only).
+    .DESCRIPTION
+    Waits (up to -WaitSeconds) until it has no request in flight, as Get-FaultProxyLog does.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, ValueFromPipeline)] $Server, [double] $WaitSeconds = 10)
+    process {
+        Wait-RigIdle -StatusUrl "http://127.0.0.1:$($Server.Port)/__registry/status" -What 'The referrers registry' -WaitSeconds $WaitSeconds
+        foreach ($line in @(Get-Content -LiteralPath $Server.LogPath | Where-Object { $_ })) {
+            $r = $line | ConvertFrom-Json
+            [pscustomobject]@{
+                Id = [int]$r.id; T0 = [double]$r.t0; T1 = [double]$r.t1; Method = $r.method; Path = $r.path; Query = $r.query
+                Status = [int]$r.status; BytesIn = [long]$r.bytes_in; BytesOut = [long]$r.bytes_out; Auth = $r.auth
+            }
+        }
+    }
+}
+
+function Get-TestRegistryRequest {
+    <#
+    .SYNOPSIS
+    The requests docker-registry logged (Start-TestRegistry captures its log): Method, Path, Status, Bytes (of the answer).
+    .DESCRIPTION
+    docker-registry writes one access-log line per request to its log, in the combined log format:
+    `127.0.0.1 - - [date] "PUT /v2/app/blobs/uploads/<uuid>?... HTTP/1.1" 201 0 "" "InitramfsPS/0.1"`.
+    -Since skips the first lines (a count from an earlier call: `.Count`).
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, ValueFromPipeline)] $Registry, [int] $Since = 0)
+    process {
+        $lines = @(Get-Content -LiteralPath $Registry.LogPath | Where-Object { $_ -match '"(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3}) (\d+|-)' })
+        foreach ($line in ($lines | Select-Object -Skip $Since)) {
+            $null = $line -match '"(GET|HEAD|POST|PUT|PATCH|DELETE) ([^?\s]+)\??(\S*) HTTP/[\d.]+" (\d{3}) (\d+|-)'
+            [pscustomobject]@{ Method = $Matches[1]; Path = $Matches[2]; Query = $Matches[3]; Status = [int]$Matches[4] }
         }
     }
 }
@@ -881,7 +981,7 @@ function Start-PwshProcess {
 function Stop-TestServer {
     <#
     .SYNOPSIS
-    Stops any server these helpers start (registry, token server, fault proxy, rogue registry), by its type; $null is ignored.
+    Stops any server these helpers start (registry, token server, fault proxy, rogue registry, referrers registry), by its type; $null is ignored.
     #>
     param([AllowNull()] $Server)
     if ($null -eq $Server) { return }
@@ -890,6 +990,7 @@ function Stop-TestServer {
         'InitramfsPS.Test.TokenServer' { Stop-TestTokenServer $Server }
         'InitramfsPS.Test.FaultProxy' { Stop-FaultProxy $Server }
         'InitramfsPS.Test.RogueRegistry' { Stop-RogueRegistry $Server }
+        'InitramfsPS.Test.ReferrersRegistry' { Stop-ReferrersRegistry $Server }
         default { throw "Stop-TestServer: unknown server type $($Server.PSTypeNames[0])" }
     }
 }
@@ -909,5 +1010,6 @@ Export-ModuleMember -Function Start-TestRegistry, Stop-TestRegistry, New-Htpassw
     Start-TestTokenServer, Stop-TestTokenServer, Get-TokenServerStats, Reset-TokenServerStats,
     Start-FaultProxy, Stop-FaultProxy, Get-FaultProxyLog, Reset-FaultProxy,
     Start-RogueRegistry, Stop-RogueRegistry, Get-RogueRegistryLog,
+    Start-ReferrersRegistry, Stop-ReferrersRegistry, Get-ReferrersRegistryLog, Get-TestRegistryRequest,
     Push-TestImage, Get-TestRegistryManifest, New-TestAuthConfig, New-TestCredentialHelper, Start-PwshProcess,
     Stop-TestServer, New-TestCredential

@@ -28,6 +28,12 @@ Python regex; default: blob URLs /v2/<name>/blobs/sha256:<hex>):
                   (offset total_size // 2; within a 206 only when the range covers it); length kept.
   slow            stream matching GET bodies at --slow-rate bytes/s (widens race windows), in
                   pieces of at most --slow-rate bytes, so --slow-rate 1 sends one byte a second.
+  cut-upload[-<n>]
+                  the n-th (default: first) PATCH or PUT with a body of each matching path (use
+                  --match, e.g. '/blobs/uploads/'): read half of the request body, forward nothing upstream,
+                  and reset the connection (SO_LINGER 0): an upload cut mid-way, of which the
+                  registry saw nothing. Later requests (the client asking the session's status,
+                  and the resumed upload) pass through.
   redirect        answer matching GETs with `307 Temporary Redirect` to --redirect-to, where
                   {path} stands for the request's path and query (e.g. `/__redirect{path}`, or
                   `http://localhost:<port>{path}` for another host). A request for
@@ -79,6 +85,8 @@ def parse_faults(spec):
             if n is None:
                 n = int(m.group(2))
             faults.append(('status', (int(m.group(1)), m.group(3)), n))
+        elif re.fullmatch(r'cut-upload(-\d+)?', item):
+            faults.append(('cut-upload', int(item[len('cut-upload-'):]) if item != 'cut-upload' else 1, None))
         elif item in ('none', 'drop-half', 'drop-always', 'reset-half', 'flip-byte', 'slow', 'redirect'):
             if item != 'none':
                 faults.append((item, None, None))
@@ -105,6 +113,7 @@ class State:
             self.records = []
             self.status_counts = {}      # key (path or '') -> matching requests answered with a fault status
             self.dropped = set()         # paths whose first GET was dropped
+            self.bodies = {}             # path -> PATCH/PUT requests with a body seen (cut-upload)
             with open(self.log_path, 'w', encoding='utf-8'):
                 pass
 
@@ -140,6 +149,15 @@ class State:
                     self.dropped.add(path)
                     return kind
         return None
+
+    def take_cut(self, path, method):
+        if method not in ('PATCH', 'PUT') or not self.has('cut-upload'):
+            return False
+        nth = next(n for k, n, _ in self.faults if k == 'cut-upload')
+        with self.lock:
+            seen = self.bodies.get(path, 0) + 1
+            self.bodies[path] = seen
+            return seen == nth
 
     def has(self, kind):
         return any(k == kind for k, _, _ in self.faults)
@@ -268,6 +286,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def forward(self, url, rec):
         st = self.state
+        length = int(self.headers.get('Content-Length') or 0)
+        if length > 0 and st.match.search(url.path) and st.take_cut(url.path, self.command):
+            self.rfile.read(length // 2)
+            rec['fault'] = 'cut-upload'
+            rec['status'] = 0
+            self.abort('reset-half')
+            return
         body = self.read_request_body()
         if url.path.startswith('/__redirect/'):
             # the target of a same-host redirect: forwarded upstream without the prefix, no faults
@@ -441,16 +466,7 @@ def main():
     os.makedirs(args.dir, exist_ok=True)
     Handler.state = State(args)
     server = Server(('127.0.0.1', args.port), Handler)
-    port = server.server_address[1]
-    lifetime.exit_with_parent(args.parent_pid, args.max_lifetime)
-    tmp = os.path.join(args.dir, 'ready.json.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump({'port': port, 'pid': os.getpid()}, f)
-    os.replace(tmp, os.path.join(args.dir, 'ready.json'))
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+    lifetime.announce_and_serve(server, args.dir, args.parent_pid, args.max_lifetime)
 
 
 if __name__ == '__main__':

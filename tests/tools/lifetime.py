@@ -29,3 +29,20 @@ def exit_with_parent(parent_pid, max_lifetime):
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def announce_and_serve(server, directory, parent_pid, max_lifetime, **extra):
+    """Watches the parent, writes <directory>/ready.json ({"port", "pid"} and `extra`) atomically,
+    then serves until the process ends."""
+    import json
+    exit_with_parent(parent_pid, max_lifetime)
+    ready = {'port': server.server_address[1], 'pid': os.getpid()}
+    ready.update(extra)
+    tmp = os.path.join(directory, 'ready.json.tmp')
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(ready, f)
+    os.replace(tmp, os.path.join(directory, 'ready.json'))
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass

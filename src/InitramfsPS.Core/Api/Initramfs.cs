@@ -29,7 +29,7 @@ namespace InitramfsPS
     /// with a stable id (<see cref="InitramfsException.ErrorId"/>). <see cref="InitramfsBuilder"/>
     /// chains the common ones.
     /// </summary>
-    public static class Initramfs
+    public static partial class Initramfs
     {
         /// <summary>The most bytes one layer may expand to unless told otherwise (16 GiB).</summary>
         public const long DefaultMaxLayerSize = ExpandOptions.DefaultMaxLayerSize;

@@ -56,6 +56,9 @@ namespace InitramfsPS
 
         /// <summary>An initramfs archive read into a rootfs: the item is the file.</summary>
         Import,
+
+        /// <summary>An artifact's blobs pushed to a registry: the item is the reference; bytes sent or found there, of all.</summary>
+        Publish,
     }
 
     /// <summary>One step of an operation's progress: <see cref="Done"/> of <see cref="Total"/> bytes of <see cref="Item"/>.</summary>

@@ -113,20 +113,23 @@ namespace InitramfsPS.Boot
                 Format = "ELF";
                 bool little = b[5] == 1;
                 ushort machine = little ? BinaryPrimitives.ReadUInt16LittleEndian(b.AsSpan(0x12)) : BinaryPrimitives.ReadUInt16BigEndian(b.AsSpan(0x12));
-                Architecture = machine switch
-                {
-                    62 => "amd64",
-                    3 => "386",
-                    183 => "arm64",
-                    40 => "arm",
-                    243 => "riscv64",
-                    21 => "ppc64le",
-                    22 => "s390x",
-                    _ => null,
-                };
+                Architecture = ArchitectureOf(machine);
             }
             return null;
         }
+
+        /// <summary>The OCI architecture of an ELF <c>e_machine</c>; null for one this module does not know.</summary>
+        internal static string? ArchitectureOf(int machine) => machine switch
+        {
+            62 => "amd64",
+            3 => "386",
+            183 => "arm64",
+            40 => "arm",
+            243 => "riscv64",
+            21 => "ppc64le",
+            22 => "s390x",
+            _ => null,
+        };
 
         /// <summary>A bzImage payload decompressed, when it is gzip or zstd; null for the codecs .NET has no reader for (xz, lzma, lz4, bzip2, lzo).</summary>
         private static byte[]? Decompress(ReadOnlyMemory<byte> payload)

@@ -125,7 +125,13 @@ namespace InitramfsPS.Registry
             {
                 query.Append("service=").Append(Uri.EscapeDataString(service));
             }
-            query.Append(query.Length > 0 ? "&" : string.Empty).Append("scope=").Append(Uri.EscapeDataString(parameters.TryGetValue("scope", out string? s) ? s : session.Scope));
+            // A pull asks for what the registry names; a push asks for all its scopes at once, or the
+            // first upload's challenge (push) would find a token that only pulls.
+            var scopes = session.Options.Push || !parameters.TryGetValue("scope", out string? named) ? session.Scopes : new[] { named };
+            foreach (string scope in scopes)
+            {
+                query.Append(query.Length > 0 ? "&" : string.Empty).Append("scope=").Append(Uri.EscapeDataString(scope));
+            }
             var tokenUrl = new UriBuilder(realmUri) { Query = query.ToString() }.Uri;
             string shown = session.Secrets.ServerText(realmUri.GetLeftPart(UriPartial.Path), 200);
             var call = new RegistryCall(session.Registry, $"the token service at {shown}", toTokenService: true);

@@ -32,6 +32,12 @@ namespace InitramfsPS.Registry
         /// <summary>The attempts spent so far, resends after a failed read included: they share one budget.</summary>
         public int Attempt { get; set; }
 
+        /// <summary>
+        /// A dropped connection is not sent again as it is: the caller asks where an upload got to
+        /// and goes on from there (a part of the body may have reached the registry).
+        /// </summary>
+        public bool NoResend { get; init; }
+
         /// <summary>An auth challenge was answered once; a second 401 is a refusal.</summary>
         public bool Challenged { get; set; }
 

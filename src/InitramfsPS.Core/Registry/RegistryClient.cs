@@ -73,7 +73,7 @@ namespace InitramfsPS.Registry
             limits = options.Limits;
             session = new RegistrySession(reference, options);
             errors = new RegistryErrors(session);
-            var rules = new RetryRules(session, errors);
+            var rules = Rules = new RetryRules(session, errors);
             var chain = new AuthHandler(session, errors, rules)
             {
                 InnerHandler = new RetryHandler(session, errors, rules)
@@ -93,6 +93,18 @@ namespace InitramfsPS.Registry
             transport = new HttpMessageInvoker(chain, disposeHandler: true);
             exchange = new RegistryExchange(transport, session, errors, rules);
         }
+
+        /// <summary>What the handlers share: the repository, settings, credential and scrubber (for the pusher, which sends through the same chain).</summary>
+        internal RegistrySession Session => session;
+
+        /// <summary>One call over the chain, with the answer read or made an error.</summary>
+        internal RegistryExchange Exchange => exchange;
+
+        /// <summary>The failures as the module's errors.</summary>
+        internal RegistryErrors Errors => errors;
+
+        /// <summary>When and how long to wait before a failed request is tried again.</summary>
+        internal RetryRules Rules { get; }
 
         /// <summary>What masks secrets in the text servers write; it knows the credential and every token received.</summary>
         public SecretScrubber Secrets => session.Secrets;

@@ -26,20 +26,25 @@ namespace InitramfsPS.Registry
             this.rules = rules;
         }
 
-        public async Task<T> RunAsync<T>(Func<HttpRequestMessage> makeRequest, RegistryCall call, Func<HttpResponseMessage, CancellationToken, Task<T>> read, CancellationToken cancellationToken)
+        public Task<T> RunAsync<T>(Func<HttpRequestMessage> makeRequest, RegistryCall call, Func<HttpResponseMessage, CancellationToken, Task<T>> read, CancellationToken cancellationToken) =>
+            RunAsync(makeRequest, call, static response => response.IsSuccessStatusCode, read, cancellationToken);
+
+        /// <summary>As the other overload, with the answers <paramref name="accept"/> takes (a 404 that means "not there yet") read too.</summary>
+        public async Task<T> RunAsync<T>(Func<HttpRequestMessage> makeRequest, RegistryCall call, Func<HttpResponseMessage, bool> accept,
+            Func<HttpResponseMessage, CancellationToken, Task<T>> read, CancellationToken cancellationToken)
         {
             while (true)
             {
                 using var request = makeRequest();
                 call.AttachTo(request);
                 using var response = await sender.SendAsync(request, cancellationToken).ConfigureAwait(false);
-                if (response.IsSuccessStatusCode)
+                if (accept(response))
                 {
                     try
                     {
                         return await read(response, cancellationToken).ConfigureAwait(false);
                     }
-                    catch (Exception ex) when (RetryRules.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
+                    catch (Exception ex) when (RetryRules.IsTransient(ex) && !cancellationToken.IsCancellationRequested && !call.NoResend)
                     {
                         await rules.WaitOrThrowAsync(ex, call, session.Limits.Attempts, cancellationToken).ConfigureAwait(false);
                         continue;

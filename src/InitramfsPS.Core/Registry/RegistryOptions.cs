@@ -17,6 +17,15 @@ namespace InitramfsPS.Registry
         /// <summary>The first back-off delay; it doubles on each retry.</summary>
         public TimeSpan FirstDelay { get; init; } = TimeSpan.FromMilliseconds(500);
 
+        /// <summary>
+        /// The client pushes: its token asks for <c>pull,push</c> on the repository, and
+        /// <c>pull</c> on <see cref="MountFrom"/> when that is another repository.
+        /// </summary>
+        public bool Push { get; init; }
+
+        /// <summary>A repository of the same registry that blobs may be mounted from (the source image's).</summary>
+        public string? MountFrom { get; init; }
+
         /// <summary>Where the client reports what it does (never secrets).</summary>
         public Action<string>? Verbose { get; init; }
     }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using InitramfsPS.Images;
 
 namespace InitramfsPS.Registry
@@ -18,7 +19,13 @@ namespace InitramfsPS.Registry
             Options = options;
             string host = reference.ApiHost!;
             BaseUrl = PlainHttpHandler.Scheme(host, options.AllowPlainHttp) + "://" + host + "/v2/";
-            Scope = $"repository:{reference.Repository}:pull";
+            var scopes = new List<string> { $"repository:{reference.Repository}:{(options.Push ? "pull,push" : "pull")}" };
+            if (options.Push && options.MountFrom is { Length: > 0 } from && from != reference.Repository)
+            {
+                scopes.Add($"repository:{from}:pull");
+            }
+            Scopes = scopes;
+            Scope = string.Join(" ", scopes);
             Credential = options.Credential;
             credentialLooked = options.Credential is not null;
             Secrets.AddCredential(Credential);
@@ -36,7 +43,10 @@ namespace InitramfsPS.Registry
         /// <summary>"https://host/v2/", or "http://" for a loopback host or with -AllowPlainHttp.</summary>
         public string BaseUrl { get; }
 
-        /// <summary>The token scope of a pull of the repository.</summary>
+        /// <summary>The token scopes asked for: a pull of the repository, or a push with a pull of the repository blobs are mounted from.</summary>
+        public IReadOnlyList<string> Scopes { get; }
+
+        /// <summary>The scopes as one key (a token is kept per key).</summary>
         public string Scope { get; }
 
         public SecretScrubber Secrets { get; } = new();

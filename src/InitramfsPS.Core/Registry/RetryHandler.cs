@@ -46,7 +46,7 @@ namespace InitramfsPS.Registry
                 {
                     throw errors.Unavailable($"{call.Label}: {errors.Explain(ex)}");
                 }
-                catch (Exception ex) when (RetryRules.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
+                catch (Exception ex) when (RetryRules.IsTransient(ex) && !cancellationToken.IsCancellationRequested && !call.NoResend)
                 {
                     // A refused connection is more often a wrong port than a restarting registry: try briefly.
                     bool refused = ex is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError } && !RetryRules.IsConnectTimeout(ex);
@@ -54,7 +54,7 @@ namespace InitramfsPS.Registry
                     continue;
                 }
                 var status = response.StatusCode;
-                if ((status == HttpStatusCode.TooManyRequests || (int)status >= 500) && attempt < attempts)
+                if ((status == HttpStatusCode.TooManyRequests || (int)status >= 500) && attempt < attempts && !call.NoResend)
                 {
                     var delay = RetryRules.RetryAfter(response) ?? rules.Backoff(attempt);
                     string reason = session.Secrets.ServerText(response.ReasonPhrase, 120);
