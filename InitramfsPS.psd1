@@ -23,6 +23,8 @@
         'Compare-Initramfs'
         'Test-Initramfs'
         'Start-InitramfsVM'
+        'Save-Initramfs'
+        'Find-Initramfs'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
