@@ -29,6 +29,12 @@ namespace InitramfsPS.Artifacts
         public static async Task<IReadOnlyList<InitramfsArtifact>> FindAsync(ImageReference image, Platform platform, RegistryOptions options, Action<string>? warning, CancellationToken cancellationToken)
         {
             using var client = new RegistryClient(image, options);
+            return await FindAsync(client, image, platform, warning, cancellationToken).ConfigureAwait(false);
+        }
+
+        /// <summary>As <see cref="FindAsync(ImageReference, Platform, RegistryOptions, Action{string}?, CancellationToken)"/>, over a client of the image's repository.</summary>
+        internal static async Task<IReadOnlyList<InitramfsArtifact>> FindAsync(RegistryClient client, ImageReference image, Platform platform, Action<string>? warning, CancellationToken cancellationToken)
+        {
             try
             {
                 return await FindWithAsync(client, image, platform, message => warning?.Invoke(client.Secrets.Scrub(message)), cancellationToken).ConfigureAwait(false);
@@ -92,19 +98,21 @@ namespace InitramfsPS.Artifacts
             {
                 var digest = entry.Descriptor.Digest;
                 string reference = $"{image.Registry}/{image.Repository}@{digest}";
-                var fetched = await client.TryGetManifestAsync(digest.ToString(), cancellationToken).ConfigureAwait(false);
-                if (fetched is not { } manifestBytes)
-                {
-                    warning($"{reference} is listed as a referrer of {subject} but its manifest is gone; it is left out.");
-                    continue;
-                }
                 ArtifactManifest manifest;
                 try
                 {
+                    var fetched = await client.TryGetManifestAsync(digest.ToString(), cancellationToken).ConfigureAwait(false);
+                    if (fetched is not { } manifestBytes)
+                    {
+                        warning($"{reference} is listed as a referrer of {subject} but its manifest is gone; it is left out.");
+                        continue;
+                    }
                     manifest = ArtifactManifest.Parse(manifestBytes.Bytes, manifestBytes.Descriptor.Digest, manifestBytes.Descriptor.MediaType, reference);
                 }
-                catch (InitramfsException ex) when (ex.ErrorId is "NotInitramfsArtifact" or "ArtifactInvalid" or "ArtifactTooLarge" or "BlobTooLarge" or "ManifestInvalid" or "DescriptorInvalid" or "DigestInvalid")
+                catch (InitramfsException ex) when (ex.ErrorId is "NotInitramfsArtifact" or "ArtifactInvalid" or "ArtifactTooLarge" or "BlobTooLarge"
+                    or "ManifestInvalid" or "DescriptorInvalid" or "InvalidDigest" or "DigestMismatch" or "RegistryResponseTooLarge")
                 {
+                    // One listed entry that cannot be read leaves the others to be listed.
                     warning($"{reference} is listed as an initramfs artifact of {subject} but cannot be read as one ({ex.ErrorId}: {ex.Message}); it is left out.");
                     continue;
                 }
