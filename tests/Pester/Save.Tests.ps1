@@ -303,6 +303,16 @@ Describe 'The archive Save-Initramfs pulls back boots' -Tag Boot {
         $boot.Output | Should -Match ([regex]::Escape($Marker)) -Because $why
         $boot.Output | Should -Match 'reboot: Power down' -Because $why
     }
+
+    It 'boots through Start-InitramfsVM from the save''s report, with the kernel saved beside it' {
+        $out = Join-Path $Work 'boot-vm.cpio.zst'
+        $kernelOut = Join-Path $Work 'boot-vm-vmlinuz'
+        $saved = Save-Initramfs $ArtifactA.Reference $out -KernelPath $kernelOut
+        $result = $saved | Start-InitramfsVM -Machine q35 -Until ([regex]::Escape($Marker)) -Timeout 120
+        $result.Matched | Should -BeTrue -Because $result.Console
+        $result.Kernel | Should -Be $kernelOut -Because 'the saved kernel boots the saved archive'
+        $result.Archive | Should -Be $out
+    }
 }
 
 Describe 'Save-Initramfs refuses what it cannot verify, and leaves no file' {
@@ -421,6 +431,21 @@ Describe 'Find-Initramfs through the referrers tag' {
         $found[1].Created | Should -Be ([DateTimeOffset]'2026-12-01T10:00:00Z')
         $found[1].BaseName | Should -Be 'test/busybox'
         "$($found[1])" | Should -Match ([regex]::Escape($ArtifactA.Reference))
+    }
+
+    It 'shows an artifact and a save report with whole digests, in 80 and 160 columns' {
+        $found = @(Find-Initramfs -Image $Image.Reference)
+        $saved = Save-Initramfs $ArtifactA.Reference (Join-Path $Work 'view.cpio.zst') -Force
+        foreach ($width in 80, 160) {
+            $text = $found | Out-String -Width $width
+            foreach ($line in $text -split '\r?\n') { $line.Length | Should -BeLessOrEqual $width -Because $line }
+            foreach ($a in $found) { $text | Should -Match ([regex]::Escape($a.Digest.ToString())) }
+            $text = $saved | Out-String -Width $width
+            foreach ($line in $text -split '\r?\n') { $line.Length | Should -BeLessOrEqual $width -Because $line }
+            $text | Should -Match ([regex]::Escape($ArtifactA.Digest))
+            $text | Should -Match ([regex]::Escape("sha256:$($ReportA.Sha256)"))
+            $text | Should -Not -Match '…'
+        }
     }
 
     It 'pipes into Save-Initramfs by property name' {

@@ -14,7 +14,7 @@ using InitramfsPS.Registry;
 
 namespace InitramfsPS.Artifacts
 {
-    /// <summary>What <see cref="ArtifactSaver.SaveAsync"/> writes, and how.</summary>
+    /// <summary>What <see cref="ArtifactSaver"/> writes, and how.</summary>
     internal sealed class SaveRequest
     {
         /// <summary>The archive's full path.</summary>
@@ -59,18 +59,16 @@ namespace InitramfsPS.Artifacts
     {
         public static async Task<SaveResult> SaveAsync(ImageReference reference, BlobStore cache, RegistryOptions registry, SaveRequest request, CancellationToken cancellationToken)
         {
-            var clock = Stopwatch.StartNew();
-            CheckOutput(request.ArchivePath, request.Overwrite);
-            if (request.KernelPath is { } kernelPath)
-            {
-                if (string.Equals(kernelPath, request.ArchivePath, StringComparison.Ordinal))
-                {
-                    throw new InitramfsException("KernelPathIsArchivePath", FailureKind.InvalidArgument,
-                        $"-KernelPath and -Path both name '{kernelPath}'; the kernel and the archive need a file each.", kernelPath);
-                }
-                CheckOutput(kernelPath, request.Overwrite);
-            }
+            CheckOutputs(request);
             using var client = new RegistryClient(reference, registry);
+            return await SaveAsync(client, reference, cache, request, cancellationToken).ConfigureAwait(false);
+        }
+
+        /// <summary>As <see cref="SaveAsync(ImageReference, BlobStore, RegistryOptions, SaveRequest, CancellationToken)"/>, over a client of the artifact's repository.</summary>
+        internal static async Task<SaveResult> SaveAsync(RegistryClient client, ImageReference reference, BlobStore cache, SaveRequest request, CancellationToken cancellationToken)
+        {
+            var clock = Stopwatch.StartNew();
+            CheckOutputs(request);
             try
             {
                 return await SaveWithAsync(client, reference, cache, request, clock, cancellationToken).ConfigureAwait(false);
@@ -83,6 +81,21 @@ namespace InitramfsPS.Artifacts
                     throw;
                 }
                 throw contained;
+            }
+        }
+
+        /// <summary>The output files are checked before anything is downloaded.</summary>
+        private static void CheckOutputs(SaveRequest request)
+        {
+            CheckOutput(request.ArchivePath, request.Overwrite);
+            if (request.KernelPath is { } kernelPath)
+            {
+                if (string.Equals(kernelPath, request.ArchivePath, StringComparison.Ordinal))
+                {
+                    throw new InitramfsException("KernelPathIsArchivePath", FailureKind.InvalidArgument,
+                        $"-KernelPath and -Path both name '{kernelPath}'; the kernel and the archive need a file each.", kernelPath);
+                }
+                CheckOutput(kernelPath, request.Overwrite);
             }
         }
 
