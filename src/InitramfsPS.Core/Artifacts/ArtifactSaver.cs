@@ -69,19 +69,7 @@ namespace InitramfsPS.Artifacts
         {
             var clock = Stopwatch.StartNew();
             CheckOutputs(request);
-            try
-            {
-                return await SaveWithAsync(client, reference, cache, request, clock, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                var contained = client.Contain(ex);
-                if (ReferenceEquals(contained, ex))
-                {
-                    throw;
-                }
-                throw contained;
-            }
+            return await client.ContainAsync(() => SaveWithAsync(client, reference, cache, request, clock, cancellationToken), cancellationToken).ConfigureAwait(false);
         }
 
         /// <summary>The output files are checked before anything is downloaded.</summary>
@@ -119,7 +107,7 @@ namespace InitramfsPS.Artifacts
                 .GroupBy(d => d.Digest).Select(g => g.First()).ToList();
             // Asked before downloading: a blob present now is reused (and leased, so no eviction takes it meanwhile).
             var present = blobs.Where(b => cache.Has(b.Digest)).Select(b => b.Digest).ToHashSet();
-            await DownloadAllAsync(client, blobs, cache, request, cancellationToken).ConfigureAwait(false);
+            await BlobDownloads.DownloadAllAsync(client, blobs, cache, request.MaxParallelDownloads, request.Progress, null, cancellationToken).ConfigureAwait(false);
             long reused = blobs.Where(b => present.Contains(b.Digest)).Sum(b => b.Size);
             long downloaded = blobs.Where(b => !present.Contains(b.Digest)).Sum(b => b.Size);
 
@@ -152,45 +140,6 @@ namespace InitramfsPS.Artifacts
             if (!overwrite && File.Exists(path))
             {
                 throw new InitramfsException("OutputExists", FailureKind.WriteFailed, $"'{path}' exists; -Force replaces it. Nothing was downloaded.", path);
-            }
-        }
-
-        private static async Task DownloadAllAsync(RegistryClient client, List<Descriptor> blobs, BlobStore cache, SaveRequest request, CancellationToken cancellationToken)
-        {
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            using var slots = new SemaphoreSlim(Math.Clamp(request.MaxParallelDownloads, 1, 32));
-            var tasks = blobs.Select(async blob =>
-            {
-                await slots.WaitAsync(linked.Token).ConfigureAwait(false);
-                try
-                {
-                    string key = blob.Digest.ToString();
-                    request.Progress?.TryAdd(key, (0, blob.Size));
-                    await client.DownloadBlobAsync(blob, cache, done => request.Progress?.AddOrUpdate(key, (done, blob.Size), (_, _) => (done, blob.Size)), linked.Token).ConfigureAwait(false);
-                }
-                catch
-                {
-                    // One failed blob fails the save: stop the others rather than finish them for nothing.
-                    linked.Cancel();
-                    throw;
-                }
-                finally
-                {
-                    slots.Release();
-                }
-            }).ToList();
-            try
-            {
-                await Task.WhenAll(tasks).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                var first = tasks.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!).FirstOrDefault();
-                if (first is not null)
-                {
-                    throw first;
-                }
-                throw;
             }
         }
 

@@ -35,19 +35,7 @@ namespace InitramfsPS.Artifacts
         /// <summary>As <see cref="FindAsync(ImageReference, Platform, RegistryOptions, Action{string}?, CancellationToken)"/>, over a client of the image's repository.</summary>
         internal static async Task<IReadOnlyList<InitramfsArtifact>> FindAsync(RegistryClient client, ImageReference image, Platform platform, Action<string>? warning, CancellationToken cancellationToken)
         {
-            try
-            {
-                return await FindWithAsync(client, image, platform, message => warning?.Invoke(client.Secrets.Scrub(message)), cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                var contained = client.Contain(ex);
-                if (ReferenceEquals(contained, ex))
-                {
-                    throw;
-                }
-                throw contained;
-            }
+            return await client.ContainAsync(() => FindWithAsync(client, image, platform, message => warning?.Invoke(client.Secrets.Scrub(message)), cancellationToken), cancellationToken).ConfigureAwait(false);
         }
 
         private static async Task<IReadOnlyList<InitramfsArtifact>> FindWithAsync(RegistryClient client, ImageReference image, Platform platform, Action<string> warning, CancellationToken cancellationToken)

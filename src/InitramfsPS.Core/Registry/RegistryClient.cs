@@ -352,6 +352,27 @@ namespace InitramfsPS.Registry
         /// </summary>
         public Exception Contain(Exception ex) => errors.Contain(ex);
 
+        /// <summary>
+        /// Runs <paramref name="work"/>, which uses this client, as the one way out of it: any failure
+        /// leaves as <see cref="Contain"/> makes it; a cancellation the caller asked for stays one.
+        /// </summary>
+        public async Task<T> ContainAsync<T>(Func<Task<T>> work, CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await work().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                var contained = Contain(ex);
+                if (ReferenceEquals(contained, ex))
+                {
+                    throw;
+                }
+                throw contained;
+            }
+        }
+
         /// <inheritdoc/>
         public void Dispose() => transport.Dispose();
     }
