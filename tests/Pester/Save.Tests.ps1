@@ -9,7 +9,8 @@
 #  - a pinned reference whose manifest was changed in the registry's storage, and a part blob
 #    corrupted there, fail with clear ids and leave no file;
 #  - Get-OciImage on an artifact names Save-Initramfs; an image given to Save-Initramfs is refused;
-#  - refused credentials, -WhatIf, an existing file, Ctrl+C.
+#  - refused credentials, -WhatIf, an existing file, Ctrl+C; a hostile registry (tests/tools/rogue-registry.py):
+#    endless and huge answers, a hang, an echoed password, an image where an artifact is expected.
 # The artifacts are pushed by Publish-TestArtifact below, a small client of the distribution API
 # (blob POST+PUT, manifest PUT, the referrers tag) written from Artifacts/ArtifactFormat.cs's
 # contract, so that these tests do not depend on Publish-Initramfs.
@@ -24,7 +25,7 @@ BeforeAll {
     $script:Work = New-TestDirectory -Prefix 'initramfsps-save'
     $script:Servers = [System.Collections.Generic.List[object]]::new()
     $script:SavedEnv = @{}
-    foreach ($n in 'INITRAMFSPS_CACHE', 'HOME', 'DOCKER_CONFIG', 'REGISTRY_AUTH_FILE', 'XDG_RUNTIME_DIR', 'INITRAMFSPS_REGISTRY_ATTEMPTS') { $SavedEnv[$n] = [Environment]::GetEnvironmentVariable($n) }
+    foreach ($n in 'INITRAMFSPS_CACHE', 'HOME', 'DOCKER_CONFIG', 'REGISTRY_AUTH_FILE', 'XDG_RUNTIME_DIR', 'INITRAMFSPS_REGISTRY_ATTEMPTS', 'INITRAMFSPS_FIRST_BYTE_TIMEOUT') { $SavedEnv[$n] = [Environment]::GetEnvironmentVariable($n) }
     # No credentials of the machine's user may reach a test, and docker-registry reads REGISTRY_*
     # variables as its configuration.
     $env:HOME = New-TestDirectory -Parent $Work -Prefix 'home'
@@ -185,10 +186,7 @@ BeforeAll {
 }
 
 AfterAll {
-    for ($i = $Servers.Count - 1; $i -ge 0; $i--) {
-        $s = $Servers[$i]
-        if ($s.PSTypeNames[0] -eq 'InitramfsPS.Test.FaultProxy') { Stop-FaultProxy $s } else { Stop-TestRegistry $s }
-    }
+    for ($i = $Servers.Count - 1; $i -ge 0; $i--) { Stop-TestServer $Servers[$i] }
     if ($Http) { $Http.Dispose() }
     foreach ($n in $SavedEnv.Keys) { [Environment]::SetEnvironmentVariable($n, $SavedEnv[$n]) }
     foreach ($v in $SavedRegistryEnv) { [Environment]::SetEnvironmentVariable($v.Name, $v.Value) }
@@ -489,5 +487,49 @@ Describe 'Get-OciImage on an initramfs artifact' {
         $e.Exception.Message | Should -Match 'Save-Initramfs'
         $e = Get-CommandError { Get-OciImage "$($Registry.Url)/team/app:app-b" | Expand-OciLayers }
         $e.FullyQualifiedErrorId | Should -BeLike 'ArtifactIsInitramfs,*'
+    }
+}
+
+Describe 'A hostile registry' {
+    BeforeAll {
+        $script:RoguePassword = "rogue-$([guid]::NewGuid().ToString('N'))"
+        $script:Rogue = Start-RogueRegistry -User rogue -Password $RoguePassword -EndlessCap 64MB; $Servers.Add($Rogue)
+        $script:RogueCredential = New-TestCredential rogue $RoguePassword
+        $env:INITRAMFSPS_FIRST_BYTE_TIMEOUT = '2'
+        $env:INITRAMFSPS_REGISTRY_ATTEMPTS = '2'
+    }
+    AfterAll {
+        $env:INITRAMFSPS_FIRST_BYTE_TIMEOUT = $SavedEnv['INITRAMFSPS_FIRST_BYTE_TIMEOUT']
+        $env:INITRAMFSPS_REGISTRY_ATTEMPTS = $SavedEnv['INITRAMFSPS_REGISTRY_ATTEMPTS']
+    }
+
+    It '<Command> against <Repo>: <Id>, promptly, with no file and no secret' -ForEach @(
+        @{ Command = 'Save-Initramfs'; Repo = 'endless-manifest'; Id = 'RegistryResponseTooLarge' }
+        @{ Command = 'Find-Initramfs'; Repo = 'endless-manifest'; Id = 'RegistryResponseTooLarge' }
+        @{ Command = 'Save-Initramfs'; Repo = 'huge-length'; Id = 'RegistryResponseTooLarge' }
+        @{ Command = 'Save-Initramfs'; Repo = 'hang'; Id = 'RegistryUnavailable' }
+        @{ Command = 'Save-Initramfs'; Repo = 'echo-body'; Id = 'RegistryRequestFailed' }
+        @{ Command = 'Find-Initramfs'; Repo = 'echo-body'; Id = 'RegistryRequestFailed' }
+        @{ Command = 'Save-Initramfs'; Repo = 'ok'; Id = 'NotInitramfsArtifact' }
+    ) {
+        $null = Use-FreshCache
+        $out = Join-Path $Work "rogue-$Repo.cpio.zst"
+        $reference = "$($Rogue.Url)/rogue/$($Repo):1.0"
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        $records = @(if ($Command -eq 'Save-Initramfs') {
+                Save-Initramfs $reference $out -Credential $RogueCredential -Verbose -ErrorAction Continue *>&1
+            }
+            else {
+                Find-Initramfs $reference -Credential $RogueCredential -Verbose -ErrorAction Continue *>&1
+            })
+        $clock.Elapsed.TotalSeconds | Should -BeLessThan 30
+        $errors = @($records | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+        $errors.Count | Should -Be 1
+        $errors[0].FullyQualifiedErrorId | Should -BeLike "$Id,*"
+        Test-Path -LiteralPath $out | Should -BeFalse
+        $text = ($records | ForEach-Object { "$_"; if ($_ -is [System.Management.Automation.ErrorRecord]) { "$($_.Exception)" } }) -join "`n"
+        $basic = [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes("rogue:$RoguePassword"))
+        $text | Should -Not -Match ([regex]::Escape($RoguePassword))
+        $text | Should -Not -Match ([regex]::Escape($basic))
     }
 }

@@ -10,6 +10,7 @@ using System.Threading.Tasks;
 using InitramfsPS.Artifacts;
 using InitramfsPS.Core.Tests.Registry;
 using InitramfsPS.Images;
+using InitramfsPS.Registry;
 using Xunit;
 
 namespace InitramfsPS.Core.Tests.Artifacts
@@ -168,6 +169,17 @@ namespace InitramfsPS.Core.Tests.Artifacts
             Assert.Contains(warnings, w => w.Contains($"more than {ReferrerFinder.MaxEntries} referrers", StringComparison.Ordinal));
             Assert.Contains(warnings, w => w.Contains($"only the first {ReferrerFinder.MaxArtifacts} are described", StringComparison.Ordinal));
             Assert.Equal(ReferrerFinder.MaxArtifacts, stub.Seen.Count(s => s.Uri.AbsolutePath.Contains("/manifests/sha256:", StringComparison.Ordinal)));
+        }
+
+        [Fact]
+        public async Task A_referrers_answer_past_4_MiB_is_refused()
+        {
+            var stub = Registry(new Dictionary<string, byte[]>(), _ => StubRegistry.Ok(new byte[RegistryClient.ManifestCap + 1], MediaTypes.OciIndex));
+
+            var ex = await Assert.ThrowsAsync<InitramfsPS.Errors.InitramfsException>(() => Find(stub));
+
+            Assert.Equal("RegistryResponseTooLarge", ex.ErrorId);
+            Assert.Contains("referrers", ex.Message, StringComparison.Ordinal);
         }
 
         [Fact]
