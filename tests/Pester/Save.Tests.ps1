@@ -257,6 +257,15 @@ Describe 'Save-Initramfs from a real registry' {
         foreach ($d in $new) { $downloaded | Should -Contain $d }
     }
 
+    It 'refuses a second artifact from the pipeline for one -Path, as Export-Initramfs does' {
+        $out = Join-Path $Work 'two.cpio.zst'
+        $results = @(Find-Initramfs $Image.Reference | Save-Initramfs -Path $out -Force -ErrorAction SilentlyContinue -ErrorVariable failures)
+        $results.Count | Should -Be 1
+        @($failures).Count | Should -Be 1
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'MultipleInputs,*'
+        Get-FileSha256 $out | Should -Be $results[0].Sha256
+    }
+
     It 'replaces an existing file only with -Force' {
         $out = Join-Path $Work 'exists.cpio.zst'
         Set-Content -LiteralPath $out -Value 'old'
@@ -487,6 +496,21 @@ Describe 'Get-OciImage on an initramfs artifact' {
         $e.Exception.Message | Should -Match 'Save-Initramfs'
         $e = Get-CommandError { Get-OciImage "$($Registry.Url)/team/app:app-b" | Expand-OciLayers }
         $e.FullyQualifiedErrorId | Should -BeLike 'ArtifactIsInitramfs,*'
+    }
+
+    It 'is ArtifactIsInitramfs from an OCI layout too: the check is where every source''s manifests are parsed' {
+        $layout = Join-Path $Work 'artifact-layout'
+        $blobs = New-Item -ItemType Directory -Force (Join-Path $layout 'blobs/sha256')
+        [IO.File]::WriteAllBytes((Join-Path $blobs ($ArtifactB.Digest -replace '^sha256:', '')), $ArtifactB.ManifestBytes)
+        Set-Content -LiteralPath (Join-Path $layout 'oci-layout') -Value '{"imageLayoutVersion":"1.0.0"}'
+        $index = [ordered]@{ schemaVersion = 2; manifests = @([ordered]@{
+                    mediaType = 'application/vnd.oci.image.manifest.v1+json'; digest = $ArtifactB.Digest; size = $ArtifactB.ManifestBytes.Length
+                    annotations = @{ 'org.opencontainers.image.ref.name' = 'art' } }) }
+        Set-Content -LiteralPath (Join-Path $layout 'index.json') -Value ($index | ConvertTo-Json -Depth 5 -Compress)
+
+        $e = Get-CommandError { Get-OciImage "oci:$($layout):art" }
+        $e.FullyQualifiedErrorId | Should -BeLike 'ArtifactIsInitramfs,*'
+        $e.Exception.Message | Should -Match 'Save-Initramfs'
     }
 }
 

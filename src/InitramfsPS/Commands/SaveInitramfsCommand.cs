@@ -16,6 +16,7 @@ namespace InitramfsPS.Commands
     public sealed class SaveInitramfsCommand : InitramfsCmdlet
     {
         private const int ActivityId = 5;
+        private bool saved;
 
         /// <summary>The artifact: <c>registry/repository:tag</c>, or <c>@sha256:…</c> (Find-Initramfs's Reference, piped by property name).</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -65,11 +66,17 @@ namespace InitramfsPS.Commands
             }
             Guard(Reference, () =>
             {
+                if (saved)
+                {
+                    throw new Errors.InitramfsException("MultipleInputs", Errors.FailureKind.InvalidArgument,
+                        $"Save-Initramfs received more than one artifact for '{archive}'; save each to its own file.", archive);
+                }
                 string what = kernel is null ? $"Write the initramfs artifact {Reference}" : $"Write the initramfs artifact {Reference} and its kernel to '{kernel}'";
                 if (!ShouldProcess(archive, what))
                 {
                     return;
                 }
+                saved = true;
                 var blobs = new ConcurrentDictionary<string, InitramfsProgress>(StringComparer.Ordinal);
                 var options = new SaveOptions
                 {
