@@ -59,7 +59,6 @@ namespace InitramfsPS.Artifacts
     {
         public static async Task<SaveResult> SaveAsync(ImageReference reference, BlobStore cache, RegistryOptions registry, SaveRequest request, CancellationToken cancellationToken)
         {
-            CheckOutputs(request);
             using var client = new RegistryClient(reference, registry);
             return await SaveAsync(client, reference, cache, request, cancellationToken).ConfigureAwait(false);
         }
@@ -168,27 +167,27 @@ namespace InitramfsPS.Artifacts
             {
                 using var other = digest.Algorithm == "sha256" ? null : digest.CreateHash();
                 var buffer = new byte[1 << 16];
+                bool longer = false;
                 foreach (var blob in blobs)
                 {
                     using var source = cache.OpenRead(blob.Digest, "blob");
                     int n;
-                    while ((n = source.Read(buffer, 0, buffer.Length)) > 0)
+                    // A cache blob grown on disk since it was verified stops here, not at the end of the disk.
+                    while (!longer && (n = source.Read(buffer, 0, buffer.Length)) > 0)
                     {
                         cancellationToken.ThrowIfCancellationRequested();
-                        if (writer.Length + n > size)
-                        {
-                            break;
-                        }
-                        writer.Write(buffer.AsSpan(0, n));
+                        longer = writer.Length + n > size;
+                        writer.Write(buffer.AsSpan(0, longer ? (int)(size - writer.Length) : n));
                         other?.AppendData(buffer, 0, n);
                     }
                 }
                 byte[] hash = writer.Sha256();
                 sha256 = Convert.ToHexString(hash).ToLowerInvariant();
-                if (writer.Length != size || !digest.Matches(other?.GetHashAndReset() ?? hash))
+                if (longer || writer.Length != size || !digest.Matches(other?.GetHashAndReset() ?? hash))
                 {
                     throw new InitramfsException("ArchiveDigestMismatch", FailureKind.InvalidData,
-                        $"{what} joined from its layers is {writer.Length} bytes hashing to sha256:{sha256}, not the {size} bytes of {digest} it must be. Nothing was written.", digest.ToString());
+                        $"{what} joined from its layers is {(longer ? "more than " : string.Empty)}{writer.Length} bytes hashing to sha256:{sha256}, not the {size} bytes of {digest} it must be. Nothing was written. " +
+                        "Every layer matched its digest when it entered the cache; Get-OciCache -Verify finds one that changed on disk since.", digest.ToString());
                 }
                 return writer;
             }

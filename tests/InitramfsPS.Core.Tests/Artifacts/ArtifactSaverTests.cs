@@ -103,6 +103,25 @@ namespace InitramfsPS.Core.Tests.Artifacts
         }
 
         [Fact]
+        public async Task A_cached_part_changed_on_disk_since_it_was_verified_cannot_reach_the_archive()
+        {
+            var store = new BlobStore(Path.Combine(directory, "cache"));
+            await Save(Registry(), store, "a.cpio.zst");
+            string blob = store.PathOf(Digest.Parse(DigestOf(parts[0])));
+            File.SetAttributes(blob, FileAttributes.Normal);
+            var bytes = File.ReadAllBytes(blob);
+            bytes[0] ^= 0xFF;
+            File.WriteAllBytes(blob, bytes);
+
+            var ex = await Assert.ThrowsAsync<InitramfsException>(() => Save(Registry(), store, "b.cpio.zst"));
+
+            Assert.Equal("ArchiveDigestMismatch", ex.ErrorId);
+            Assert.Contains("Get-OciCache -Verify", ex.Message, StringComparison.Ordinal);
+            Assert.False(File.Exists(Path.Combine(directory, "b.cpio.zst")));
+            Assert.Empty(Directory.GetFiles(directory, ".b.cpio.zst.*"));
+        }
+
+        [Fact]
         public async Task Parts_that_do_not_make_the_archive_the_config_names_are_ArchiveDigestMismatch_and_leave_no_file()
         {
             var store = new BlobStore(Path.Combine(directory, "cache"));
