@@ -227,6 +227,13 @@ Describe 'Save-Initramfs from a real registry' {
         $report.BytesDownloaded | Should -Be ((Get-Item $out).Length + (Get-Item $Kernel).Length)
         "$report" | Should -Match ([regex]::Escape($ArtifactA.Reference))
         @(Get-ChildItem $Work -Force -Filter '*.partial') | Should -BeNullOrEmpty
+
+        # The cache keeps the parts as the artifact's, as a pull keeps an image's layers.
+        $entries = @(Get-OciCache | Where-Object { "$($_.Digest)" -in $ArtifactA.Parts })
+        $entries.Count | Should -Be $ArtifactA.Parts.Count
+        foreach ($e in $entries) { ($e.UsedBy -join ', ') | Should -Match ([regex]::Escape('team/app:app-a')) -Because ($e | Out-String) }
+        $null = Clear-OciCache -Unused -Confirm:$false
+        @(Get-OciCache | Where-Object { "$($_.Digest)" -in $ArtifactA.Parts }).Count | Should -Be $ArtifactA.Parts.Count -Because 'Clear-OciCache -Unused keeps what a saved tag uses'
     }
 
     It 'pipes into Test-Initramfs as an export report does' {

@@ -121,6 +121,13 @@ namespace InitramfsPS.Artifacts
             {
                 Commit(kernel, request.KernelPath!, request.Overwrite);
             }
+            // The manifest and the tag it was saved by, as a pull keeps an image's: Get-OciCache then
+            // names the parts as the artifact's, and Clear-OciCache -Unused keeps them for the next save.
+            RegistryPuller.Put(cache, manifest.Digest, bytes);
+            if (reference.Digest is null && reference.Tag is { } tag)
+            {
+                cache.WriteRef(reference.Registry!, reference.Repository!, tag, manifest.Digest);
+            }
             return new SaveResult(pinned, manifest, config, request.ArchivePath, sha256, request.KernelPath,
                 downloaded, reused, blobs.Count - present.Count, present.Count, clock.Elapsed);
         }

@@ -140,7 +140,8 @@ namespace InitramfsPS.Registry
         private static InitramfsException NotInCache(ImageReference reference, Exception? inner) =>
             new("NotInCache", FailureKind.NotFound, $"{reference} is not (wholly) in the cache; pull it once without -Offline.", reference.ToString(), inner);
 
-        private static void Put(BlobStore cache, Digest digest, byte[] bytes)
+        /// <summary>Keeps verified manifest bytes in the cache under their digest, unless they are there.</summary>
+        internal static void Put(BlobStore cache, Digest digest, byte[] bytes)
         {
             if (cache.Has(digest))
             {
