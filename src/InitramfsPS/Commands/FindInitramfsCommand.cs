@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System.Management.Automation;
 using InitramfsPS.Artifacts;
 
@@ -13,6 +14,8 @@ namespace InitramfsPS.Commands
     [OutputType(typeof(InitramfsArtifact))]
     public sealed class FindInitramfsCommand : InitramfsCmdlet
     {
+        private const int ActivityId = 6;
+
         /// <summary>The image the artifacts were made from: <c>registry/repository:tag</c> or <c>@sha256:…</c>.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("ImageReference")]
@@ -50,7 +53,17 @@ namespace InitramfsPS.Commands
                         Verbose = Verbose,
                         Warning = Warning,
                     };
-                    var found = RunInBackground(token => Initramfs.FindArtifacts(image, options, token), () => { });
+                    string activity = $"Finding the initramfs artifacts of {image}";
+                    IReadOnlyList<InitramfsArtifact> found;
+                    try
+                    {
+                        found = RunInBackground(token => Initramfs.FindArtifacts(image, options, token),
+                            () => Progress(ActivityId, activity, "asking the registry for the image's referrers and reading their manifests", 0));
+                    }
+                    finally
+                    {
+                        CompleteProgress(ActivityId, activity);
+                    }
                     WriteObject(found, enumerateCollection: true);
                 });
             }
