@@ -19,6 +19,7 @@ namespace InitramfsPS.Commands
         /// <summary>The image the artifacts were made from: <c>registry/repository:tag</c> or <c>@sha256:…</c>.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("ImageReference")]
+        [ArgumentCompleter(typeof(ImageReferenceCompleter))]
         [ValidateNotNullOrEmpty]
         public string[] Image { get; set; } = null!;
 

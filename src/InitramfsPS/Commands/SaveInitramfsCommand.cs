@@ -20,6 +20,7 @@ namespace InitramfsPS.Commands
 
         /// <summary>The artifact: <c>registry/repository:tag</c>, or <c>@sha256:…</c> (Find-Initramfs's Reference, piped by property name).</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [ArgumentCompleter(typeof(ImageReferenceCompleter))]
         [ValidateNotNullOrEmpty]
         public string Reference { get; set; } = null!;
 
