@@ -57,14 +57,14 @@ namespace InitramfsPS.Artifacts
             int read = 0;
             foreach (var subject in subjects)
             {
+                if (read >= MaxEntries)
+                {
+                    break;
+                }
                 foreach (var page in await ListAsync(client, subject, cancellationToken).ConfigureAwait(false))
                 {
                     var entries = Entries(page, $"referrers of {subject}", MaxEntries - read, out bool cut);
                     read += entries.Count;
-                    if (cut)
-                    {
-                        warning($"{image.Registry}/{image.Repository}@{subject} has more than {MaxEntries} referrers; only the first {MaxEntries} were read.");
-                    }
                     // The artifactType filter is optional for a registry: it is applied here again.
                     foreach (var entry in entries.Where(e => e.ArtifactType is null or ArtifactMediaTypes.ArtifactType))
                     {
@@ -72,6 +72,11 @@ namespace InitramfsPS.Artifacts
                         {
                             found.Add((subject, entry));
                         }
+                    }
+                    if (cut)
+                    {
+                        warning($"{image.Registry}/{image.Repository}@{subject} has more referrers than the {MaxEntries} read; the rest are left out.");
+                        break;
                     }
                 }
             }

@@ -166,7 +166,7 @@ namespace InitramfsPS.Core.Tests.Artifacts
             var found = await Find(stub, warnings);
 
             Assert.Empty(found);
-            Assert.Contains(warnings, w => w.Contains($"more than {ReferrerFinder.MaxEntries} referrers", StringComparison.Ordinal));
+            Assert.Contains(warnings, w => w.Contains($"more referrers than the {ReferrerFinder.MaxEntries} read", StringComparison.Ordinal));
             Assert.Contains(warnings, w => w.Contains($"only the first {ReferrerFinder.MaxArtifacts} are described", StringComparison.Ordinal));
             Assert.Equal(ReferrerFinder.MaxArtifacts, stub.Seen.Count(s => s.Uri.AbsolutePath.Contains("/manifests/sha256:", StringComparison.Ordinal)));
         }
