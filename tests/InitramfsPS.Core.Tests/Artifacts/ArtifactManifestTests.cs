@@ -20,9 +20,9 @@ namespace InitramfsPS.Core.Tests.Artifacts
         private static string Layer(string mediaType, int n, long size = 100) =>
             $"{{\"mediaType\":\"{mediaType}\",\"digest\":\"sha256:{n.ToString("x64", System.Globalization.CultureInfo.InvariantCulture)}\",\"size\":{size}}}";
 
-        private static byte[] Manifest(string layers, string artifactType = "\"artifactType\":\"" + ArtifactMediaTypes.ArtifactType + "\",", string configType = ArtifactMediaTypes.Config) =>
+        private static byte[] Manifest(string layers, string artifactType = "\"artifactType\":\"" + ArtifactMediaTypes.ArtifactType + "\",", string configType = ArtifactMediaTypes.Config, long configSize = 300) =>
             Encoding.UTF8.GetBytes("{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"," + artifactType +
-                $"\"config\":{{\"mediaType\":\"{configType}\",\"digest\":\"sha256:{Hex}\",\"size\":300}},\"layers\":[{layers}]}}");
+                $"\"config\":{{\"mediaType\":\"{configType}\",\"digest\":\"sha256:{Hex}\",\"size\":{configSize}}},\"layers\":[{layers}]}}");
 
         private static ArtifactManifest Parse(byte[] bytes) => ArtifactManifest.Parse(bytes, DigestOf(bytes), null, "registry.example/lib/app:1");
 
@@ -62,6 +62,8 @@ namespace InitramfsPS.Core.Tests.Artifacts
         [InlineData("a huge kernel", "ArtifactTooLarge")]
         [InlineData("parts past 64 GiB", "ArtifactTooLarge")]
         [InlineData("too many layers", "ArtifactTooLarge")]
+        [InlineData("a config past 64 KiB", "BlobTooLarge")]
+        [InlineData("an index", "NotInitramfsArtifact")]
         public void A_manifest_that_breaks_the_contract_is_refused_with_its_id(string what, string id)
         {
             string part = Layer(ArtifactMediaTypes.PartZstd, 1), kernel = Layer(ArtifactMediaTypes.Kernel, 9);
@@ -75,6 +77,8 @@ namespace InitramfsPS.Core.Tests.Artifacts
                 "no parts" => Manifest(kernel),
                 "a huge kernel" => Manifest($"{part},{Layer(ArtifactMediaTypes.Kernel, 2, ArtifactManifest.MaxKernelSize + 1)}"),
                 "parts past 64 GiB" => Manifest($"{Layer(ArtifactMediaTypes.PartZstd, 1, ArtifactManifest.MaxArchiveSize)},{Layer(ArtifactMediaTypes.PartZstd, 2, 1)}"),
+                "a config past 64 KiB" => Manifest(part, configSize: ArtifactManifest.MaxConfigSize + 1),
+                "an index" => Encoding.UTF8.GetBytes("{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}"),
                 _ => Manifest(string.Join(",", Enumerable.Repeat(part, ArtifactManifest.MaxLayers + 1))),
             };
 
