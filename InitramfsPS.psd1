@@ -24,6 +24,8 @@
         'Test-Initramfs'
         'Publish-Initramfs'
         'Start-InitramfsVM'
+        'Save-Initramfs'
+        'Find-Initramfs'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

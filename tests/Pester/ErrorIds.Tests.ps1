@@ -206,6 +206,15 @@ BeforeDiscovery {
         @{ Cmdlet = 'Publish-Initramfs'; Case = 'a kernel that does not exist'; Id = 'HostFileNotFound'; Run = { Publish-Initramfs localhost:1/app:1 $archive -Kernel "$work/none" } }
         @{ Cmdlet = 'Publish-Initramfs'; Case = 'input that is not a rootfs'; Id = 'InputNotRootfs'; Run = { 42 | Publish-Initramfs localhost:1/app:1 } }
         @{ Cmdlet = 'Publish-Initramfs'; Case = 'a registry that is not there'; Id = 'RegistryUnavailable'; Run = { Publish-Initramfs localhost:1/app:1 $archive } }
+        @{ Cmdlet = 'Save-Initramfs'; Case = 'a reference that is not a registry'; Id = 'ReferenceNotRegistry'; Run = { Save-Initramfs $img.Reference "$work/saved.cpio.zst" } }
+        @{ Cmdlet = 'Save-Initramfs'; Case = 'a reference that cannot be parsed'; Id = 'InvalidReference'; Run = { Save-Initramfs 'UPPER/Case:x' "$work/saved.cpio.zst" } }
+        @{ Cmdlet = 'Save-Initramfs'; Case = 'an output path of another provider'; Id = 'OutputPathNotFileSystem'; Run = { Save-Initramfs 127.0.0.1:1/a/b:c env:/out.cpio } }
+        @{ Cmdlet = 'Save-Initramfs'; Case = 'a directory that does not exist'; Id = 'OutputDirectoryMissing'; Run = { Save-Initramfs 127.0.0.1:1/a/b:c "$work/none/out.cpio" } }
+        @{ Cmdlet = 'Save-Initramfs'; Case = 'an output that is a directory'; Id = 'OutputIsDirectory'; Run = { Save-Initramfs 127.0.0.1:1/a/b:c $dir } }
+        @{ Cmdlet = 'Save-Initramfs'; Case = 'a file that exists, without -Force'; Id = 'OutputExists'; Run = { Save-Initramfs 127.0.0.1:1/a/b:c $file } }
+        @{ Cmdlet = 'Save-Initramfs'; Case = 'one path for the archive and the kernel'; Id = 'KernelPathIsArchivePath'; Run = { Save-Initramfs 127.0.0.1:1/a/b:c "$work/same" -KernelPath "$work/same" } }
+        @{ Cmdlet = 'Find-Initramfs'; Case = 'an image that is not in a registry'; Id = 'ReferenceNotRegistry'; Run = { Find-Initramfs $img.Reference } }
+        @{ Cmdlet = 'Find-Initramfs'; Case = 'a platform that is not one'; Id = 'InvalidPlatform'; Run = { Find-Initramfs 127.0.0.1:1/a/b:c -Platform 'no/such/thing/here' } }
 
         @{ Cmdlet = 'Clear-OciCache'; Case = 'a digest that is not one'; Id = 'InvalidDigest'; Run = { Clear-OciCache -Digest nope -Confirm:$false } }
         @{ Cmdlet = 'Clear-OciCache'; Case = 'a digest of an unknown algorithm'; Id = 'InvalidDigest'; Run = { Clear-OciCache -Digest "md5:$('a' * 32)" -Confirm:$false } }

@@ -94,14 +94,9 @@ namespace InitramfsPS
                 Progress = layers,
                 // Each compressed layer is unpacked while it downloads, so that expanding the image need not read it again.
                 LayerSink = PullSinks.UnpackLayers(cache.Store),
-                Registry = new RegistryOptions
-                {
-                    Credential = options.Credential is { } c ? new RegistryCredential(c.UserName, c.Password, options.CredentialOrigin) : null,
-                    AllowPlainHttp = options.AllowPlainHttp,
-                    // Timeouts, minimum rate and attempts: the INITRAMFSPS_* variables (a bad value is RegistrySettingInvalid).
-                    Limits = options.Offline ? RegistryLimits.Default : RegistryLimits.FromEnvironment(),
-                    Verbose = options.Verbose,
-                },
+                Registry = options.Offline
+                    ? new RegistryOptions { Verbose = options.Verbose }
+                    : RegistryOptionsFor(options.Credential, options.CredentialOrigin, options.AllowPlainHttp, options.Verbose),
             };
             var progress = options.Progress;
             void Report()

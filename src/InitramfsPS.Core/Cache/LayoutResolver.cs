@@ -156,6 +156,13 @@ namespace InitramfsPS.Cache
                 throw new InitramfsException("ManifestSchema1Unsupported", FailureKind.NotImplemented,
                     $"The manifest {descriptor.Digest} is Docker schema 1, which is deprecated and not supported; push the image again with a current tool.", descriptor.Digest.ToString());
             }
+            if (IsInitramfsArtifact(root))
+            {
+                // Every image source (a registry pull, the cache, a layout) parses manifests here.
+                throw new InitramfsException("ArtifactIsInitramfs", FailureKind.InvalidArgument,
+                    $"The manifest {descriptor.Digest} is an initramfs artifact ({MediaTypes.InitramfsArtifact}), not an image: Get-OciImage and Expand-OciLayers read images. " +
+                    "Pull the archive with Save-Initramfs -Reference <registry>/<repository>@<digest> -Path <file>.", descriptor.Digest.ToString());
+            }
             if (MediaTypes.IsIndex(mediaType) || (mediaType is null && root.TryGetProperty("manifests", out _)))
             {
                 return new ManifestDocument(mediaType, ParseIndex(bytes, $"index {descriptor.Digest}"), null, new List<Descriptor>());
@@ -179,6 +186,11 @@ namespace InitramfsPS.Cache
             }
             return new ManifestDocument(mediaType, null, ParseDescriptor(configElement, $"manifest {descriptor.Digest}"), layers);
         }
+
+        /// <summary>An initramfs artifact names itself by its <c>artifactType</c>, or, from a writer that left that out, by its config's media type.</summary>
+        internal static bool IsInitramfsArtifact(JsonElement manifest) =>
+            Str(manifest, "artifactType") == MediaTypes.InitramfsArtifact
+            || (manifest.TryGetProperty("config", out var config) && Str(config, "mediaType") == MediaTypes.InitramfsArtifactConfig);
 
         /// <summary>The config's diff_ids must name each layer once, or layers could be swapped unnoticed.</summary>
         internal static void CheckDiffIds(ImageConfig config, IReadOnlyList<LayerDescriptor> layers, string what)

@@ -43,6 +43,16 @@ namespace InitramfsPS.Images
         /// <summary>Docker gzip layer.</summary>
         public const string DockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
+        /// <summary>
+        /// The <c>artifactType</c> of an initramfs artifact. The same value as
+        /// <c>Artifacts/ArtifactMediaTypes.ArtifactType</c>, which the part that reads images lies
+        /// below and cannot use; a unit test holds the two equal.
+        /// </summary>
+        public const string InitramfsArtifact = "application/vnd.initramfsps.initramfs.v1";
+
+        /// <summary>The config media type of an initramfs artifact (<c>ArtifactMediaTypes.Config</c>; as <see cref="InitramfsArtifact"/>).</summary>
+        public const string InitramfsArtifactConfig = "application/vnd.initramfsps.initramfs.config.v1+json";
+
         /// <summary>Whether a media type names an index or manifest list.</summary>
         public static bool IsIndex(string? mediaType) => mediaType is OciIndex or DockerManifestList;
 

@@ -154,6 +154,89 @@ namespace InitramfsPS.Registry
             }
         }
 
+        /// <summary>
+        /// A manifest or index by tag or digest, checked as <see cref="GetManifestAsync"/> checks it,
+        /// or null when the registry has no such tag or manifest: for a tag whose absence is an
+        /// answer (the referrers fallback tag of an image nothing refers to).
+        /// </summary>
+        public async Task<(byte[] Bytes, Descriptor Descriptor)?> TryGetManifestAsync(string tagOrDigest, CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await FetchManifestAsync(tagOrDigest, cancellationToken).ConfigureAwait(false);
+            }
+            catch (InitramfsException ex) when (ex.ErrorId is "TagNotFound" or "ManifestNotFound")
+            {
+                return null;
+            }
+        }
+
+        /// <summary>The most pages of a referrers answer followed through its Link headers.</summary>
+        public const int ReferrersPageLimit = 16;
+
+        /// <summary>
+        /// The pages of the referrers API answer for <paramref name="subject"/> (OCI image indexes,
+        /// each read whole under <see cref="ManifestCap"/>), following <c>Link: &lt;…&gt;; rel="next"</c>
+        /// on the same registry for at most <see cref="ReferrersPageLimit"/> pages; null when the
+        /// registry answers 404, which the distribution spec reserves for a registry without the
+        /// API (one with it answers an empty index for a subject nothing refers to).
+        /// <paramref name="artifactType"/> is sent as the filter, which registries may ignore.
+        /// </summary>
+        public async Task<IReadOnlyList<byte[]>?> GetReferrersAsync(Digest subject, string? artifactType, CancellationToken cancellationToken)
+        {
+            var pages = new List<byte[]>();
+            string? url = $"{session.BaseUrl}{reference.Repository}/referrers/{subject}" + (artifactType is null ? string.Empty : "?artifactType=" + Uri.EscapeDataString(artifactType));
+            var call = new RegistryCall("referrers/" + subject, $"the referrers of {reference.Repository}@{subject.ShortHex}");
+            while (url is not null)
+            {
+                if (pages.Count == ReferrersPageLimit)
+                {
+                    session.Say($"{call.Label}: more than {ReferrersPageLimit} pages; the rest is not read.");
+                    break;
+                }
+                string page = url;
+                byte[] bytes;
+                try
+                {
+                    (bytes, url) = await exchange.RunAsync(() => new HttpRequestMessage(HttpMethod.Get, page), call, async (response, ct) =>
+                    {
+                        var body = await exchange.ReadCappedAsync(response, ManifestCap, call.Label, ct).ConfigureAwait(false);
+                        return (body, NextPage(response, page));
+                    }, cancellationToken).ConfigureAwait(false);
+                }
+                catch (InitramfsException ex) when (pages.Count == 0 && ex.ErrorId is "TagNotFound" or "ManifestNotFound" or "RepositoryNotFound")
+                {
+                    // Every 404 maps to one of these ids (by the error code the body names, if any).
+                    return null;
+                }
+                pages.Add(bytes);
+            }
+            return pages;
+        }
+
+        /// <summary>The next page a Link header names, resolved against the page it came with; only on the same registry (scheme, host, port), where our credential may go.</summary>
+        private static string? NextPage(HttpResponseMessage response, string page)
+        {
+            if (!response.Headers.TryGetValues("Link", out var links))
+            {
+                return null;
+            }
+            foreach (string link in links.Take(4))
+            {
+                int open = link.IndexOf('<', StringComparison.Ordinal), close = link.IndexOf('>', StringComparison.Ordinal);
+                if (open < 0 || close < open || !link.Contains("rel=\"next\"", StringComparison.OrdinalIgnoreCase))
+                {
+                    continue;
+                }
+                if (Uri.TryCreate(new Uri(page), link[(open + 1)..close], out var next)
+                    && Uri.Compare(next, new Uri(page), UriComponents.SchemeAndServer, UriFormat.Unescaped, StringComparison.OrdinalIgnoreCase) == 0)
+                {
+                    return next.AbsoluteUri;
+                }
+            }
+            return null;
+        }
+
         private async Task<(byte[] Bytes, Descriptor Descriptor)> FetchManifestAsync(string tagOrDigest, CancellationToken cancellationToken)
         {
             string url = $"{session.BaseUrl}{reference.Repository}/manifests/{tagOrDigest}";
@@ -280,6 +363,27 @@ namespace InitramfsPS.Registry
         /// a file error of the cache) is left as it is.
         /// </summary>
         public Exception Contain(Exception ex) => errors.Contain(ex);
+
+        /// <summary>
+        /// Runs <paramref name="work"/>, which uses this client, as the one way out of it: any failure
+        /// leaves as <see cref="Contain"/> makes it; a cancellation the caller asked for stays one.
+        /// </summary>
+        public async Task<T> ContainAsync<T>(Func<Task<T>> work, CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await work().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                var contained = Contain(ex);
+                if (ReferenceEquals(contained, ex))
+                {
+                    throw;
+                }
+                throw contained;
+            }
+        }
 
         /// <inheritdoc/>
         public void Dispose() => transport.Dispose();

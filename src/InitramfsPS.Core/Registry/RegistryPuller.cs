@@ -52,20 +52,7 @@ namespace InitramfsPS.Registry
                 return FromCache(reference, platform, cache);
             }
             using var client = new RegistryClient(reference, options.Registry);
-            try
-            {
-                return await PullWithAsync(client, reference, platform, cache, options, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                // The one way out of a pull: secrets scrubbed, .NET's exceptions as the module's errors.
-                var contained = client.Contain(ex);
-                if (ReferenceEquals(contained, ex))
-                {
-                    throw;
-                }
-                throw contained;
-            }
+            return await client.ContainAsync(() => PullWithAsync(client, reference, platform, cache, options, cancellationToken), cancellationToken).ConfigureAwait(false);
         }
 
         private static async Task<OciImage> PullWithAsync(RegistryClient client, ImageReference reference, Platform platform, BlobStore cache, PullOptions options, CancellationToken cancellationToken)
@@ -122,45 +109,8 @@ namespace InitramfsPS.Registry
             // The config names each layer's diff_id, which a sink may need (to unpack a layer while it
             // downloads, so that Expand-OciLayers need not read it again).
             var (_, layers) = LayoutResolver.ReadLayers(cache, manifest, manifestDigest);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            using var slots = new SemaphoreSlim(Math.Max(1, options.MaxParallelDownloads));
-            var tasks = layers.Select(async layer =>
-            {
-                await slots.WaitAsync(linked.Token).ConfigureAwait(false);
-                try
-                {
-                    string key = layer.Digest.ToString();
-                    var descriptor = manifest.Layers[layer.Index - 1];
-                    options.Progress?.TryAdd(key, (0, layer.Size));
-                    using var sink = options.LayerSink?.Invoke(layer, verbose);
-                    await client.DownloadBlobAsync(descriptor, cache, done => options.Progress?.AddOrUpdate(key, (done, layer.Size), (_, _) => (done, layer.Size)), linked.Token, sink).ConfigureAwait(false);
-                    sink?.Finish();
-                }
-                catch
-                {
-                    // One failed layer fails the pull: stop the others rather than finish them for nothing.
-                    linked.Cancel();
-                    throw;
-                }
-                finally
-                {
-                    slots.Release();
-                }
-            }).ToList();
-            try
-            {
-                await Task.WhenAll(tasks).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                // Report the failure that cancelled the others, not the cancellation.
-                var first = tasks.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!).FirstOrDefault();
-                if (first is not null)
-                {
-                    throw first;
-                }
-                throw;
-            }
+            await BlobDownloads.DownloadAllAsync(client, manifest.Layers, cache, Math.Max(1, options.MaxParallelDownloads), options.Progress,
+                options.LayerSink is { } sinks ? index => sinks(layers[index], verbose) : null, cancellationToken).ConfigureAwait(false);
         }
 
         /// <summary>Resolves an image that an earlier pull left in the cache.</summary>
@@ -190,7 +140,8 @@ namespace InitramfsPS.Registry
         private static InitramfsException NotInCache(ImageReference reference, Exception? inner) =>
             new("NotInCache", FailureKind.NotFound, $"{reference} is not (wholly) in the cache; pull it once without -Offline.", reference.ToString(), inner);
 
-        private static void Put(BlobStore cache, Digest digest, byte[] bytes)
+        /// <summary>Keeps verified manifest bytes in the cache under their digest, unless they are there.</summary>
+        internal static void Put(BlobStore cache, Digest digest, byte[] bytes)
         {
             if (cache.Has(digest))
             {

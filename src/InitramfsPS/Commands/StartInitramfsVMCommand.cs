@@ -27,7 +27,7 @@ namespace InitramfsPS.Commands
         private const string PathSet = "Path";
         private static readonly string[] ConsoleTags = { "InitramfsPS", "Console" };
 
-        /// <summary>What to boot: a Rootfs or OciImage (exported to a temporary archive first), or an archive path or file.</summary>
+        /// <summary>What to boot: a Rootfs or OciImage (exported to a temporary archive first), an archive path or file, or the report of Export-Initramfs or Save-Initramfs.</summary>
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = InputSet)]
         [ValidateNotNull]
         public PSObject InputObject { get; set; } = null!;
@@ -106,6 +106,13 @@ namespace InitramfsPS.Commands
                 case Rootfs or OciImage:
                     Guard(InputObject.BaseObject, () => Boot(null, InputObject.BaseObject, until));
                     return;
+                case ExportReport exported:
+                    Guard(exported.Path, () => Boot(exported.Path, null, until));
+                    return;
+                case SaveReport saved:
+                    // The kernel saved with the archive boots it, unless -Kernel names another.
+                    Guard(saved.Path, () => Boot(saved.Path, null, until, saved.KernelPath));
+                    return;
                 default:
                     var other = InputObject.BaseObject;
                     WriteError(new ErrorRecord(
@@ -116,7 +123,7 @@ namespace InitramfsPS.Commands
         }
 
         /// <summary>Boots <paramref name="archive"/>, or <paramref name="source"/> exported to a temporary archive.</summary>
-        private void Boot(string? archive, object? source, Regex? until)
+        private void Boot(string? archive, object? source, Regex? until, string? savedKernel = null)
         {
             string? temporary = archive is null
                 ? System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"initramfsps-boot-{Guid.NewGuid():N}.cpio.zst")
@@ -131,7 +138,7 @@ namespace InitramfsPS.Commands
             var options = new BootOptions
             {
                 Archive = archive ?? temporary!,
-                Kernel = Kernel is null ? null : FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"),
+                Kernel = Kernel is null ? savedKernel : FileSystemPath(Kernel, "HostPathNotFileSystem", "kernel"),
                 Machine = Machine,
                 Memory = memoryGiven ? Memory : DefaultMemoryFor(archive, rootfs),
                 KernelArguments = KernelArgument,

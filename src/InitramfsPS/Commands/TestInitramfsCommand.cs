@@ -20,7 +20,7 @@ namespace InitramfsPS.Commands
         private const string PathSet = "Path";
         private const string LiteralPathSet = "LiteralPath";
 
-        /// <summary>The rootfs or image to check (a piped FileInfo is checked as an archive file).</summary>
+        /// <summary>The rootfs or image to check (a piped FileInfo, or the report of Export-Initramfs or Save-Initramfs, is checked as an archive file).</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ParameterSetName = InputSet)]
         [ValidateNotNull]
         public PSObject InputObject { get; set; } = null!;
@@ -80,6 +80,12 @@ namespace InitramfsPS.Commands
                 case System.IO.FileInfo piped:
                     // Get-ChildItem output binds here by value before -LiteralPath by property name.
                     CheckArchive(piped.FullName);
+                    return;
+                case Export.ExportReport exported:
+                    CheckArchive(exported.Path);
+                    return;
+                case SaveReport saved:
+                    CheckArchive(saved.Path);
                     return;
                 case string text:
                     // A string is an archive path, piped or positional, as for Import-Initramfs.
