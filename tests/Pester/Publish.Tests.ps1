@@ -82,7 +82,8 @@ BeforeAll {
 
 AfterAll {
     for ($i = $Servers.Count - 1; $i -ge 0; $i--) { Stop-TestServer $Servers[$i] }
-    foreach ($n in $EnvNames) { [Environment]::SetEnvironmentVariable($n, $SavedEnv[$n]) }
+    # An unset variable is removed again, not set to '' (which .NET keeps on Linux).
+    foreach ($n in $EnvNames) { if ($null -eq $SavedEnv[$n]) { Remove-Item -LiteralPath "Env:$n" -ErrorAction SilentlyContinue } else { [Environment]::SetEnvironmentVariable($n, $SavedEnv[$n]) } }
     if ($Work) { Remove-Item -LiteralPath $Work -Recurse -Force -ErrorAction SilentlyContinue }
 }
 
@@ -189,6 +190,43 @@ Describe 'Publish-Initramfs to docker-registry (no referrers API)' {
         [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData($joined)) | Should -Be $archive.Sha256.ToUpperInvariant()
         (Get-FileHash -LiteralPath (Join-Path $dir ($manifest.layers[-1].digest -replace '^sha256:', ''))).Hash | Should -Be (Get-FileHash $Kernel).Hash
         $r.Layers | Should -Be ($archive.PartCount + 1)
+    }
+}
+
+Describe 'Publish, find, save and boot: the round trip a fleet host makes' -Tag Boot {
+    # What Publish-Initramfs pushed, found from its image by Find-Initramfs and pulled back by
+    # Save-Initramfs: through the fallback tag on docker-registry, through the referrers API on the
+    # tests' own registry. The saved archive and kernel are the published bytes, and they boot.
+    It 'round-trips through <Name>' -ForEach @(
+        @{ Name = 'docker-registry (fallback tag)'; Api = $false }
+        @{ Name = 'a registry with the referrers API'; Api = $true }
+    ) {
+        $url = if ($Api) { $Referrers.Url } else { $Registry.Url }
+        $image = Push-TestImage -Layout $Layout.Path -Tag v1 -Registry $url -Repository 'roundtrip'
+        $published = Get-OciImage $image.Reference | Expand-OciLayers |
+            Publish-Initramfs -Reference "$url/roundtrip:v1-initramfs" -Kernel $Kernel -KernelArgument 'console=ttyS0 panic=-1'
+        $published.Subject | Should -Be $image.Digest
+        $published.Referrers | Should -Be $(if ($Api) { 'referrers API' } else { $image.Digest -replace ':', '-' })
+
+        $found = @(Find-Initramfs $image.Reference)
+        # Digests are one type across the module's objects: they compare as values, and to their text.
+        $found.Digest | Should -Contain $published.Digest
+        $found.Digest | Should -Contain "$($published.Digest)"
+        $published.Digest -eq "$($published.Digest)" | Should -BeTrue
+        $out = Join-Path $Work "roundtrip-$Api.cpio.zst"
+        $kernelOut = Join-Path $Work "roundtrip-$Api-vmlinuz"
+        $saved = $found | Where-Object Digest -EQ $published.Digest | Save-Initramfs -Path $out -KernelPath $kernelOut
+        $saved.ManifestDigest | Should -Be $published.Digest
+        $saved.KernelCommandLine | Should -Be 'console=ttyS0 panic=-1'
+        (Get-FileHash $kernelOut).Hash | Should -Be (Get-FileHash $Kernel).Hash
+        $saved.Sha256 | Should -Be (Get-FileHash $out).Hash.ToLowerInvariant()
+        # The archive is the one an export of the same image writes, byte for byte.
+        $export = Get-OciImage $image.Reference | Expand-OciLayers | Export-Initramfs (Join-Path $Work "roundtrip-$Api-export.cpio.zst")
+        $saved.Sha256 | Should -Be $export.Sha256
+
+        $boot = Invoke-QemuBoot $out -Kernel $kernelOut -TimeoutSeconds 120
+        $boot.Output | Should -Match 'PUBLISHED' -Because $boot.Output
+        $boot.ExitCode | Should -Be 0
     }
 }
 

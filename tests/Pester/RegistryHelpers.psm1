@@ -228,7 +228,7 @@ function Start-TestRegistry {
         [string] $HtpasswdFile,
         $Token,
         [string] $Directory,
-        [double] $TimeoutSeconds = 10,
+        [double] $TimeoutSeconds = 30,
         [int] $MaxLifetimeSeconds = 1800
     )
     if (-not (Get-Command docker-registry -CommandType Application -ErrorAction SilentlyContinue)) {
@@ -285,8 +285,18 @@ health:
 $authYaml
 "@
         [System.IO.File]::WriteAllText($config, $yaml, $script:Utf8)
-        $proc = Start-RigProcess -LogPath $log -Command @((Get-PythonPath), (Join-Path $script:ToolsDir 'supervise.py'),
-            '--parent-pid', "$PID", '--max-lifetime', "$MaxLifetimeSeconds", '--', 'docker-registry', 'serve', $config)
+        # docker-registry reads every REGISTRY_* variable as configuration: a credentials test's
+        # REGISTRY_AUTH_FILE (even set to '' by a restore of an unset one: .NET keeps an empty
+        # variable on Linux) became 'auth: file', which it cannot load. It starts without them.
+        $registryEnv = @(Get-ChildItem Env: | Where-Object Name -Like 'REGISTRY_*')
+        foreach ($v in $registryEnv) { Remove-Item -LiteralPath "Env:$($v.Name)" }
+        try {
+            $proc = Start-RigProcess -LogPath $log -Command @((Get-PythonPath), (Join-Path $script:ToolsDir 'supervise.py'),
+                '--parent-pid', "$PID", '--max-lifetime', "$MaxLifetimeSeconds", '--', 'docker-registry', 'serve', $config)
+        }
+        finally {
+            foreach ($v in $registryEnv) { [Environment]::SetEnvironmentVariable($v.Name, $v.Value) }
+        }
         $client = [System.Net.Http.HttpClient]::new()
         $client.Timeout = [TimeSpan]::FromSeconds(2)
         $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)

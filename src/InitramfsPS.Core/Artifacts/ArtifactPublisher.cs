@@ -159,8 +159,8 @@ namespace InitramfsPS.Artifacts
                 return new PublishReport
                 {
                     Reference = $"{target.Registry}/{target.Repository}:{tag}",
-                    Digest = manifestDigest.ToString(),
-                    Subject = subject?.Digest.ToString(),
+                    Digest = manifestDigest,
+                    Subject = subject?.Digest,
                     Referrers = referrers,
                     Layers = layers.Count,
                     BytesUploaded = uploaded,
@@ -294,10 +294,10 @@ namespace InitramfsPS.Artifacts
         public required string Reference { get; init; }
 
         /// <summary>The digest of the artifact's manifest (<c>sha256:…</c>), as the registry stored it.</summary>
-        public required string Digest { get; init; }
+        public required Digest Digest { get; init; }
 
         /// <summary>The digest of the source image's manifest the artifact refers to, when it has a subject.</summary>
-        public string? Subject { get; init; }
+        public Digest? Subject { get; init; }
 
         /// <summary>How the artifact is listed as a referrer of its subject: <c>referrers API</c>, or the fallback tag it was added to; null without a subject.</summary>
         public string? Referrers { get; init; }
@@ -322,6 +322,6 @@ namespace InitramfsPS.Artifacts
 
         /// <inheritdoc/>
         public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-            $"{Reference}@{Digest[..Math.Min(Digest.Length, 19)]}… {Layers} layers, {Units.Bytes(BytesUploaded)} uploaded, {Units.Bytes(BytesSkipped)} skipped");
+            $"{Reference}@{Digest.ToString()[..19]}… {Layers} layers, {Units.Bytes(BytesUploaded)} uploaded, {Units.Bytes(BytesSkipped)} skipped");
     }
 }

@@ -27,8 +27,14 @@ namespace InitramfsPS.Images
         /// <summary>Lower-case hex of the hash.</summary>
         public string Hex { get; }
 
-        /// <summary>Parses <c>algorithm:hex</c>, refusing anything else.</summary>
-        public static Digest Parse(string? text, string what = "digest")
+        /// <summary>
+        /// Parses <c>algorithm:hex</c>, refusing anything else. With one parameter PowerShell finds
+        /// it, so a digest compares equal to its text (<c>$a.Digest -eq 'sha256:…'</c>).
+        /// </summary>
+        public static Digest Parse(string? text) => Parse(text, "digest");
+
+        /// <summary>Parses <c>algorithm:hex</c>, refusing anything else; <paramref name="what"/> names the value in the error.</summary>
+        public static Digest Parse(string? text, string what)
         {
             if (TryParse(text, out var digest))
             {
