@@ -61,11 +61,6 @@ namespace InitramfsPS.Inspection
         public static string? ConfigPath(Rootfs rootfs) =>
             rootfs.Image?.Config.Env.Where(e => e.StartsWith("PATH=", StringComparison.Ordinal)).Select(e => e[5..]).LastOrDefault();
 
-        /// <summary>ELF reads of contents whose bytes cannot change, for as long as the content lives.</summary>
-        private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Content, ElfRead> ElfReads = new();
-
-        private sealed record ElfRead(ElfFile? Elf);
-
         private sealed class Run : IDisposable
         {
             private readonly Rootfs rootfs;
@@ -362,32 +357,9 @@ namespace InitramfsPS.Inspection
                 }
                 if (!elfCache.TryGetValue(entry.Path, out var elf))
                 {
-                    elf = Known(entry.Content);
+                    elf = ElfFile.Read(entry.Content, reader);
                     elfCache[entry.Path] = elf;
                 }
-                return elf;
-            }
-
-            /// <summary>
-            /// What an ELF read of <paramref name="content"/> found, kept for the content's life when
-            /// its bytes cannot change: a layer's byte range (every read of it is checked against the
-            /// block digests recorded when the layer was verified, so a changed file fails the export
-            /// anyway) or bytes in memory. A rebuild inspects the same base again with one file added,
-            /// and the ELF reads of Debian minbase's programs and libraries were most of its 20 ms.
-            /// A host file is read again each time: it may have changed.
-            /// </summary>
-            private ElfFile? Known(Content content)
-            {
-                if (content is not (FileRangeContent or InlineContent))
-                {
-                    return ElfFile.Read(content, reader);
-                }
-                if (ElfReads.TryGetValue(content, out var known))
-                {
-                    return known.Elf;
-                }
-                var elf = ElfFile.Read(content, reader);
-                ElfReads.AddOrUpdate(content, new ElfRead(elf));
                 return elf;
             }
 
