@@ -97,7 +97,8 @@ namespace InitramfsPS.Cache
     /// like any other (<c>blobs/sha256/&lt;hex&gt;</c>, content-addressed, so a later push can send
     /// them to a registry as layers as they are), found through a key record
     /// (<c>parts/&lt;hex&gt;</c>, <see cref="PartRecord"/>). Nothing read back is trusted: a hit is
-    /// handed out only after its bytes hashed to the blob's digest, and an entry found bad (a
+    /// handed out only after its bytes hashed to the BLAKE3 its record holds (the sha256 of the
+    /// blob's name is computed only when they do not), and an entry found bad (a
     /// corrupt or truncated blob, a record that is garbage or leads to no blob) is a miss and is
     /// removed.
     /// </summary>
@@ -156,7 +157,7 @@ namespace InitramfsPS.Cache
 
         /// <summary>
         /// Looks <paramref name="key"/> up. A hit hands out the compressed bytes, read whole and
-        /// checked against the blob's sha256 and length, in buffers the caller gives back
+        /// checked against the record's BLAKE3 and length, in buffers the caller gives back
         /// (<see cref="CachedPart.Release"/>, <see cref="CachedPart.Dispose"/>). A miss, and an entry
         /// found bad (then removed), return false; nothing but cancellation is thrown for what the
         /// cache holds (an invalid key is the caller's error: <see cref="ArgumentException"/>).

@@ -25,7 +25,7 @@ namespace InitramfsPS.Compression
         /// The write stage starts the disk writes of the file every this many bytes (without waiting
         /// for them), so the fsync before the rename has little left to do.
         /// </summary>
-        private const long SyncEvery = 8L << 20;
+        private const long WritebackEvery = 8L << 20;
 
         private readonly Stages stages;
         private readonly BoundedQueue<Part> unassigned;
@@ -36,7 +36,7 @@ namespace InitramfsPS.Compression
         private readonly IPartStore? store;
         private long bytesWritten;
         private long compressedInput;
-        private long sinceSync;
+        private long sinceWriteback;
         private int partsCompressed;
         private int partsReused;
         private long bytesCompressed;
@@ -226,7 +226,7 @@ namespace InitramfsPS.Compression
                 {
                     file.Write(segment.Buffer.AsSpan(0, segment.Count));
                     Interlocked.Add(ref bytesWritten, segment.Count);
-                    sinceSync += segment.Count;
+                    sinceWriteback += segment.Count;
                     if (segment.GiveBack is { } giveBack)
                     {
                         giveBack(segment.Buffer);
@@ -235,10 +235,10 @@ namespace InitramfsPS.Compression
                     {
                         chunks.Return(segment.Buffer);
                     }
-                    if (sinceSync >= SyncEvery)
+                    if (sinceWriteback >= WritebackEvery)
                     {
                         file.StartWriteback();
-                        sinceSync = 0;
+                        sinceWriteback = 0;
                     }
                 }
                 unwritten.TryTake(out _, stages.Token);
