@@ -353,12 +353,16 @@ namespace InitramfsPS.Cache
             }
         }
 
-        /// <summary>Flushes what was written so far to disk (fsync), so that the one at <see cref="Commit()"/> has little left.</summary>
-        public void Sync()
+        /// <summary>
+        /// Starts writing what was written so far to disk without waiting for it (see
+        /// <see cref="AtomicFileWriter.StartWriteback"/>), so that the fsync at <see cref="Commit()"/>
+        /// has little left and the thread writing the blob is not stopped for the disk meanwhile.
+        /// </summary>
+        public void StartWriteback()
         {
             try
             {
-                file.Sync();
+                file.StartWriteback();
             }
             catch (IOException ex)
             {
