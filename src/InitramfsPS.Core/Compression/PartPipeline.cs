@@ -29,7 +29,7 @@ namespace InitramfsPS.Compression
     /// the producer hands over 1 MiB chunks through a queue of at most <see cref="Part.InputDepth"/>
     /// chunks, which the compressor takes as they come. Which form a part takes depends only on the
     /// byte counts, so it is part of the content, not of the timing.</para>
-    /// <para>Memory is bounded whatever the entry sizes: at most workers + 1 parts are open, each
+    /// <para>Memory is bounded whatever the entry sizes: at most workers + 2 parts are open, each
     /// holding at most one part buffer or <see cref="Part.InputDepth"/> chunks of input, and a part
     /// stops compressing once it holds <see cref="PartSize"/> + 2 MiB of output the writer has not
     /// taken (4 MiB for a plain archive, whose one part a writer slower than the copy would
@@ -78,7 +78,7 @@ namespace InitramfsPS.Compression
             // Twice the part size: a part outgrows it only when one entry larger than a part crosses
             // its end (with 1.5x, two 3 MiB libraries after a 4 MiB mark already did).
             // Pinned: zstd keeps pointers into a part buffer between calls (stableInBuffer). At most one
-            // buffer per open part exists, so the pool never holds more than workers + 1.
+            // buffer per open part exists, so the pool never holds more than workers + 2.
             partBuffers = compression == InitramfsCompression.None ? null : new ChunkPool((int)bufferSize, pinned: true);
             compressing = compression != InitramfsCompression.None;
             Store = compressing ? store : null;
