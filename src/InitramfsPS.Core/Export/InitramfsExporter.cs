@@ -187,35 +187,59 @@ namespace InitramfsPS.Export
             var stopwatch = Stopwatch.StartNew();
             var prepared = Prepare(source, options.AddDefaultEntries);
             var rootfs = prepared.Rootfs;
-            var warnings = prepared.Warnings;
 
             // The full check of Test-Initramfs: errors refuse the export unless -Force. Names and sizes
             // the format cannot hold are refused below whatever -Force says, with their own ids. It
-            // runs beside the plan (both only read the rootfs): on Debian minbase each took about
-            // 20 ms, all of it before the first byte of a rebuild could be written.
-            var inspection = System.Threading.Tasks.Task.Run(() => Inspection.RootfsInspector.Inspect(rootfs, new Inspection.InspectionOptions
+            // runs beside the plan and the writing (all of them only read the rootfs): on Debian
+            // minbase it took 25-35 ms, and waited for before the first part it held up a rebuild
+            // by 10-25 ms. A refusal stops the writing at once (refused), is what the export
+            // throws whatever the writing met meanwhile, and comes before the archive gets its
+            // name; the temporary file goes with the rest.
+            using var refused = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var inspectionWarnings = new List<string>();
+            var inspection = System.Threading.Tasks.Task.Run(() =>
             {
-                ConsoleMissingSeverity = Inspection.FindingSeverity.Warning,
-                ConsoleMissingNote = "-NoDefaultEntries was given; the kernel's own built-in initramfs may still provide it.",
-                CheckArchiveLimits = false,
-                Init = prepared.Init,
-            }, cancellationToken), cancellationToken);
-            List<RootfsEntry> entries;
-            Planned[] plan;
-            long totalBytes;
+                var findings = Inspection.RootfsInspector.Inspect(rootfs, new Inspection.InspectionOptions
+                {
+                    ConsoleMissingSeverity = Inspection.FindingSeverity.Warning,
+                    ConsoleMissingNote = "-NoDefaultEntries was given; the kernel's own built-in initramfs may still provide it.",
+                    CheckArchiveLimits = false,
+                    Init = prepared.Init,
+                }, cancellationToken);
+                try
+                {
+                    CheckFindings(findings, rootfs, options, inspectionWarnings);
+                }
+                catch (InitramfsException)
+                {
+                    refused.Cancel();
+                    throw;
+                }
+            }, cancellationToken);
             try
             {
-                var walked = rootfs.GetEntriesWithSubdirectoryCounts().ToList();
-                entries = walked.ConvertAll(w => w.Entry);
-                plan = Plan(entries, walked.ConvertAll(w => w.Subdirectories), options, out totalBytes);
+                return Write(rootfs, prepared, path, options, stopwatch, inspection, inspectionWarnings, refused.Token);
             }
             catch
             {
-                // What the inspection refuses is said first, as when the two ran one after the other.
-                CheckFindings(inspection.GetAwaiter().GetResult(), rootfs, options, warnings);
+                // What the inspection refuses is said first, as when the two ran one after the other
+                // (this waits for it: it must not outlive the export either).
+                inspection.GetAwaiter().GetResult();
                 throw;
             }
-            CheckFindings(inspection.GetAwaiter().GetResult(), rootfs, options, warnings);
+        }
+
+        /// <summary>
+        /// Export's plan and writing, beside the <paramref name="inspection"/>, which is waited for
+        /// (and its refusal thrown) before the archive is renamed into place.
+        /// </summary>
+        private static ExportReport Write(Rootfs rootfs, PreparedRootfs prepared, string path, ExportSettings options, Stopwatch stopwatch,
+            System.Threading.Tasks.Task inspection, List<string> inspectionWarnings, CancellationToken cancellationToken)
+        {
+            var warnings = prepared.Warnings;
+            var walked = rootfs.GetEntriesWithSubdirectoryCounts().ToList();
+            var entries = walked.ConvertAll(w => w.Entry);
+            var plan = Plan(entries, walked.ConvertAll(w => w.Subdirectories), options, out long totalBytes);
 
             string fullPath = System.IO.Path.GetFullPath(path);
             string directory = System.IO.Path.GetDirectoryName(fullPath)!;
@@ -279,6 +303,9 @@ namespace InitramfsPS.Export
                     partsCompressed = pipeline.PartsCompressed;
                     partsReused = pipeline.PartsReused;
                     bytesCompressed = pipeline.BytesCompressed;
+                    // The inspection's refusal, if it has one, before the archive has its name.
+                    inspection.GetAwaiter().GetResult();
+                    warnings.AddRange(inspectionWarnings);
                     file.Commit(fullPath, options.Overwrite ? ExistingFile.Replace : ExistingFile.Fail);
                 }
                 return new ExportReport
