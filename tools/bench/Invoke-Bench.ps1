@@ -196,11 +196,12 @@ foreach (`$x in '.cpio.zst', '.cpio') {
 # repeated export copies its parts from that cache, and a first one pays for keeping them, so
 # with it the rows would measure the cache rather than the code being compared.
 function Measure-Round([string] $Side, [string] $Module, $Image, [string] $Ref, [string] $Dir) {
+    $noPartCache = "if ((Get-Command Export-Initramfs).Parameters.ContainsKey('NoPartCache')) { `$PSDefaultParameterValues['Export-Initramfs:NoPartCache'] = `$true }"
     $cache = Join-Path $work "cache-compare-$($Image.Name)-$Side"
     $child = @"
 `$ErrorActionPreference = 'Stop'
 Import-Module '$Module'
-if ((Get-Command Export-Initramfs).Parameters.ContainsKey('NoPartCache')) { `$PSDefaultParameterValues['Export-Initramfs:NoPartCache'] = `$true }
+$noPartCache
 `$r = Get-OciImage 'oci:$($Image.Path):$($Image.Tag)' | Expand-OciLayers
 foreach (`$i in 1..2) { foreach (`$x in '.cpio.zst', '.cpio.gz', '.cpio') { `$null = `$r | Export-Initramfs "$Dir/warm`$x" -Force -WarningAction SilentlyContinue } }
 `$t = @{ '.cpio' = @(); '.cpio.zst' = @(); '.cpio.gz' = @() }
@@ -224,7 +225,7 @@ foreach (`$x in `$t.Keys) { `$m[`$x] = (`$t[`$x] | Sort-Object)[2] }
     $fresh = Join-Path $work 'fresh-compare'
     $runs = foreach ($k in 1..3) {
         & sync
-        (Invoke-Pwsh "Import-Module '$Module'; if ((Get-Command Export-Initramfs).Parameters.ContainsKey('NoPartCache')) { `$PSDefaultParameterValues['Export-Initramfs:NoPartCache'] = `$true }; `$null = Get-OciImage '$Ref' | Export-Initramfs '$Dir/e2e.cpio.zst' -Force -WarningAction SilentlyContinue" @{ INITRAMFSPS_CACHE = $fresh }).Seconds
+        (Invoke-Pwsh "Import-Module '$Module'; $noPartCache; `$null = Get-OciImage '$Ref' | Export-Initramfs '$Dir/e2e.cpio.zst' -Force -WarningAction SilentlyContinue" @{ INITRAMFSPS_CACHE = $fresh }).Seconds
         Remove-Item -LiteralPath $fresh -Recurse -Force -ErrorAction SilentlyContinue
     }
     $e2e = Get-Median $runs

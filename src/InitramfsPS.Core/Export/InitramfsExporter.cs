@@ -218,7 +218,7 @@ namespace InitramfsPS.Export
             }, cancellationToken);
             try
             {
-                return Write(rootfs, prepared, path, options, stopwatch, inspection, inspectionWarnings, refused.Token);
+                return Write(prepared, path, options, stopwatch, inspection, inspectionWarnings, refused.Token);
             }
             catch
             {
@@ -233,9 +233,10 @@ namespace InitramfsPS.Export
         /// Export's plan and writing, beside the <paramref name="inspection"/>, which is waited for
         /// (and its refusal thrown) before the archive is renamed into place.
         /// </summary>
-        private static ExportReport Write(Rootfs rootfs, PreparedRootfs prepared, string path, ExportSettings options, Stopwatch stopwatch,
+        private static ExportReport Write(PreparedRootfs prepared, string path, ExportSettings options, Stopwatch stopwatch,
             System.Threading.Tasks.Task inspection, List<string> inspectionWarnings, CancellationToken cancellationToken)
         {
+            var rootfs = prepared.Rootfs;
             var warnings = prepared.Warnings;
             var walked = rootfs.GetEntriesWithSubdirectoryCounts().ToList();
             var entries = walked.ConvertAll(w => w.Entry);

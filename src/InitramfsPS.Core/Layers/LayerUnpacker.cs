@@ -28,7 +28,7 @@ namespace InitramfsPS.Layers
     internal static class LayerUnpacker
     {
         private const int ChunkSize = 1 << 20;
-        private const long SyncEvery = 32L << 20;
+        private const long WritebackEvery = 32L << 20;
 
         /// <summary>
         /// Reads <paramref name="raw"/> (the stored bytes) to its end, hashing it in the algorithm of
@@ -88,7 +88,7 @@ namespace InitramfsPS.Layers
             stages.Start("InitramfsPS cache write", () =>
             {
                 using var blocks = new BlockHasher();
-                long sinceSync = 0;
+                long sinceWriteback = 0;
                 while (toWriter.TryTake(out var chunk, stages.Token))
                 {
                     var bytes = chunk.Buffer.AsSpan(0, chunk.Count);
@@ -96,16 +96,16 @@ namespace InitramfsPS.Layers
                     // The cache's writer hashes the tar as it writes it: its digest is the one the tar is stored under.
                     result.Writer.Write(bytes);
                     result.TarLength += chunk.Count;
-                    sinceSync += chunk.Count;
+                    sinceWriteback += chunk.Count;
                     chunks.Return(chunk.Buffer);
-                    if (sinceSync >= SyncEvery)
+                    if (sinceWriteback >= WritebackEvery)
                     {
                         // Written back while decompression goes on, so that the fsync of the commit has
                         // little left. Started, not waited for: a waiting fsync every 32 MiB stopped this
                         // thread, the slowest of the three on a large layer, for the disk's time (a 1 GB
                         // tar: 32 waits of about 45 ms each here).
                         result.Writer.StartWriteback();
-                        sinceSync = 0;
+                        sinceWriteback = 0;
                     }
                 }
                 result.TarDigest = result.Writer.Digest;
