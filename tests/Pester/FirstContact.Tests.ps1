@@ -270,7 +270,9 @@ Describe 'Export progress' {
         # 4 KiB random, 4 KiB zeros, over and over: about 2:1, as real files compress, so that
         # zstd takes its input in steps as it fills the output chunks.
         $rng = [Random]::new(7)
-        $bytes = [byte[]]::new(8MB)
+        # 24 MB: the seconds left are shown only after the first second of compressing
+        # (ExportInitramfsCommand.ShowProgress), and 8 MB once took 1.08 s in all on a CI run.
+        $bytes = [byte[]]::new(24MB)
         $noise = [byte[]]::new(4KB)
         for ($i = 0; $i -lt $bytes.Length; $i += 8KB) { $rng.NextBytes($noise); [Array]::Copy($noise, 0, $bytes, $i, 4KB) }
         [IO.File]::WriteAllBytes($data, $bytes)
