@@ -133,9 +133,9 @@ namespace InitramfsPS.Cache
         private readonly BlobStore store;
         private readonly ChunkPool buffers;
 
-        /// <summary>A part cache in <paramref name="store"/>, the buffers of hits from a pool of its own.</summary>
+        /// <summary>A part cache in <paramref name="store"/>, the buffers of hits from the shared pool of 1 MiB buffers, as the export's chunks.</summary>
         public PartCache(BlobStore store)
-            : this(store, new ChunkPool(DefaultSegmentSize))
+            : this(store, ChunkPool.Shared(DefaultSegmentSize))
         {
         }
 

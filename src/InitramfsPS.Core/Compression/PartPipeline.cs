@@ -43,7 +43,7 @@ namespace InitramfsPS.Compression
         /// <summary>Output a plain archive's part may queue ahead of the writer.</summary>
         private const long PlainOutputLimit = 4L * ChunkSize;
 
-        private readonly ChunkPool chunks = new(ChunkSize);
+        private readonly ChunkPool chunks = ChunkPool.Shared(ChunkSize);
         private readonly ChunkPool? partBuffers;
         private readonly OrderedPartWriter writer;
         private byte[] chunk;
@@ -78,8 +78,9 @@ namespace InitramfsPS.Compression
             // Twice the part size: a part outgrows it only when one entry larger than a part crosses
             // its end (with 1.5x, two 3 MiB libraries after a 4 MiB mark already did).
             // Pinned: zstd keeps pointers into a part buffer between calls (stableInBuffer). At most one
-            // buffer per open part exists, so the pool never holds more than workers + 2.
-            partBuffers = compression == InitramfsCompression.None ? null : new ChunkPool((int)bufferSize, pinned: true);
+            // buffer per open part is rented, workers + 2; the shared pool keeps them for the next
+            // export (see ChunkPool for why).
+            partBuffers = compression == InitramfsCompression.None ? null : ChunkPool.Shared((int)bufferSize, pinned: true);
             compressing = compression != InitramfsCompression.None;
             Store = compressing ? store : null;
             writer = new OrderedPartWriter(file, () => PartCodecs.Create(compression, level), compressors, (int)(outputLimit / ChunkSize), chunks, Store, cancellationToken);

@@ -44,7 +44,7 @@ namespace InitramfsPS.Layers
             Action? releaseReader = null)
         {
             var result = new UnpackedLayer(cache.CreateWriter());
-            var chunks = new ChunkPool(ChunkSize);
+            var chunks = ChunkPool.Shared(ChunkSize);
             using var stages = new Stages(cancellationToken);
             using var release = releaseReader is null ? default : stages.Token.Register(releaseReader);
             var toParser = new BoundedQueue<Chunk>(4);
