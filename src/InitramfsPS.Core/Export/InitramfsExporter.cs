@@ -238,9 +238,15 @@ namespace InitramfsPS.Export
         {
             var rootfs = prepared.Rootfs;
             var warnings = prepared.Warnings;
-            var walked = rootfs.GetEntriesWithSubdirectoryCounts().ToList();
-            var entries = walked.ConvertAll(w => w.Entry);
-            var plan = Plan(entries, walked.ConvertAll(w => w.Subdirectories), options, out long totalBytes);
+            // Sized once: a list grown by doubling leaves its smaller arrays behind, new memory each export.
+            var entries = new List<RootfsEntry>(rootfs.Count);
+            var subdirectories = new List<int>(rootfs.Count);
+            foreach (var (entry, count) in rootfs.GetEntriesWithSubdirectoryCounts())
+            {
+                entries.Add(entry);
+                subdirectories.Add(count);
+            }
+            var plan = Plan(entries, subdirectories, options, out long totalBytes);
 
             string fullPath = System.IO.Path.GetFullPath(path);
             string directory = System.IO.Path.GetDirectoryName(fullPath)!;
@@ -422,16 +428,19 @@ namespace InitramfsPS.Export
         }
 
         /// <summary>
-        /// One entry's header as it will be written. The name is not kept: for 100k entries the
-        /// UTF-8 names would hold several MB for the whole export; they are encoded again as written.
+        /// Each entry's header as it will be written, and whether its data follows, by index. The
+        /// names are not kept: for 100k entries the UTF-8 names would hold several MB for the whole
+        /// export; they are encoded again as written. Two arrays, not one of pairs, because the part
+        /// cuts and recipes take them so: a copy of 100k headers (5 MB) was memory new to the
+        /// process at every export, and such memory is dear here (see ChunkPool).
         /// </summary>
-        private readonly record struct Planned(CpioHeader Header, bool WriteData);
+        private sealed record Planned(CpioHeader[] Headers, bool[] WriteData);
 
         /// <summary>Validates every entry against what newc and the kernel can hold, and fixes inode numbers and link counts.</summary>
-        private static Planned[] Plan(List<RootfsEntry> entries, List<int> subdirectories, ExportSettings options, out long totalBytes)
+        private static Planned Plan(List<RootfsEntry> entries, List<int> subdirectories, ExportSettings options, out long totalBytes)
         {
             totalBytes = NewcCodec.TrailerSize;
-            var plan = new Planned[entries.Count];
+            var plan = new Planned(new CpioHeader[entries.Count], new bool[entries.Count]);
             var groupSizes = new Dictionary<HardlinkGroup, int>(ReferenceEqualityComparer.Instance);
             foreach (var e in entries)
             {
@@ -441,7 +450,7 @@ namespace InitramfsPS.Export
                 }
             }
             var groupInodes = new Dictionary<HardlinkGroup, uint>(ReferenceEqualityComparer.Instance);
-            var inodes = new InodeNumbers();
+            var inodes = new InodeNumbers(entries.Count);
             byte[] name = new byte[1024];
             for (int i = 0; i < entries.Count; i++)
             {
@@ -527,7 +536,8 @@ namespace InitramfsPS.Export
                 {
                     header = NewcCodec.MakeReproducible(header, clamp);
                 }
-                plan[i] = new Planned(header, writeData);
+                plan.Headers[i] = header;
+                plan.WriteData[i] = writeData;
             }
             return plan;
         }
@@ -537,11 +547,11 @@ namespace InitramfsPS.Export
         /// a part an earlier export compressed (found from its recipe, then by the sha256 of its
         /// bytes) is copied from the store and its entries are not read.
         /// </summary>
-        private static void WriteParts(CpioRecordWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned[] plan, ExportSettings options, CancellationToken cancellationToken)
+        private static void WriteParts(CpioRecordWriter writer, PartPipeline pipeline, List<RootfsEntry> entries, Planned plan, ExportSettings options, CancellationToken cancellationToken)
         {
             using var reader = new ContentReader();
-            var headers = Array.ConvertAll(plan, p => p.Header);
-            var carriesData = Array.ConvertAll(plan, p => p.WriteData);
+            var headers = plan.Headers;
+            var carriesData = plan.WriteData;
             var parts = PartPlan.Cut(entries, headers, carriesData, pipeline.Cuts);
             var store = pipeline.Store;
             if (store is not null)
@@ -570,10 +580,10 @@ namespace InitramfsPS.Export
                         options.Progress?.Entry(i);
                     }
                     var e = entries[i];
-                    var p = plan[i];
+                    ref readonly var header = ref headers[i];
                     int nameLength = PartPlan.EncodeName(e, ref name);
-                    writer.WriteHeader(p.Header, name.AsSpan(0, nameLength));
-                    if (p.WriteData && p.Header.FileSize > 0)
+                    writer.WriteHeader(header, name.AsSpan(0, nameLength));
+                    if (carriesData[i] && header.FileSize > 0)
                     {
                         if (e.Type == EntryType.Symlink)
                         {

@@ -24,7 +24,10 @@ namespace InitramfsPS.Export
         /// <summary>Salts tried per name; 2^32 numbers against an entry cap far below it make this unreachable but bounded.</summary>
         private const int MaxProbes = 1 << 16;
 
-        private readonly HashSet<uint> used = new();
+        private readonly HashSet<uint> used;
+
+        /// <summary>Numbers for about <paramref name="entries"/> entries (the set is sized once for them).</summary>
+        public InodeNumbers(int entries = 0) => used = new HashSet<uint>(entries);
 
         /// <summary>The number for the entry named <paramref name="archiveName"/> (UTF-8, as written), not given before.</summary>
         public uint Next(ReadOnlySpan<byte> archiveName)
