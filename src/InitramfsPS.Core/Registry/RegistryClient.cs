@@ -295,7 +295,10 @@ namespace InitramfsPS.Registry
             string url = $"{session.BaseUrl}{reference.Repository}/blobs/{blob.Digest}";
             var call = new RegistryCall(blob.Digest.ToString(), $"the blob {blob.Digest.ShortHex} of {reference.Repository}");
             using var writer = cache.CreateWriter();
-            var hash = blob.Digest.CreateHash();
+            // The cache's writer hashes with sha256 as it writes; a second sha256 here cost a pull
+            // of the synthetic 1 GB image 0.4 s of CPU. Another algorithm is hashed beside it.
+            bool sha256 = blob.Digest.Algorithm == "sha256";
+            var hash = sha256 ? null : blob.Digest.CreateHash();
             try
             {
                 long written = 0;
@@ -316,8 +319,8 @@ namespace InitramfsPS.Registry
                         session.Say($"{blob.Digest.ShortHex}: the registry does not resume; downloading again from the start.");
                         writer.Stream.SetLength(0);
                         writer.Stream.Position = 0;
-                        hash.Dispose();
-                        hash = blob.Digest.CreateHash();
+                        hash?.Dispose();
+                        hash = sha256 ? null : blob.Digest.CreateHash();
                         written = 0;
                         sink?.Restart();
                     }
@@ -330,7 +333,7 @@ namespace InitramfsPS.Registry
                             throw new InitramfsException("DigestMismatch", FailureKind.InvalidData,
                                 $"The blob {blob.Digest} is longer than the {blob.Size} bytes its descriptor says.", blob.Digest.ToString());
                         }
-                        hash.AppendData(buffer, 0, n);
+                        hash?.AppendData(buffer, 0, n);
                         writer.Write(buffer, n);
                         written += n;
                         progress?.Invoke(written);
@@ -341,7 +344,7 @@ namespace InitramfsPS.Registry
                     }
                     return true;
                 }, cancellationToken).ConfigureAwait(false);
-                if (written != blob.Size || !blob.Digest.Matches(hash.GetHashAndReset()))
+                if (written != blob.Size || (hash is null ? writer.Digest != blob.Digest : !blob.Digest.Matches(hash.GetHashAndReset())))
                 {
                     throw new InitramfsException("DigestMismatch", FailureKind.InvalidData,
                         $"The blob {blob.Digest} of {reference} arrived as {written} bytes that do not match its digest; nothing was cached.", blob.Digest.ToString());
@@ -350,7 +353,7 @@ namespace InitramfsPS.Registry
             }
             finally
             {
-                hash.Dispose();
+                hash?.Dispose();
             }
         }
 
