@@ -263,9 +263,10 @@ namespace InitramfsPS.Compression
     /// until the writer takes it.
     /// </summary>
     /// <remarks>
-    /// A zstd part is collected whole in a part buffer and handed over as one segment when it ends;
-    /// one that outgrows its buffer is handed over at that moment and streams on in chunks
-    /// (<see cref="Streaming"/>). Every gzip or plain part streams in chunks from the start. At most
+    /// A gzip or zstd part is collected whole in a part buffer (so that its sha256 keys the part
+    /// store before it is compressed) and handed over as one segment when it ends; one that
+    /// outgrows its buffer is handed over at that moment and streams on in chunks
+    /// (<see cref="Streaming"/>). The one part of a plain archive streams in chunks from the start. At most
     /// <see cref="InputDepth"/> chunks wait for the compressor.
     /// </remarks>
     internal sealed class Part
@@ -292,7 +293,7 @@ namespace InitramfsPS.Compression
         public int Used { get; set; }
 
         /// <summary>
-        /// Input comes in chunks (gzip, plain, or a zstd part that outgrew its buffer). Set by the
+        /// Input comes in chunks (a plain archive's part, or a part that outgrew its buffer). Set by the
         /// producer before it hands over the buffer, so a compressor that took the buffer sees it.
         /// </summary>
         public bool Streaming { get; private set; }
