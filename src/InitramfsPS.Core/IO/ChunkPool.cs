@@ -34,13 +34,15 @@ namespace InitramfsPS.IO
 
         private static readonly ConcurrentDictionary<(int Size, bool Pinned), ChunkPool> SharedPools = new();
 
-        /// <summary>Lets the shared pools' idle buffers go; runs while a shared pool keeps any.</summary>
-        private static Timer? sweeper;
+        /// <summary>
+        /// Lets the shared pools' idle buffers go. It runs as long as the process does: a tick every
+        /// 30 s costs nothing, where starting and stopping it took a global lock on every return.
+        /// </summary>
+        private static readonly Timer Sweeper = new(static _ => Sweep(IdleRelease), null, IdleRelease, IdleRelease);
 
         private readonly Stack<byte[]> free = new();
         private readonly bool pinned;
         private readonly int maxRetained;
-        private readonly bool releaseWhenIdle;
         private long lastUse;
         private long allocated;
 
@@ -50,21 +52,20 @@ namespace InitramfsPS.IO
         /// may keep pointers into them between calls).
         /// </summary>
         public ChunkPool(int size, bool pinned = false)
-            : this(size, pinned, int.MaxValue, releaseWhenIdle: false)
+            : this(size, pinned, int.MaxValue)
         {
         }
 
-        private ChunkPool(int size, bool pinned, int maxRetained, bool releaseWhenIdle)
+        private ChunkPool(int size, bool pinned, int maxRetained)
         {
             Size = size;
             this.pinned = pinned;
             this.maxRetained = maxRetained;
-            this.releaseWhenIdle = releaseWhenIdle;
         }
 
         /// <summary>The process's shared pool of buffers of <paramref name="size"/> bytes (pinned or not).</summary>
         public static ChunkPool Shared(int size, bool pinned = false) =>
-            SharedPools.GetOrAdd((size, pinned), key => new ChunkPool(key.Size, key.Pinned, (int)Math.Max(1, RetainedBytes / key.Size), releaseWhenIdle: true));
+            SharedPools.GetOrAdd((size, pinned), key => new ChunkPool(key.Size, key.Pinned, (int)Math.Max(1, RetainedBytes / key.Size)));
 
         /// <summary>Length of every buffer.</summary>
         public int Size { get; }
@@ -114,10 +115,6 @@ namespace InitramfsPS.IO
                     free.Push(buffer);
                 }
             }
-            if (releaseWhenIdle)
-            {
-                StartSweeper();
-            }
         }
 
         /// <summary>Lets every kept buffer go (a shared pool does so itself once idle).</summary>
@@ -129,18 +126,9 @@ namespace InitramfsPS.IO
             }
         }
 
-        private static void StartSweeper()
-        {
-            lock (SharedPools)
-            {
-                sweeper ??= new Timer(static _ => Sweep(IdleRelease), null, IdleRelease, IdleRelease);
-            }
-        }
-
-        /// <summary>Empties every shared pool unused for <paramref name="idle"/>; the sweeper stops once all are empty.</summary>
+        /// <summary>Empties every shared pool unused for <paramref name="idle"/> (the sweeper's tick, or a test's).</summary>
         internal static void Sweep(TimeSpan idle)
         {
-            bool keeping = false;
             foreach (var pool in SharedPools.Values)
             {
                 lock (pool.free)
@@ -149,24 +137,6 @@ namespace InitramfsPS.IO
                     {
                         pool.free.Clear();
                     }
-                    keeping |= pool.free.Count > 0;
-                }
-            }
-            if (!keeping)
-            {
-                lock (SharedPools)
-                {
-                    // Looked at again under the lock StartSweeper takes: a buffer given back since
-                    // the loop keeps the sweeper going (a Return pushes before it asks for the sweeper).
-                    foreach (var pool in SharedPools.Values)
-                    {
-                        if (pool.Retained > 0)
-                        {
-                            return;
-                        }
-                    }
-                    sweeper?.Dispose();
-                    sweeper = null;
                 }
             }
         }
